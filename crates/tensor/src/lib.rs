@@ -5,6 +5,15 @@
 //! and the thread pool they run on. It knows nothing of model files, model
 //! families or tokens: a model is built on top of it, not inside it.
 
+pub mod blocks;
 pub mod dtype;
+pub mod kernels;
+mod kquant;
+pub mod matmul;
+pub mod pool;
+pub mod quant;
 
 pub use dtype::DType;
+pub use kernels::Isa;
+pub use matmul::{Activations, MatmulJob, WeightMatrix, matmul, matmuls};
+pub use pool::ThreadPool;

@@ -1,0 +1,333 @@
+//! AVX2 + FMA + F16C dot products over quantized rows.
+//!
+//! Each kernel computes the dot products of one weight row with `NT`
+//! activation rows at once (NT = 1 for decoding, up to 4 in prompt
+//! processing), so a weight block is unpacked once and used `NT` times.
+//! Callers must have checked that the CPU has these features; see
+//! [`super::Isa::detect`].
+
+#![allow(clippy::missing_safety_doc)]
+
+use std::arch::x86_64::*;
+
+use crate::blocks::*;
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum(v: __m256) -> f32 {
+    let lo = _mm256_castps256_ps128(v);
+    let hi = _mm256_extractf128_ps::<1>(v);
+    let s = _mm_add_ps(lo, hi);
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn half(b: [u8; 2]) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(
+        _mm_cvtsi32_si128(u16::from_le_bytes(b) as i32),
+    ))
+}
+
+/// Sixteen bytes of nibbles into 32 bytes: low nibbles first, then high.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn nibbles(qs: &[u8; 16]) -> __m256i {
+    // SAFETY: qs is 16 readable bytes; loadu has no alignment requirement.
+    let tmp = unsafe { _mm_loadu_si128(qs.as_ptr().cast()) };
+    let both = _mm256_set_m128i(_mm_srli_epi16::<4>(tmp), tmp);
+    _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
+}
+
+/// 32 bits into 32 bytes: 0xff where the bit is set.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn bits_to_bytes(bits: u32) -> __m256i {
+    let shuffle = _mm256_set_epi64x(
+        0x0303030303030303,
+        0x0202020202020202,
+        0x0101010101010101,
+        0x0000000000000000,
+    );
+    let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(bits as i32), shuffle);
+    let bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
+    _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1))
+}
+
+/// Sum of products of unsigned and signed bytes, in eight i32 lanes as floats.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn mul_sum_us8(ax: __m256i, sy: __m256i) -> __m256 {
+    let dot = _mm256_maddubs_epi16(ax, sy);
+    _mm256_cvtepi32_ps(_mm256_madd_epi16(dot, _mm256_set1_epi16(1)))
+}
+
+/// Sum of products of signed bytes, in eight i32 lanes as floats.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn mul_sum_i8(x: __m256i, y: __m256i) -> __m256 {
+    let ax = _mm256_sign_epi8(x, x);
+    let sy = _mm256_sign_epi8(y, x);
+    mul_sum_us8(ax, sy)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load32(qs: &[i8; 32]) -> __m256i {
+    // SAFETY: 32 readable bytes, unaligned load.
+    unsafe { _mm256_loadu_si256(qs.as_ptr().cast()) }
+}
+
+/// `out[t] = dot(w, a[t])` for Q4_0 weights and Q8_0 activations.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_q4_0<const NT: usize>(w: &[BlockQ4_0], a: [&[BlockQ8_0]; NT], out: &mut [f32]) {
+    let mut acc = [_mm256_setzero_ps(); NT];
+    for (i, wb) in w.iter().enumerate() {
+        let dw = half(wb.d);
+        // SAFETY: the features are enabled; the block is in bounds.
+        let qx = unsafe { _mm256_sub_epi8(nibbles(&wb.qs), _mm256_set1_epi8(8)) };
+        for t in 0..NT {
+            let ab = &a[t][i];
+            let d = _mm256_set1_ps(dw * half(ab.d));
+            let qy = unsafe { load32(&ab.qs) };
+            acc[t] = _mm256_fmadd_ps(d, mul_sum_i8(qx, qy), acc[t]);
+        }
+    }
+    for t in 0..NT {
+        out[t] = hsum(acc[t]);
+    }
+}
+
+/// `out[t] = dot(w, a[t])` for Q4_1 weights and Q8_1 activations.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_q4_1<const NT: usize>(w: &[BlockQ4_1], a: [&[BlockQ8_1]; NT], out: &mut [f32]) {
+    let mut acc = [_mm256_setzero_ps(); NT];
+    let mut mins = [0f32; NT];
+    for (i, wb) in w.iter().enumerate() {
+        let (dw, mw) = (half(wb.d), half(wb.m));
+        let qx = unsafe { nibbles(&wb.qs) };
+        for t in 0..NT {
+            let ab = &a[t][i];
+            mins[t] += mw * half(ab.s);
+            let d = _mm256_set1_ps(dw * half(ab.d));
+            let qy = unsafe { load32(&ab.qs) };
+            acc[t] = _mm256_fmadd_ps(d, mul_sum_us8(qx, qy), acc[t]);
+        }
+    }
+    for t in 0..NT {
+        out[t] = hsum(acc[t]) + mins[t];
+    }
+}
+
+/// `out[t] = dot(w, a[t])` for Q5_0 weights and Q8_0 activations.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_q5_0<const NT: usize>(w: &[BlockQ5_0], a: [&[BlockQ8_0]; NT], out: &mut [f32]) {
+    let mut acc = [_mm256_setzero_ps(); NT];
+    for (i, wb) in w.iter().enumerate() {
+        let dw = half(wb.d);
+        // (q | h << 4) - 16 is the nibble when h is set, else the nibble with
+        // its top four bits set.
+        let high = _mm256_andnot_si256(
+            bits_to_bytes(u32::from_le_bytes(wb.qh)),
+            _mm256_set1_epi8(-16),
+        );
+        let qx = unsafe { _mm256_or_si256(nibbles(&wb.qs), high) };
+        for t in 0..NT {
+            let ab = &a[t][i];
+            let d = _mm256_set1_ps(dw * half(ab.d));
+            let qy = unsafe { load32(&ab.qs) };
+            acc[t] = _mm256_fmadd_ps(d, mul_sum_i8(qx, qy), acc[t]);
+        }
+    }
+    for t in 0..NT {
+        out[t] = hsum(acc[t]);
+    }
+}
+
+/// `out[t] = dot(w, a[t])` for Q5_1 weights and Q8_1 activations.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_q5_1<const NT: usize>(w: &[BlockQ5_1], a: [&[BlockQ8_1]; NT], out: &mut [f32]) {
+    let mut acc = [_mm256_setzero_ps(); NT];
+    let mut mins = [0f32; NT];
+    for (i, wb) in w.iter().enumerate() {
+        let (dw, mw) = (half(wb.d), half(wb.m));
+        let high = _mm256_and_si256(
+            bits_to_bytes(u32::from_le_bytes(wb.qh)),
+            _mm256_set1_epi8(0x10),
+        );
+        let qx = unsafe { _mm256_or_si256(nibbles(&wb.qs), high) };
+        for t in 0..NT {
+            let ab = &a[t][i];
+            mins[t] += mw * half(ab.s);
+            let d = _mm256_set1_ps(dw * half(ab.d));
+            let qy = unsafe { load32(&ab.qs) };
+            acc[t] = _mm256_fmadd_ps(d, mul_sum_us8(qx, qy), acc[t]);
+        }
+    }
+    for t in 0..NT {
+        out[t] = hsum(acc[t]) + mins[t];
+    }
+}
+
+/// `out[t] = dot(w, a[t])` for Q8_0 weights and Q8_0 activations.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_q8_0<const NT: usize>(w: &[BlockQ8_0], a: [&[BlockQ8_0]; NT], out: &mut [f32]) {
+    let mut acc = [_mm256_setzero_ps(); NT];
+    for (i, wb) in w.iter().enumerate() {
+        let dw = half(wb.d);
+        let qx = unsafe { load32(&wb.qs) };
+        for t in 0..NT {
+            let ab = &a[t][i];
+            let d = _mm256_set1_ps(dw * half(ab.d));
+            let qy = unsafe { load32(&ab.qs) };
+            acc[t] = _mm256_fmadd_ps(d, mul_sum_i8(qx, qy), acc[t]);
+        }
+    }
+    for t in 0..NT {
+        out[t] = hsum(acc[t]);
+    }
+}
+
+/// `out[t] = dot(w, a[t])` for f32 weights and activations.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_f32<const NT: usize>(w: &[f32], a: [&[f32]; NT], out: &mut [f32]) {
+    let n = w.len();
+    let mut acc = [_mm256_setzero_ps(); NT];
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: i + 8 <= n and every row has n values.
+        let wv = unsafe { _mm256_loadu_ps(w.as_ptr().add(i)) };
+        for t in 0..NT {
+            let av = unsafe { _mm256_loadu_ps(a[t].as_ptr().add(i)) };
+            acc[t] = _mm256_fmadd_ps(wv, av, acc[t]);
+        }
+        i += 8;
+    }
+    for t in 0..NT {
+        let mut s = hsum(acc[t]);
+        for j in i..n {
+            s += w[j] * a[t][j];
+        }
+        out[t] = s;
+    }
+}
+
+/// `out[t] = dot(w, a[t])` for f16 weights (as raw halves) and f32 activations.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_f16<const NT: usize>(w: &[[u8; 2]], a: [&[f32]; NT], out: &mut [f32]) {
+    let n = w.len();
+    let mut acc = [_mm256_setzero_ps(); NT];
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: eight halves (16 bytes) are in bounds.
+        let wv = unsafe { _mm256_cvtph_ps(_mm_loadu_si128(w.as_ptr().add(i).cast())) };
+        for t in 0..NT {
+            let av = unsafe { _mm256_loadu_ps(a[t].as_ptr().add(i)) };
+            acc[t] = _mm256_fmadd_ps(wv, av, acc[t]);
+        }
+        i += 8;
+    }
+    for t in 0..NT {
+        let mut s = hsum(acc[t]);
+        for j in i..n {
+            s += half(w[j]) * a[t][j];
+        }
+        out[t] = s;
+    }
+}
+
+/// `out[t] = dot(w, a[t])` for bf16 weights and f32 activations.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_bf16<const NT: usize>(w: &[[u8; 2]], a: [&[f32]; NT], out: &mut [f32]) {
+    let n = w.len();
+    let mut acc = [_mm256_setzero_ps(); NT];
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: eight bf16 values are in bounds; a bf16 is the top half of an f32.
+        let raw = unsafe { _mm_loadu_si128(w.as_ptr().add(i).cast()) };
+        let wv = _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(raw)));
+        for t in 0..NT {
+            let av = unsafe { _mm256_loadu_ps(a[t].as_ptr().add(i)) };
+            acc[t] = _mm256_fmadd_ps(wv, av, acc[t]);
+        }
+        i += 8;
+    }
+    for t in 0..NT {
+        let mut s = hsum(acc[t]);
+        for j in i..n {
+            s += half::bf16::from_le_bytes(w[j]).to_f32() * a[t][j];
+        }
+        out[t] = s;
+    }
+}
+
+/// Quantizes a row of f32 to Q8_0 (round half away from zero, as ggml's
+/// reference does).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn quantize_q8_0(x: &[f32], y: &mut [BlockQ8_0]) {
+    for (x, b) in x.chunks_exact(32).zip(y) {
+        let (d, q) = unsafe { quantize_block32(x) };
+        b.d = crate::blocks::f16_bytes(d);
+        b.qs = q;
+    }
+}
+
+/// Quantizes a row of f32 to Q8_1.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn quantize_q8_1(x: &[f32], y: &mut [BlockQ8_1]) {
+    for (x, b) in x.chunks_exact(32).zip(y) {
+        let (d, q) = unsafe { quantize_block32(x) };
+        let sum: i32 = q.iter().map(|&v| v as i32).sum();
+        b.d = crate::blocks::f16_bytes(d);
+        b.s = crate::blocks::f16_bytes(sum as f32 * d);
+        b.qs = q;
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn quantize_block32(x: &[f32]) -> (f32, [i8; 32]) {
+    // SAFETY: the caller passes a chunk of exactly 32 values.
+    let v = unsafe {
+        [
+            _mm256_loadu_ps(x.as_ptr()),
+            _mm256_loadu_ps(x.as_ptr().add(8)),
+            _mm256_loadu_ps(x.as_ptr().add(16)),
+            _mm256_loadu_ps(x.as_ptr().add(24)),
+        ]
+    };
+    let sign = _mm256_set1_ps(-0.0);
+    let mut amax = _mm256_andnot_ps(sign, v[0]);
+    for vi in &v[1..] {
+        amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, *vi));
+    }
+    let lo = _mm256_castps256_ps128(amax);
+    let hi = _mm256_extractf128_ps::<1>(amax);
+    let m = _mm_max_ps(lo, hi);
+    let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    let m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    let amax = _mm_cvtss_f32(m);
+    let d = amax / 127.0;
+    let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+    let half = _mm256_set1_ps(0.5);
+    let mut q = [0i8; 32];
+    let mut ints = [_mm256_setzero_si256(); 4];
+    for (k, vi) in v.iter().enumerate() {
+        let s = _mm256_mul_ps(*vi, id);
+        // Round half away from zero: truncate (|s| + 0.5) and restore the sign.
+        let r = _mm256_add_ps(_mm256_andnot_ps(sign, s), half);
+        let r = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(r);
+        let r = _mm256_or_ps(r, _mm256_and_ps(sign, s));
+        ints[k] = _mm256_cvtps_epi32(r);
+    }
+    // Pack 32 i32 into 32 i8 in order.
+    let p01 = _mm256_packs_epi32(ints[0], ints[1]);
+    let p23 = _mm256_packs_epi32(ints[2], ints[3]);
+    let p = _mm256_packs_epi16(p01, p23);
+    let p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    // SAFETY: q is 32 writable bytes.
+    unsafe { _mm256_storeu_si256(q.as_mut_ptr().cast(), p) };
+    (d, q)
+}

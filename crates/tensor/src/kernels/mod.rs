@@ -1,0 +1,250 @@
+//! Dot products between weight rows and activation rows, chosen at run time
+//! for the CPU at hand.
+//!
+//! Weights stay in their file's format. Activations are converted once per
+//! matrix product into the format each weight type multiplies with
+//! ([`dot_type`]): 8-bit blocks for quantized weights, as llama.cpp does, so
+//! the inner loops are integer dot products.
+
+pub mod avx2;
+pub mod scalar;
+
+use std::sync::OnceLock;
+
+use bytemuck::cast_slice;
+
+use crate::blocks::*;
+use crate::dtype::DType;
+
+/// The instruction set the kernels use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    /// Portable Rust: the reference.
+    Scalar,
+    /// x86-64 with AVX2, FMA and F16C.
+    Avx2,
+}
+
+impl Isa {
+    /// The best instruction set this CPU supports, unless `LUCID_ISA=scalar`
+    /// asks for the reference kernels.
+    pub fn detect() -> Isa {
+        if std::env::var("LUCID_ISA").is_ok_and(|v| v.eq_ignore_ascii_case("scalar")) {
+            return Isa::Scalar;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+        {
+            return Isa::Avx2;
+        }
+        Isa::Scalar
+    }
+
+    /// The instruction set detected once for this process.
+    pub fn current() -> Isa {
+        static ISA: OnceLock<Isa> = OnceLock::new();
+        *ISA.get_or_init(Isa::detect)
+    }
+
+    /// Every instruction set this CPU can run, the reference first.
+    pub fn available() -> Vec<Isa> {
+        let mut v = vec![Isa::Scalar];
+        if Isa::detect() == Isa::Avx2 {
+            v.push(Isa::Avx2);
+        }
+        v
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+        }
+    }
+}
+
+/// The format activations take when multiplied with weights of type `w`.
+pub fn dot_type(w: DType) -> DType {
+    match w {
+        DType::F32 | DType::F16 | DType::BF16 => DType::F32,
+        DType::Q4_0 | DType::Q5_0 | DType::Q8_0 => DType::Q8_0,
+        DType::Q4_1 | DType::Q5_1 | DType::Q8_1 => DType::Q8_1,
+        DType::Q2K | DType::Q3K | DType::Q4K | DType::Q5K | DType::Q6K | DType::Q8K => DType::Q8K,
+    }
+}
+
+/// Whether lucid can multiply weights of type `w`.
+pub fn can_multiply(w: DType) -> bool {
+    !matches!(w, DType::Q8_1 | DType::Q8K)
+}
+
+/// Converts `x` (rows of `n` values) into `dtype`, the result of
+/// [`dot_type`], writing `out` (rows of `dtype.row_bytes(n)` bytes).
+pub fn quantize_rows(isa: Isa, dtype: DType, x: &[f32], n: usize, out: &mut [u8]) {
+    let row_bytes = dtype.row_bytes(n).unwrap_or(0);
+    for (x, out) in x.chunks_exact(n).zip(out.chunks_exact_mut(row_bytes)) {
+        match (isa, dtype) {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: Isa::Avx2 is only chosen when the CPU has the features.
+            (Isa::Avx2, DType::Q8_0) => unsafe {
+                avx2::quantize_q8_0(x, bytemuck::cast_slice_mut(out))
+            },
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx2, DType::Q8_1) => unsafe {
+                avx2::quantize_q8_1(x, bytemuck::cast_slice_mut(out))
+            },
+            _ => crate::quant::quantize_row(dtype, x, out),
+        }
+    }
+}
+
+/// Activation rows in the format of [`dot_type`]: `f32` values, or blocks.
+#[derive(Clone, Copy, Debug)]
+pub enum ActRows<'a> {
+    F32 {
+        data: &'a [f32],
+        n: usize,
+    },
+    Blocks {
+        dtype: DType,
+        data: &'a [u8],
+        row_bytes: usize,
+    },
+}
+
+impl ActRows<'_> {
+    pub fn n_rows(&self) -> usize {
+        match *self {
+            ActRows::F32 { data, n } => data.len() / n.max(1),
+            ActRows::Blocks {
+                data, row_bytes, ..
+            } => data.len() / row_bytes.max(1),
+        }
+    }
+}
+
+/// `out[t] = dot(w_row, a[first + t])` for `t < out.len()` (at most 4),
+/// where `w_row` is one row of `n` values of type `wtype`.
+pub fn dot_rows(
+    isa: Isa,
+    wtype: DType,
+    n: usize,
+    w_row: &[u8],
+    a: ActRows<'_>,
+    first: usize,
+    out: &mut [f32],
+) {
+    match out.len() {
+        1 => dot_rows_nt::<1>(isa, wtype, n, w_row, a, first, out),
+        2 => dot_rows_nt::<2>(isa, wtype, n, w_row, a, first, out),
+        3 => dot_rows_nt::<3>(isa, wtype, n, w_row, a, first, out),
+        4 => dot_rows_nt::<4>(isa, wtype, n, w_row, a, first, out),
+        k => panic!("dot_rows takes 1 to 4 activation rows, not {k}"),
+    }
+}
+
+fn f32_rows<'a, const NT: usize>(a: ActRows<'a>, first: usize) -> [&'a [f32]; NT] {
+    match a {
+        ActRows::F32 { data, n } => {
+            std::array::from_fn(|t| &data[(first + t) * n..(first + t + 1) * n])
+        }
+        ActRows::Blocks { dtype, .. } => panic!("f32 weights need f32 activations, not {dtype}"),
+    }
+}
+
+fn block_rows<'a, B: bytemuck::Pod, const NT: usize>(
+    a: ActRows<'a>,
+    first: usize,
+) -> [&'a [B]; NT] {
+    match a {
+        ActRows::Blocks {
+            data, row_bytes, ..
+        } => std::array::from_fn(|t| {
+            cast_slice(&data[(first + t) * row_bytes..(first + t + 1) * row_bytes])
+        }),
+        ActRows::F32 { .. } => panic!("quantized weights need quantized activations"),
+    }
+}
+
+#[inline]
+fn dot_rows_nt<const NT: usize>(
+    isa: Isa,
+    wtype: DType,
+    n: usize,
+    w: &[u8],
+    a: ActRows<'_>,
+    first: usize,
+    out: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx2 {
+        // SAFETY: Isa::Avx2 is only chosen when the CPU has the features.
+        unsafe {
+            match wtype {
+                DType::F32 => return avx2::dot_f32::<NT>(cast_slice(w), f32_rows(a, first), out),
+                DType::F16 => return avx2::dot_f16::<NT>(cast_slice(w), f32_rows(a, first), out),
+                DType::BF16 => return avx2::dot_bf16::<NT>(cast_slice(w), f32_rows(a, first), out),
+                DType::Q4_0 => {
+                    return avx2::dot_q4_0::<NT>(cast_slice(w), block_rows(a, first), out);
+                }
+                DType::Q4_1 => {
+                    return avx2::dot_q4_1::<NT>(cast_slice(w), block_rows(a, first), out);
+                }
+                DType::Q5_0 => {
+                    return avx2::dot_q5_0::<NT>(cast_slice(w), block_rows(a, first), out);
+                }
+                DType::Q5_1 => {
+                    return avx2::dot_q5_1::<NT>(cast_slice(w), block_rows(a, first), out);
+                }
+                DType::Q8_0 => {
+                    return avx2::dot_q8_0::<NT>(cast_slice(w), block_rows(a, first), out);
+                }
+                _ => {}
+            }
+        }
+    }
+    let _ = isa;
+    for (t, o) in out.iter_mut().enumerate().take(NT) {
+        *o = dot_scalar(wtype, n, w, a, first + t);
+    }
+}
+
+/// The reference dot product of a weight row with activation row `t`.
+pub fn dot_scalar(wtype: DType, _n: usize, w: &[u8], a: ActRows<'_>, t: usize) -> f32 {
+    match wtype {
+        DType::F32 => {
+            let [a] = f32_rows::<1>(a, t);
+            w.chunks_exact(4)
+                .zip(a)
+                .map(|(w, a)| f32::from_le_bytes([w[0], w[1], w[2], w[3]]) * a)
+                .sum()
+        }
+        DType::F16 => {
+            let [a] = f32_rows::<1>(a, t);
+            w.chunks_exact(2)
+                .zip(a)
+                .map(|(w, a)| half::f16::from_le_bytes([w[0], w[1]]).to_f32() * a)
+                .sum()
+        }
+        DType::BF16 => {
+            let [a] = f32_rows::<1>(a, t);
+            w.chunks_exact(2)
+                .zip(a)
+                .map(|(w, a)| half::bf16::from_le_bytes([w[0], w[1]]).to_f32() * a)
+                .sum()
+        }
+        DType::Q4_0 => scalar::dot_q4_0_q8_0(cast_slice(w), block_rows::<BlockQ8_0, 1>(a, t)[0]),
+        DType::Q4_1 => scalar::dot_q4_1_q8_1(cast_slice(w), block_rows::<BlockQ8_1, 1>(a, t)[0]),
+        DType::Q5_0 => scalar::dot_q5_0_q8_0(cast_slice(w), block_rows::<BlockQ8_0, 1>(a, t)[0]),
+        DType::Q5_1 => scalar::dot_q5_1_q8_1(cast_slice(w), block_rows::<BlockQ8_1, 1>(a, t)[0]),
+        DType::Q8_0 => scalar::dot_q8_0_q8_0(cast_slice(w), block_rows::<BlockQ8_0, 1>(a, t)[0]),
+        DType::Q2K => scalar::dot_q2k_q8k(cast_slice(w), block_rows::<BlockQ8K, 1>(a, t)[0]),
+        DType::Q3K => scalar::dot_q3k_q8k(cast_slice(w), block_rows::<BlockQ8K, 1>(a, t)[0]),
+        DType::Q4K => scalar::dot_q4k_q8k(cast_slice(w), block_rows::<BlockQ8K, 1>(a, t)[0]),
+        DType::Q5K => scalar::dot_q5k_q8k(cast_slice(w), block_rows::<BlockQ8K, 1>(a, t)[0]),
+        DType::Q6K => scalar::dot_q6k_q8k(cast_slice(w), block_rows::<BlockQ8K, 1>(a, t)[0]),
+        DType::Q8_1 | DType::Q8K => panic!("{wtype} is an activation format, not a weight format"),
+    }
+}

@@ -1,0 +1,174 @@
+//! Matrix products of stored weights with a batch of activation rows.
+//!
+//! `y[t][r] = dot(w[r], x[t])`: each weight row is an output feature, each
+//! activation row a token. Work is split over chunks of weight rows, claimed
+//! dynamically so that a thread slowed down by another process does not hold
+//! the others back. Several products that read the same activations (the
+//! query, key and value projections) run in one parallel region.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::dtype::DType;
+use crate::kernels::{self, ActRows, Isa};
+use crate::pool::{SharedMut, ThreadPool};
+
+/// A matrix as stored in a model file: `rows` rows of `cols` values each.
+#[derive(Clone, Copy, Debug)]
+pub struct WeightMatrix<'a> {
+    pub dtype: DType,
+    pub rows: usize,
+    pub cols: usize,
+    pub data: &'a [u8],
+}
+
+impl<'a> WeightMatrix<'a> {
+    /// Bytes of one row.
+    pub fn row_bytes(&self) -> usize {
+        self.dtype.row_bytes(self.cols).unwrap_or(0)
+    }
+
+    /// Row `r` as stored.
+    pub fn row(&self, r: usize) -> &'a [u8] {
+        let rb = self.row_bytes();
+        &self.data[r * rb..(r + 1) * rb]
+    }
+}
+
+/// Activations converted for multiplication with one weight type; reused
+/// across calls so that the decode loop does not allocate.
+#[derive(Debug, Default)]
+pub struct Activations {
+    dtype: Option<DType>,
+    n: usize,
+    rows: usize,
+    f32s: Vec<f32>,
+    bytes: Vec<u8>,
+}
+
+impl Activations {
+    pub fn new() -> Activations {
+        Activations::default()
+    }
+
+    /// Converts `x` (rows of `n` values) for weights of type `wtype`.
+    pub fn prepare(&mut self, isa: Isa, wtype: DType, x: &[f32], n: usize) {
+        let dtype = kernels::dot_type(wtype);
+        self.dtype = Some(dtype);
+        self.n = n;
+        self.rows = x.len() / n.max(1);
+        if dtype == DType::F32 {
+            self.f32s.clear();
+            self.f32s.extend_from_slice(x);
+        } else {
+            let row_bytes = dtype.row_bytes(n).unwrap_or(0);
+            self.bytes.resize(row_bytes * self.rows, 0);
+            kernels::quantize_rows(isa, dtype, x, n, &mut self.bytes);
+        }
+    }
+
+    /// The format the activations are in, once prepared.
+    pub fn dtype(&self) -> Option<DType> {
+        self.dtype
+    }
+
+    pub fn n_rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn rows(&self) -> ActRows<'_> {
+        match self.dtype {
+            Some(DType::F32) | None => ActRows::F32 {
+                data: &self.f32s,
+                n: self.n.max(1),
+            },
+            Some(dtype) => ActRows::Blocks {
+                dtype,
+                data: &self.bytes,
+                row_bytes: dtype.row_bytes(self.n).unwrap_or(0).max(1),
+            },
+        }
+    }
+}
+
+/// One matrix product: `out` is `x.n_rows()` rows of `w.rows` values.
+#[derive(Debug)]
+pub struct MatmulJob<'a> {
+    pub w: WeightMatrix<'a>,
+    pub x: &'a Activations,
+    pub out: &'a mut [f32],
+}
+
+/// Runs `y = x · wᵀ` on the pool.
+pub fn matmul(pool: &ThreadPool, isa: Isa, w: WeightMatrix<'_>, x: &Activations, out: &mut [f32]) {
+    matmuls(pool, isa, &mut [MatmulJob { w, x, out }]);
+}
+
+/// Runs several matrix products in one parallel region.
+pub fn matmuls(pool: &ThreadPool, isa: Isa, jobs: &mut [MatmulJob<'_>]) {
+    struct Part<'a> {
+        w: WeightMatrix<'a>,
+        x: ActRows<'a>,
+        n_tokens: usize,
+        out: SharedMut<f32>,
+        chunk: usize,
+        first_chunk: usize,
+    }
+    let n_threads = pool.n_threads();
+    let mut parts = Vec::with_capacity(jobs.len());
+    let mut total_chunks = 0;
+    for job in jobs.iter_mut() {
+        let n_tokens = job.x.n_rows();
+        assert_eq!(
+            job.w.cols, job.x.n,
+            "matmul: weight columns and activation length differ"
+        );
+        assert!(
+            job.out.len() >= n_tokens * job.w.rows,
+            "matmul: output too small"
+        );
+        // Aim for several chunks per thread so dynamic claiming can balance.
+        let chunk = (job.w.rows / (n_threads * 8))
+            .clamp(1, 64)
+            .max(if n_tokens > 1 { 4 } else { 1 });
+        let n_chunks = job.w.rows.div_ceil(chunk);
+        parts.push(Part {
+            w: job.w,
+            x: job.x.rows(),
+            n_tokens,
+            out: SharedMut::new(job.out),
+            chunk,
+            first_chunk: total_chunks,
+        });
+        total_chunks += n_chunks;
+    }
+    let next = AtomicUsize::new(0);
+    pool.run(&|_| {
+        let mut part = 0;
+        loop {
+            let c = next.fetch_add(1, Ordering::Relaxed);
+            if c >= total_chunks {
+                return;
+            }
+            while part + 1 < parts.len() && parts[part + 1].first_chunk <= c {
+                part += 1;
+            }
+            let p = &parts[part];
+            let r0 = (c - p.first_chunk) * p.chunk;
+            let r1 = (r0 + p.chunk).min(p.w.rows);
+            let mut tmp = [0f32; 4];
+            for r in r0..r1 {
+                let w_row = p.w.row(r);
+                let mut t = 0;
+                while t < p.n_tokens {
+                    let nt = (p.n_tokens - t).min(4);
+                    kernels::dot_rows(isa, p.w.dtype, p.w.cols, w_row, p.x, t, &mut tmp[..nt]);
+                    for (k, v) in tmp[..nt].iter().enumerate() {
+                        // SAFETY: (t + k, r) is written by this chunk alone.
+                        unsafe { p.out.slice((t + k) * p.w.rows + r, 1)[0] = *v };
+                    }
+                    t += nt;
+                }
+            }
+        }
+    });
+}

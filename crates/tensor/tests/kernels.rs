@@ -1,0 +1,186 @@
+//! One tester for every weight type: each instruction set's kernels against
+//! the scalar reference, and the reference against plain f32 arithmetic on
+//! the dequantized values, on random data.
+
+#![allow(clippy::unwrap_used)]
+
+use lucid_tensor::blocks::f16_bytes;
+use lucid_tensor::kernels::{self, ActRows, Isa, dot_type};
+use lucid_tensor::quant::{can_quantize, dequantize_row, quantize_row};
+use lucid_tensor::{Activations, DType, ThreadPool, WeightMatrix, matmul};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const WEIGHT_TYPES: [DType; 13] = [
+    DType::F32,
+    DType::F16,
+    DType::BF16,
+    DType::Q4_0,
+    DType::Q4_1,
+    DType::Q5_0,
+    DType::Q5_1,
+    DType::Q8_0,
+    DType::Q2K,
+    DType::Q3K,
+    DType::Q4K,
+    DType::Q5K,
+    DType::Q6K,
+];
+
+fn random_f32(rng: &mut StdRng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+/// A random row of `n` values of `dtype`: quantized from random floats where
+/// lucid can write the type, else random bits with sane scales.
+fn random_row(rng: &mut StdRng, dtype: DType, n: usize) -> Vec<u8> {
+    let mut row = vec![0u8; dtype.row_bytes(n).unwrap()];
+    if can_quantize(dtype) {
+        quantize_row(dtype, &random_f32(rng, n), &mut row);
+        return row;
+    }
+    rng.fill(&mut row[..]);
+    // Overwrite the f16 scales with small finite values.
+    let scale_offsets: &[usize] = match dtype {
+        DType::Q2K => &[80, 82],
+        DType::Q3K => &[108],
+        DType::Q5K => &[0, 2],
+        DType::Q6K => &[208],
+        _ => unreachable!(),
+    };
+    for block in row.chunks_exact_mut(dtype.block_bytes()) {
+        for &o in scale_offsets {
+            let v = rng.random_range(0.001f32..0.05);
+            block[o..o + 2].copy_from_slice(&f16_bytes(v));
+        }
+    }
+    row
+}
+
+fn prepare(isa: Isa, wtype: DType, x: &[f32], n: usize) -> Activations {
+    let mut a = Activations::new();
+    a.prepare(isa, wtype, x, n);
+    a
+}
+
+#[test]
+fn every_isa_matches_the_scalar_reference() {
+    let mut rng = StdRng::seed_from_u64(7);
+    for wtype in WEIGHT_TYPES {
+        let n = 1024;
+        let w = random_row(&mut rng, wtype, n);
+        let x = random_f32(&mut rng, 4 * n);
+        let reference_acts = prepare(Isa::Scalar, wtype, &x, n);
+        let expect: Vec<f32> = (0..4)
+            .map(|t| kernels::dot_scalar(wtype, n, &w, reference_acts.rows(), t))
+            .collect();
+        for isa in Isa::available() {
+            // Activations quantized by this ISA must equal the reference's.
+            let acts = prepare(isa, wtype, &x, n);
+            match (acts.rows(), reference_acts.rows()) {
+                (ActRows::Blocks { data: a, .. }, ActRows::Blocks { data: b, .. }) => {
+                    assert_eq!(a, b, "{wtype} activations quantized by {}", isa.name())
+                }
+                (ActRows::F32 { data: a, .. }, ActRows::F32 { data: b, .. }) => assert_eq!(a, b),
+                _ => panic!("activation formats differ"),
+            }
+            for nt in 1..=4 {
+                let mut out = vec![0f32; nt];
+                kernels::dot_rows(isa, wtype, n, &w, acts.rows(), 4 - nt, &mut out);
+                for (k, got) in out.iter().enumerate() {
+                    let want = expect[4 - nt + k];
+                    let tol = 1e-4 * (1.0 + want.abs());
+                    assert!(
+                        (got - want).abs() <= tol,
+                        "{wtype} on {} with {nt} rows: {got} vs {want}",
+                        isa.name()
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn reference_dot_matches_f32_arithmetic_on_dequantized_values() {
+    let mut rng = StdRng::seed_from_u64(11);
+    for wtype in WEIGHT_TYPES {
+        let n = 512;
+        let w = random_row(&mut rng, wtype, n);
+        let x = random_f32(&mut rng, n);
+        let acts = prepare(Isa::Scalar, wtype, &x, n);
+        let got = kernels::dot_scalar(wtype, n, &w, acts.rows(), 0);
+        // The exact answer for these activations once quantized.
+        let mut wf = vec![0f32; n];
+        dequantize_row(wtype, &w, &mut wf);
+        let mut af = vec![0f32; n];
+        match acts.rows() {
+            ActRows::Blocks { dtype, data, .. } => dequantize_row(dtype, data, &mut af),
+            ActRows::F32 { data, .. } => af.copy_from_slice(data),
+        }
+        let want: f64 = wf.iter().zip(&af).map(|(a, b)| *a as f64 * *b as f64).sum();
+        let scale: f64 = wf
+            .iter()
+            .zip(&af)
+            .map(|(a, b)| (*a as f64 * *b as f64).abs())
+            .sum();
+        let err = (got as f64 - want).abs();
+        // Q8_1's stored sum is a half, which limits the precision of the
+        // min term for Q4_1 and Q5_1.
+        let tol = 1e-3 * scale.max(1.0);
+        assert!(
+            err <= tol,
+            "{wtype}: {got} vs {want} (error {err}, tolerance {tol})"
+        );
+        // And the quantized product is close to the unquantized one.
+        let exact: f64 = wf.iter().zip(&x).map(|(a, b)| *a as f64 * *b as f64).sum();
+        assert!(
+            (got as f64 - exact).abs() <= 0.02 * scale.max(1.0),
+            "{wtype}: {got} vs unquantized {exact}"
+        );
+    }
+}
+
+#[test]
+fn matmul_on_the_pool_matches_row_by_row_dots() {
+    let mut rng = StdRng::seed_from_u64(3);
+    let pool = ThreadPool::new(3);
+    for wtype in WEIGHT_TYPES {
+        let (rows, cols) = (37, 256);
+        let data: Vec<u8> = (0..rows)
+            .flat_map(|_| random_row(&mut rng, wtype, cols))
+            .collect();
+        let w = WeightMatrix {
+            dtype: wtype,
+            rows,
+            cols,
+            data: &data,
+        };
+        for n_tokens in [1, 5] {
+            let x = random_f32(&mut rng, n_tokens * cols);
+            for isa in Isa::available() {
+                let acts = prepare(isa, wtype, &x, cols);
+                let mut y = vec![0f32; n_tokens * rows];
+                matmul(&pool, isa, w, &acts, &mut y);
+                for t in 0..n_tokens {
+                    for r in 0..rows {
+                        let want = kernels::dot_scalar(wtype, cols, w.row(r), acts.rows(), t);
+                        let got = y[t * rows + r];
+                        assert!(
+                            (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                            "{wtype} {t},{r}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn dot_types_are_what_llama_cpp_uses() {
+    assert_eq!(dot_type(DType::Q4_1), DType::Q8_1);
+    assert_eq!(dot_type(DType::Q5_0), DType::Q8_0);
+    assert_eq!(dot_type(DType::Q6K), DType::Q8K);
+    assert_eq!(dot_type(DType::F16), DType::F32);
+}
