@@ -1,0 +1,395 @@
+//! The token table every tokenizer shares: id to text, text to id, what kind
+//! each token is, the special ids, and which ids end generation.
+//!
+//! The kinds and the end-of-generation rules follow llama.cpp's
+//! `llama_vocab::impl::load`, because a model behaves as its GGUF was made to
+//! behave only if lucid reads the same tokens as special that llama.cpp does.
+//! Several of those rules go by token text (`<|im_end|>`, `<end_of_turn>`...),
+//! since converters often leave the ids out of the metadata.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::error::TokenizerError;
+
+/// What a token is, as a set of flags. llama.cpp keeps flags rather than one
+/// kind because its text rules add `CONTROL` to tokens of any kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Attr(u8);
+
+impl Attr {
+    pub const UNDEFINED: Attr = Attr(0);
+    pub const NORMAL: Attr = Attr(1);
+    pub const UNKNOWN: Attr = Attr(1 << 1);
+    pub const CONTROL: Attr = Attr(1 << 2);
+    pub const USER_DEFINED: Attr = Attr(1 << 3);
+    pub const UNUSED: Attr = Attr(1 << 4);
+    pub const BYTE: Attr = Attr(1 << 5);
+
+    /// The flags for a value of GGUF's `tokenizer.ggml.token_type`.
+    pub fn from_gguf_type(t: i32) -> Attr {
+        match t {
+            1 => Attr::NORMAL,
+            2 => Attr::UNKNOWN,
+            3 => Attr::CONTROL,
+            4 => Attr::USER_DEFINED,
+            5 => Attr::UNUSED,
+            6 => Attr::BYTE,
+            _ => Attr::UNDEFINED,
+        }
+    }
+
+    pub fn has(self, other: Attr) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    pub fn with(self, other: Attr) -> Attr {
+        Attr(self.0 | other.0)
+    }
+
+    /// Tokens that the text partition matches as whole tokens.
+    pub fn is_special(self) -> bool {
+        self.has(Attr(
+            Attr::CONTROL.0 | Attr::USER_DEFINED.0 | Attr::UNKNOWN.0,
+        ))
+    }
+
+    /// Tokens that render as nothing unless special tokens are asked for.
+    pub fn is_hidden(self) -> bool {
+        self.has(Attr(Attr::CONTROL.0 | Attr::UNKNOWN.0))
+    }
+}
+
+/// The ids with a role, each absent when the vocabulary has none.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SpecialIds {
+    pub bos: Option<u32>,
+    pub eos: Option<u32>,
+    pub eot: Option<u32>,
+    pub eom: Option<u32>,
+    pub unk: Option<u32>,
+    pub fim_pre: Option<u32>,
+    pub fim_suf: Option<u32>,
+    pub fim_mid: Option<u32>,
+    pub fim_pad: Option<u32>,
+    pub fim_rep: Option<u32>,
+    pub fim_sep: Option<u32>,
+}
+
+/// Token texts that llama.cpp takes for end-of-turn when no id says so.
+const EOT_TEXTS: &[&str] = &[
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|end_of_text|>",
+    "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "<｜end▁of▁sentence｜>",
+    "<end_of_utterance>",
+];
+
+const EOM_TEXTS: &[&str] = &["<|eom_id|>"];
+
+/// Fill-in-the-middle tokens: llama.cpp marks them control, and ends
+/// generation on the pad, repository and file-separator ones.
+const FIM_PRE_TEXTS: &[&str] = &[
+    "<|fim_prefix|>",
+    "<fim-prefix>",
+    "<fim_prefix>",
+    "<｜fim▁begin｜>",
+    "<PRE>",
+    "▁<PRE>",
+    "<|code_prefix|>",
+    "<|prefix|>",
+];
+const FIM_SUF_TEXTS: &[&str] = &[
+    "<|fim_suffix|>",
+    "<fim-suffix>",
+    "<fim_suffix>",
+    "<｜fim▁hole｜>",
+    "<SUF>",
+    "▁<SUF>",
+    "<|code_suffix|>",
+    "<|suffix|>",
+];
+const FIM_MID_TEXTS: &[&str] = &[
+    "<|fim_middle|>",
+    "<fim-middle>",
+    "<fim_middle>",
+    "<｜fim▁end｜>",
+    "<MID>",
+    "▁<MID>",
+    "<|code_middle|>",
+    "<|middle|>",
+];
+const FIM_PAD_TEXTS: &[&str] = &["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"];
+const FIM_REP_TEXTS: &[&str] = &[
+    "<|fim_repo|>",
+    "<|repo_name|>",
+    "<fim-repo>",
+    "<REPO>",
+    "<reponame>",
+];
+const FIM_SEP_TEXTS: &[&str] = &["<|file_sep|>"];
+
+/// Token texts that end generation wherever they are in the vocabulary.
+const EOG_TEXTS: &[&str] = &[
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<|return|>",
+    "<|call|>",
+    "<|flush|>",
+    "<|calls|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "</s>",
+    "<|eom_id|>",
+    "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "[EOS]",
+    "<|end_of_text|>",
+    "<end_of_utterance>",
+    "<eos>",
+    "<turn|>",
+    "<|tool_response>",
+    "<｜end▁of▁sentence｜>",
+    "[e~[",
+];
+
+/// Tokens that gpt-oss writes into its output and that must always render.
+const ALWAYS_RENDERED: &[&str] = &["<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"];
+
+/// The token table.
+#[derive(Debug)]
+pub(crate) struct Vocab {
+    texts: Vec<String>,
+    scores: Vec<f32>,
+    attrs: Vec<Attr>,
+    ids: HashMap<String, u32>,
+    pub special: SpecialIds,
+    eog: HashSet<u32>,
+}
+
+impl Vocab {
+    /// Builds the table from parallel per-token lists. `scores` and `attrs`
+    /// may be empty (all 0.0, all normal). Empty token texts get llama.cpp's
+    /// placeholder `[EMPTY_<id>]` so that text maps back to one id.
+    pub fn new(
+        texts: Vec<String>,
+        scores: Vec<f32>,
+        attrs: Vec<Attr>,
+    ) -> Result<Vocab, TokenizerError> {
+        let n = texts.len();
+        if n == 0 {
+            return Err(TokenizerError::EmptyVocab);
+        }
+        if n > u32::MAX as usize {
+            return Err(TokenizerError::IdOutOfRange {
+                what: "token",
+                id: u32::MAX,
+                n_tokens: n,
+            });
+        }
+        let scores = if scores.is_empty() {
+            vec![0.0; n]
+        } else if scores.len() < n {
+            return Err(TokenizerError::ArrayTooShort {
+                key: "tokenizer.ggml.scores",
+                len: scores.len(),
+                n_tokens: n,
+            });
+        } else {
+            scores
+        };
+        let attrs = if attrs.is_empty() {
+            vec![Attr::NORMAL; n]
+        } else if attrs.len() < n {
+            return Err(TokenizerError::ArrayTooShort {
+                key: "tokenizer.ggml.token_type",
+                len: attrs.len(),
+                n_tokens: n,
+            });
+        } else {
+            attrs
+        };
+        let mut texts = texts;
+        let mut ids = HashMap::with_capacity(n);
+        for (i, text) in texts.iter_mut().enumerate() {
+            let id = i as u32;
+            if text.is_empty() {
+                *text = format!("[EMPTY_{id}]");
+            }
+            if let Some(first) = ids.insert(text.clone(), id) {
+                return Err(TokenizerError::DuplicateToken {
+                    text: text.clone(),
+                    first,
+                    second: id,
+                });
+            }
+        }
+        Ok(Vocab {
+            texts,
+            scores,
+            attrs,
+            ids,
+            special: SpecialIds::default(),
+            eog: HashSet::new(),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.texts.len()
+    }
+
+    pub fn text(&self, id: u32) -> Option<&str> {
+        self.texts.get(id as usize).map(String::as_str)
+    }
+
+    pub fn texts(&self) -> &[String] {
+        &self.texts
+    }
+
+    pub fn id(&self, text: &str) -> Option<u32> {
+        self.ids.get(text).copied()
+    }
+
+    pub fn score(&self, id: u32) -> f32 {
+        self.scores.get(id as usize).copied().unwrap_or(0.0)
+    }
+
+    /// The flags of `id`; an id out of range has none.
+    pub fn attr(&self, id: u32) -> Attr {
+        self.attrs
+            .get(id as usize)
+            .copied()
+            .unwrap_or(Attr::UNDEFINED)
+    }
+
+    pub fn is_eog(&self, id: u32) -> bool {
+        self.eog.contains(&id)
+    }
+
+    fn add_attr(&mut self, id: u32, attr: Attr) {
+        if let Some(a) = self.attrs.get_mut(id as usize) {
+            *a = a.with(attr);
+        }
+    }
+
+    fn set_attr(&mut self, id: u32, attr: Attr) {
+        if let Some(a) = self.attrs.get_mut(id as usize) {
+            *a = attr;
+        }
+    }
+
+    /// Finds the roles that metadata left out by token text, marks the tokens
+    /// that play them as control tokens, and works out the end-of-generation
+    /// set, as llama.cpp does after reading the ids from metadata.
+    pub fn finish_specials(&mut self, special: SpecialIds) {
+        self.special = special;
+
+        // llama.cpp walks a hash map here, so which of several candidates wins
+        // is unspecified; lucid takes the lowest id. Every candidate that ends
+        // generation is in the EOG set below regardless.
+        let mut detected: Vec<u32> = Vec::new();
+        for (i, text) in self.texts.iter().enumerate() {
+            let id = i as u32;
+            let t = text.as_str();
+            let slots: [(&mut Option<u32>, &[&str]); 8] = [
+                (&mut self.special.eot, EOT_TEXTS),
+                (&mut self.special.eom, EOM_TEXTS),
+                (&mut self.special.fim_pre, FIM_PRE_TEXTS),
+                (&mut self.special.fim_suf, FIM_SUF_TEXTS),
+                (&mut self.special.fim_mid, FIM_MID_TEXTS),
+                (&mut self.special.fim_pad, FIM_PAD_TEXTS),
+                (&mut self.special.fim_rep, FIM_REP_TEXTS),
+                (&mut self.special.fim_sep, FIM_SEP_TEXTS),
+            ];
+            for (slot, texts) in slots {
+                if slot.is_none() && texts.contains(&t) {
+                    *slot = Some(id);
+                    detected.push(id);
+                }
+            }
+        }
+        for id in detected {
+            self.add_attr(id, Attr::CONTROL);
+        }
+
+        let mut eog: HashSet<u32> = [
+            self.special.fim_pad,
+            self.special.fim_rep,
+            self.special.fim_sep,
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let mut by_text = Vec::new();
+        let mut rendered = Vec::new();
+        for (i, text) in self.texts.iter().enumerate() {
+            if EOG_TEXTS.contains(&text.as_str()) {
+                by_text.push(i as u32);
+            }
+            if ALWAYS_RENDERED.contains(&text.as_str()) {
+                rendered.push(i as u32);
+            }
+        }
+        for id in by_text {
+            eog.insert(id);
+            self.add_attr(id, Attr::CONTROL);
+        }
+        for id in rendered {
+            self.set_attr(id, Attr::USER_DEFINED);
+        }
+        eog.extend(
+            [self.special.eos, self.special.eot, self.special.eom]
+                .into_iter()
+                .flatten(),
+        );
+
+        // gpt-oss and Solar Open end a turn with <|return|> or <|call|> (<|calls|>
+        // and <|flush|>), and use <|end|> between messages inside one turn.
+        let find = |eog: &HashSet<u32>, t: &str| find_text(&self.texts, eog, t);
+        let has_return = find(&eog, "<|return|>").is_some();
+        let has_call = find(&eog, "<|call|>").is_some() || find(&eog, "<|calls|>").is_some();
+        let has_flush = find(&eog, "<|flush|>").is_some();
+        let end = find(&eog, "<|end|>").filter(|_| has_call && (has_return || has_flush));
+        // Gemma 4 and PLaMo have an ordinary </s> token.
+        let has_normal_s =
+            find(&eog, "<|tool_response>").is_some() || find(&eog, "<|plamo:eos|>").is_some();
+        let s = find(&eog, "</s>").filter(|_| has_normal_s);
+        if let Some(end) = end {
+            eog.remove(&end);
+            self.set_attr(end, Attr::USER_DEFINED);
+        }
+        if let Some(s) = s {
+            eog.remove(&s);
+            self.set_attr(s, Attr::NORMAL);
+        }
+        self.eog = eog;
+    }
+
+    /// The ids matched as whole tokens in text, longest text first, as
+    /// llama.cpp's special-token cache orders them (ties by id here; llama.cpp
+    /// leaves their order unspecified).
+    pub fn special_tokens(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = (0..self.len() as u32)
+            .filter(|&id| self.attr(id).is_special())
+            .collect();
+        ids.sort_by(|&a, &b| {
+            let (la, lb) = (self.texts[a as usize].len(), self.texts[b as usize].len());
+            lb.cmp(&la).then(a.cmp(&b))
+        });
+        ids
+    }
+}
+
+/// The id in `eog` whose text is `t`.
+fn find_text(texts: &[String], eog: &HashSet<u32>, t: &str) -> Option<u32> {
+    eog.iter()
+        .copied()
+        .find(|&id| texts.get(id as usize).map(String::as_str) == Some(t))
+}
