@@ -1,0 +1,8 @@
+//! The test cases, by area.
+
+mod anthropic;
+mod compat;
+mod conformance;
+mod gemini;
+mod openai;
+mod router;
