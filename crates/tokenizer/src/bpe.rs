@@ -1,24 +1,27 @@
 //! Byte-level BPE from a GGUF vocabulary and merge list (GGUF's `gpt2`
-//! tokenizer model), on the `tokenizers` crate.
+//! tokenizer model): the merges are the `tokenizers` crate's BPE model, the
+//! pre-tokenizer is lucid's.
 //!
 //! What differs between byte-level BPE models is how text is cut into words
 //! before merging: `tokenizer.ggml.pre` names a pre-tokenizer, and llama.cpp
 //! (`llm_tokenizer_bpe`) maps each name to a list of regexes applied one after
 //! the other, every regex cutting the pieces the previous one left, keeping
-//! both the matches and the text between them. That is a `Sequence` of
-//! `Split(regex, Isolated)` in `tokenizers`, followed by the GPT-2 byte-to-
-//! character mapping and the BPE merges. The regexes below are llama.cpp's,
-//! which it adapted from each model's tokenizer.json (case-insensitive groups
-//! spelled out, for example); each family is checked against llama-tokenize in
+//! both the matches and the text between them (`Split(regex, Isolated)` in
+//! `tokenizers` terms). Each word then becomes GPT-2 byte characters and goes
+//! through the merges. The regexes below are llama.cpp's, which it adapted
+//! from each model's tokenizer.json (case-insensitive groups spelled out, for
+//! example); each family is checked against llama-tokenize in
 //! `tests/goldens.rs`.
+//!
+//! The words are cut here rather than by a `tokenizers` pre-tokenizer
+//! pipeline because that pipeline tracks offsets and alignments per byte,
+//! which made encoding about four times slower; the ids are the same.
 
+use fancy_regex::Regex;
+use tokenizers::Model as _;
 use tokenizers::models::bpe::BPE;
-use tokenizers::pre_tokenizers::PreTokenizerWrapper;
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::pre_tokenizers::sequence::Sequence;
-use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
-use tokenizers::{SplitDelimiterBehavior, Tokenizer as HfTokenizer};
 
+use crate::bytelevel;
 use crate::error::TokenizerError;
 use crate::vocab::Vocab;
 
@@ -133,7 +136,10 @@ impl PreTokenizer {
 /// A byte-level BPE tokenizer: pre-tokenizer, byte mapping and merges.
 #[derive(Debug)]
 pub(crate) struct Bpe {
-    inner: HfTokenizer,
+    model: BPE,
+    regexes: Vec<Regex>,
+    /// GPT-2's character for each byte.
+    byte_chars: [char; 256],
 }
 
 impl Bpe {
@@ -183,31 +189,62 @@ impl Bpe {
             .ignore_merges(pre.ignore_merges)
             .build()
             .map_err(|e| TokenizerError::Backend(e.to_string()))?;
+        let regexes = pre
+            .regexes
+            .iter()
+            .map(|r| {
+                Regex::new(r)
+                    .map_err(|e| TokenizerError::Backend(format!("pre-tokenizer regex {r:?}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Bpe {
+            model,
+            regexes,
+            byte_chars: bytelevel::byte_chars(),
+        })
+    }
 
-        let mut steps: Vec<PreTokenizerWrapper> = Vec::with_capacity(pre.regexes.len() + 1);
-        for regex in pre.regexes {
-            let split = Split::new(
-                SplitPattern::Regex((*regex).to_owned()),
-                SplitDelimiterBehavior::Isolated,
-                false,
-            )
-            .map_err(|e| TokenizerError::Backend(format!("pre-tokenizer regex {regex:?}: {e}")))?;
-            steps.push(split.into());
+    /// Cuts `text` into words: each regex cuts every piece the previous one
+    /// left into its matches and the text between them.
+    fn words<'t>(&self, text: &'t str) -> Result<Vec<&'t str>, TokenizerError> {
+        let mut pieces = vec![text];
+        for regex in &self.regexes {
+            let mut next = Vec::with_capacity(pieces.len() * 2);
+            for piece in pieces {
+                let mut last = 0;
+                for m in regex.find_iter(piece) {
+                    let m = m.map_err(|e| TokenizerError::Backend(e.to_string()))?;
+                    if m.start() > last {
+                        next.push(&piece[last..m.start()]);
+                    }
+                    if m.end() > m.start() {
+                        next.push(m.as_str());
+                    }
+                    last = m.end();
+                }
+                if last < piece.len() {
+                    next.push(&piece[last..]);
+                }
+            }
+            pieces = next;
         }
-        // Only the byte-to-character mapping: the words are already cut.
-        steps.push(ByteLevel::new(false, false, false).into());
-        let mut inner = HfTokenizer::new(model);
-        inner.with_pre_tokenizer(Some(Sequence::new(steps)));
-        Ok(Bpe { inner })
+        Ok(pieces)
     }
 
     /// Appends the tokens of `text` (no special tokens in it) to `out`.
     pub fn encode(&self, text: &str, out: &mut Vec<u32>) -> Result<(), TokenizerError> {
-        let encoding = self
-            .inner
-            .encode_fast(text, false)
-            .map_err(|e| TokenizerError::Backend(e.to_string()))?;
-        out.extend_from_slice(encoding.get_ids());
+        let mut mapped = String::new();
+        for word in self.words(text)? {
+            mapped.clear();
+            for &b in word.as_bytes() {
+                mapped.push(self.byte_chars[usize::from(b)]);
+            }
+            let tokens = self
+                .model
+                .tokenize(&mapped)
+                .map_err(|e| TokenizerError::Backend(e.to_string()))?;
+            out.extend(tokens.iter().map(|t| t.id));
+        }
         Ok(())
     }
 }

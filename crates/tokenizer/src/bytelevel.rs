@@ -29,6 +29,23 @@ fn high_table() -> &'static [u8; 68] {
     })
 }
 
+/// GPT-2's character for each byte.
+pub(crate) fn byte_chars() -> [char; 256] {
+    let mut chars = ['\0'; 256];
+    let mut n = 0;
+    for (b, slot) in chars.iter_mut().enumerate() {
+        let b = b as u32;
+        let cp = if is_self_mapped(b) {
+            b
+        } else {
+            n += 1;
+            0xFF + n
+        };
+        *slot = char::from_u32(cp).unwrap_or('\u{FFFD}');
+    }
+    chars
+}
+
 /// Appends the bytes that the byte-level token text `text` stands for. A
 /// character outside the mapping (a vocabulary with stray text) is kept as
 /// its own UTF-8.
