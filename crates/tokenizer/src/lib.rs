@@ -38,7 +38,6 @@ use vocab::{Attr, Vocab};
 ///
 /// Share it behind an `Arc`: every method takes `&self`, and it is
 /// `Send + Sync`.
-#[derive(Debug)]
 pub struct Tokenizer {
     vocab: Vocab,
     specials: SpecialMatcher,
@@ -48,6 +47,24 @@ pub struct Tokenizer {
     add_bos: bool,
     add_eos: bool,
     chat_template: Option<String>,
+}
+
+impl std::fmt::Debug for Tokenizer {
+    /// A summary: the token table is too big to print.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.model {
+            Model::Spm(..) => "sentencepiece",
+            Model::Bpe(_) => "byte-level bpe",
+            Model::Hf(_) => "hugging face",
+        };
+        f.debug_struct("Tokenizer")
+            .field("kind", &kind)
+            .field("vocab_size", &self.vocab_size())
+            .field("bos", &self.bos())
+            .field("eos", &self.eos())
+            .field("add_bos", &self.add_bos)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The algorithm that tokenizes the text between special tokens.
@@ -363,5 +380,28 @@ mod tests {
         fn check<T: Send + Sync>() {}
         check::<super::Tokenizer>();
         check::<super::StreamDecoder<'static>>();
+    }
+
+    #[test]
+    fn debug_output_is_a_summary() {
+        let vocab = super::Vocab::new(vec!["a".into(); 1], Vec::new(), Vec::new()).expect("vocab");
+        let t = super::Tokenizer::assemble(
+            vocab,
+            super::Model::Bpe(Box::new(
+                super::bpe::Bpe::new(
+                    &super::Vocab::new(vec!["a".into()], Vec::new(), Vec::new()).expect("vocab"),
+                    &[],
+                    super::bpe::PreTokenizer::for_name("gpt-2").expect("known"),
+                )
+                .expect("bpe"),
+            )),
+            super::PieceStyle::ByteLevel,
+            super::LeadingSpace::Keep,
+            (false, false),
+            None,
+        )
+        .expect("tokenizer");
+        let s = format!("{t:?}");
+        assert!(s.contains("vocab_size: 1") && s.len() < 200, "{s}");
     }
 }

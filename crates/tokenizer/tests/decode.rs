@@ -119,7 +119,6 @@ struct VocabGolden {
     bos: Option<u32>,
     eos: Option<u32>,
     add_bos: bool,
-    add_eos: bool,
     eog: Vec<u32>,
     control: Vec<u32>,
     pieces_fnv1a64: String,
@@ -157,7 +156,6 @@ fn check_vocab(name: &str, t: &Tokenizer) {
     assert_eq!(eog, g.eog, "{name}: EOG ids");
     let control: Vec<u32> = (0..n).filter(|&id| t.is_control(id)).collect();
     assert_eq!(control, g.control, "{name}: control ids");
-    let _ = g.add_eos;
 
     let mut h = 0xCBF29CE484222325u64;
     for id in 0..n {

@@ -21,10 +21,13 @@ pub fn golden_dir() -> PathBuf {
     repo().join("tests/goldens/tokenizer")
 }
 
-/// The metadata of a test model. Fails, never skips, when the model is not
-/// there.
+/// The metadata of a test model, from `.cache/models` (or `$LUCID_MODEL_DIR`).
+/// Fails, never skips, when the model is not there.
 pub fn model_meta(file: &str) -> Metadata {
-    let path = repo().join(".cache/models").join(file);
+    let dir = std::env::var_os("LUCID_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".cache/models"));
+    let path = dir.join(file);
     assert!(
         path.exists(),
         "{} is missing: run scripts/fetch-test-models.sh",
