@@ -1,2 +1,24 @@
 //! The local inference engine: model families, the forward pass, the KV cache,
 //! sampling and generation. It knows nothing of HTTP or of where files came from.
+//!
+//! Layering: `lucid-tensor` does arithmetic; this crate turns weights into a
+//! forward pass ([`arch`], built from [`blocks`]), runs it over batches of
+//! sequences ([`batch`], [`kv_cache`]), lets observers look inside
+//! ([`hooks`]), and turns logits into text ([`sampler`], [`generate`]).
+
+pub mod arch;
+pub mod batch;
+pub mod blocks;
+pub mod chat;
+pub mod error;
+pub mod hooks;
+pub mod kv_cache;
+pub mod model;
+pub mod sampler;
+pub mod weights;
+
+pub use batch::{LogitRow, LogitsFor, SeqInput};
+pub use error::{EngineError, Result};
+pub use hooks::{HookData, HookPoint, Hooks, Observer};
+pub use kv_cache::KvCache;
+pub use model::{ForwardCtx, Model, ModelInfo};

@@ -10,6 +10,7 @@ pub mod dtype;
 pub mod kernels;
 mod kquant;
 pub mod matmul;
+pub mod ops;
 pub mod pool;
 pub mod quant;
 

@@ -4,9 +4,14 @@
 //! product), so starting work must cost microseconds, not the tens of
 //! microseconds of waking sleeping threads through the OS each time. Workers
 //! therefore spin briefly on an atomic generation counter after each job,
-//! then yield, then sleep on a condition variable. Spinning is bounded so
-//! that a pool sharing its cores with another busy process slows down in
-//! proportion instead of fighting it for the CPU.
+//! then sleep on a condition variable. Spinning is bounded so that a pool
+//! sharing its cores with another busy process slows down in proportion
+//! instead of fighting it for the CPU.
+//!
+//! A job is shared work, not one task per thread: every participant claims
+//! pieces of it until none are left (see [`ThreadPool::run`]). The caller
+//! never waits for a worker that has not started on the job yet, so a worker
+//! that the OS has descheduled costs the job its help, not a time slice.
 
 use std::cell::UnsafeCell;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
@@ -14,6 +19,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+/// Set in `Shared::state` when the current job takes no more workers.
+const CLOSED: usize = 1 << (usize::BITS - 1);
 
 /// How long an idle worker polls for new work before it goes to sleep.
 const SPIN_FOR: Duration = Duration::from_micros(200);
@@ -25,8 +33,9 @@ type Job = dyn Fn(usize) + Sync;
 struct Shared {
     /// Bumped by the caller to publish a job; workers run each generation once.
     generation: AtomicUsize,
-    /// Workers that have not finished the current job.
-    pending: AtomicUsize,
+    /// Workers inside the current job, plus [`CLOSED`] once the caller has
+    /// finished its part and admits nobody new.
+    state: AtomicUsize,
     /// The current job, valid while `pending > 0` for the current generation.
     job: UnsafeCell<Option<*const Job>>,
     shutdown: AtomicBool,
@@ -35,11 +44,11 @@ struct Shared {
     wake: Condvar,
 }
 
-// SAFETY: `job` is written only by the thread that owns the pool, while no
-// worker reads it (all workers have finished the previous generation), and
-// read by workers only between the publishing of a generation and their
-// decrement of `pending`, during which the caller waits and keeps the job
-// alive.
+// SAFETY: `job` is written only by the thread that owns the pool while the
+// previous job is closed and no worker is inside it, and read by a worker
+// only after it entered the current job (incremented `state` while it was
+// not closed) and before it leaves, during which the caller waits and keeps
+// the job alive.
 unsafe impl Sync for Shared {}
 unsafe impl Send for Shared {}
 
@@ -65,7 +74,7 @@ impl ThreadPool {
         let n_threads = n_threads.max(1);
         let shared = Arc::new(Shared {
             generation: AtomicUsize::new(0),
-            pending: AtomicUsize::new(0),
+            state: AtomicUsize::new(CLOSED),
             job: UnsafeCell::new(None),
             shutdown: AtomicBool::new(false),
             panicked: AtomicBool::new(false),
@@ -93,23 +102,27 @@ impl ThreadPool {
         self.n_threads
     }
 
-    /// Runs `job(i)` once for every thread index `i` in `0..n_threads()`,
-    /// concurrently, and returns when all have finished. The caller runs
-    /// index 0. A job must not call `run` on the same pool.
+    /// Runs `job` on the caller (with index 0) and on every worker (with its
+    /// own index in `1..n_threads()`) that joins before the caller's call
+    /// returns; returns when all participants have. A job must therefore be
+    /// shared work that participants claim piece by piece (an atomic
+    /// counter), complete even if the caller alone runs it. Indices are
+    /// unique among participants, so they can select per-thread scratch. A
+    /// job must not call `run` on the same pool.
     pub fn run(&self, job: &(dyn Fn(usize) + Sync)) {
         if self.n_threads == 1 {
             job(0);
             return;
         }
         let shared = &*self.shared;
-        // SAFETY: all workers finished the previous generation before the
-        // last `run` returned, so nobody reads `job` now. The lifetime is
-        // erased; `run` does not return before every worker is done with it.
+        // SAFETY: the previous job is closed and nobody is inside it, so no
+        // worker reads `job` now. The lifetime is erased; `run` does not
+        // return before every worker that entered the job has left it.
         unsafe {
             let ptr: *const Job = std::mem::transmute::<&(dyn Fn(usize) + Sync), &'static Job>(job);
             *shared.job.get() = Some(ptr);
         }
-        shared.pending.store(self.n_threads - 1, Ordering::Release);
+        shared.state.store(0, Ordering::Release);
         shared.generation.fetch_add(1, Ordering::AcqRel);
         {
             let sleepers = lock(&shared.sleepers);
@@ -118,13 +131,16 @@ impl ThreadPool {
             }
         }
         let own = catch_unwind(AssertUnwindSafe(|| job(0)));
-        wait_until(|| shared.pending.load(Ordering::Acquire) == 0);
-        // SAFETY: every worker is done with the job.
+        // Admit nobody new, then wait for those inside to finish.
+        shared.state.fetch_or(CLOSED, Ordering::AcqRel);
+        wait_until(|| shared.state.load(Ordering::Acquire) == CLOSED);
+        // SAFETY: every worker that entered has left.
         unsafe { *shared.job.get() = None };
+        let worker_panicked = shared.panicked.swap(false, Ordering::AcqRel);
         if let Err(payload) = own {
             resume_unwind(payload);
         }
-        if shared.panicked.swap(false, Ordering::AcqRel) {
+        if worker_panicked {
             panic!("a worker thread panicked while running a job");
         }
     }
@@ -201,8 +217,27 @@ fn worker(shared: &Shared, index: usize) {
         if shared.shutdown.load(Ordering::Acquire) {
             return;
         }
+        // Enter the job unless the caller has already closed it.
+        let mut state = shared.state.load(Ordering::Acquire);
+        let entered = loop {
+            if state & CLOSED != 0 {
+                break false;
+            }
+            match shared.state.compare_exchange_weak(
+                state,
+                state + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break true,
+                Err(now) => state = now,
+            }
+        };
+        if !entered {
+            continue;
+        }
         // SAFETY: the job was published before the generation bump we saw
-        // (release/acquire) and stays alive until we decrement `pending`.
+        // (release/acquire) and stays alive until we leave it.
         let job = unsafe { *shared.job.get() };
         if let Some(job) = job {
             // SAFETY: see above.
@@ -211,7 +246,7 @@ fn worker(shared: &Shared, index: usize) {
                 shared.panicked.store(true, Ordering::Release);
             }
         }
-        shared.pending.fetch_sub(1, Ordering::AcqRel);
+        shared.state.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -242,50 +277,86 @@ impl<T> SharedMut<T> {
 mod tests {
     use super::*;
 
+    /// Runs `n_items` items of shared work and returns how often each ran.
+    fn run_items(pool: &ThreadPool, n_items: usize) -> Vec<usize> {
+        let next = AtomicUsize::new(0);
+        let hits: Vec<AtomicUsize> = (0..n_items).map(|_| AtomicUsize::new(0)).collect();
+        let indices: Vec<AtomicUsize> =
+            (0..pool.n_threads()).map(|_| AtomicUsize::new(0)).collect();
+        pool.run(&|i| {
+            assert_eq!(
+                indices[i].fetch_add(1, Ordering::Relaxed),
+                0,
+                "index {i} used twice"
+            );
+            loop {
+                let item = next.fetch_add(1, Ordering::Relaxed);
+                if item >= n_items {
+                    return;
+                }
+                hits[item].fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        hits.iter().map(|h| h.load(Ordering::Relaxed)).collect()
+    }
+
     #[test]
-    fn every_index_runs_once_per_job() {
+    fn shared_work_is_done_exactly_once() {
         for n in 1..=4 {
             let pool = ThreadPool::new(n);
-            for _ in 0..200 {
-                let hits: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
-                pool.run(&|i| {
-                    hits[i].fetch_add(1, Ordering::Relaxed);
-                });
-                assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+            for round in 0..300 {
+                assert!(run_items(&pool, round % 50).iter().all(|&h| h == 1));
             }
         }
     }
 
     #[test]
+    fn workers_join_when_there_is_enough_work() {
+        let pool = ThreadPool::new(2);
+        let seen = AtomicUsize::new(0);
+        pool.run(&|i| {
+            if i == 1 {
+                seen.store(1, Ordering::Relaxed);
+            }
+            // The caller keeps the job open long enough for the worker to join.
+            if i == 0 {
+                let start = Instant::now();
+                while seen.load(Ordering::Relaxed) == 0 && start.elapsed() < Duration::from_secs(5)
+                {
+                    std::hint::spin_loop();
+                }
+            }
+        });
+        assert_eq!(seen.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
     fn jobs_see_borrowed_data_and_sleeping_workers_wake() {
         let pool = ThreadPool::new(3);
-        let mut out = vec![0usize; 3];
         for round in 0..5 {
-            // Let the workers fall asleep between some jobs.
+            // Let the workers fall asleep before some jobs.
             if round % 2 == 1 {
                 std::thread::sleep(Duration::from_millis(5));
             }
+            let mut out = vec![0usize; 64];
             let ptr = SharedMut::new(&mut out);
-            pool.run(&|i| unsafe { ptr.slice(i, 1)[0] = i * 10 + round });
-            assert_eq!(out, vec![round, 10 + round, 20 + round]);
+            let next = AtomicUsize::new(0);
+            pool.run(&|_| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= 64 {
+                    return;
+                }
+                unsafe { ptr.slice(i, 1)[0] = i * 10 + round };
+            });
+            assert!(out.iter().enumerate().all(|(i, v)| *v == i * 10 + round));
         }
     }
 
     #[test]
     fn a_panicking_job_is_reported_and_the_pool_survives() {
         let pool = ThreadPool::new(2);
-        let r = catch_unwind(AssertUnwindSafe(|| {
-            pool.run(&|i| {
-                if i == 1 {
-                    panic!("boom");
-                }
-            })
-        }));
+        let r = catch_unwind(AssertUnwindSafe(|| pool.run(&|_| panic!("boom"))));
         assert!(r.is_err());
-        let count = AtomicUsize::new(0);
-        pool.run(&|_| {
-            count.fetch_add(1, Ordering::Relaxed);
-        });
-        assert_eq!(count.load(Ordering::Relaxed), 2);
+        assert!(run_items(&pool, 10).iter().all(|&h| h == 1));
     }
 }

@@ -1,0 +1,198 @@
+//! Causal self-attention against a sequence's KV cache.
+//!
+//! The projections and position embeddings are the family's business; this
+//! block appends the new keys and values to the cache and computes, for each
+//! sequence, head and new token, `softmax(q·Kᵀ · scale) · V` over the
+//! positions the token may see (all before it, or a sliding window).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use lucid_tensor::ThreadPool;
+use lucid_tensor::ops;
+use lucid_tensor::pool::SharedMut;
+
+use crate::batch::{SeqInput, SeqSpan};
+use crate::hooks::{HookData, HookPoint, Hooks};
+
+/// Head counts and sizes of one attention layer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttentionShape {
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+impl AttentionShape {
+    pub fn q_width(&self) -> usize {
+        self.n_heads * self.head_dim
+    }
+
+    pub fn kv_width(&self) -> usize {
+        self.n_kv_heads * self.head_dim
+    }
+}
+
+/// The attention computation of one layer.
+#[derive(Clone, Debug)]
+pub struct Attention {
+    pub shape: AttentionShape,
+    /// Multiplies `q·k` (usually `1/sqrt(head_dim)`).
+    pub scale: f32,
+    /// Each token sees at most this many positions, itself included.
+    pub window: Option<usize>,
+    /// Scores become `cap * tanh(score / cap)` before the softmax.
+    pub softcap: Option<f32>,
+}
+
+/// Per-thread score buffers, kept between calls.
+#[derive(Debug, Default)]
+pub struct AttnScratch {
+    scores: Vec<Vec<f32>>,
+    pattern: Vec<f32>,
+}
+
+impl Attention {
+    /// Appends `k` and `v` (rows of the batch) to each sequence's cache, then
+    /// writes the attention output of every new token into `out`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(
+        &self,
+        pool: &ThreadPool,
+        layer: usize,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        seqs: &mut [SeqInput<'_>],
+        spans: &[SeqSpan],
+        out: &mut [f32],
+        scratch: &mut AttnScratch,
+        hooks: &mut Hooks<'_>,
+    ) {
+        let s = self.shape;
+        let (qw, kvw) = (s.q_width(), s.kv_width());
+        for (seq, span) in seqs.iter_mut().zip(spans) {
+            let cache = &mut seq.cache.layers[layer];
+            cache
+                .k
+                .extend_from_slice(&k[span.offset * kvw..(span.offset + span.len) * kvw]);
+            cache
+                .v
+                .extend_from_slice(&v[span.offset * kvw..(span.offset + span.len) * kvw]);
+        }
+        let n_threads = pool.n_threads();
+        let max_keys = spans
+            .iter()
+            .map(|sp| sp.start_pos + sp.len)
+            .max()
+            .unwrap_or(0);
+        scratch.scores.resize_with(n_threads, Vec::new);
+        for buf in &mut scratch.scores {
+            buf.resize(max_keys, 0.0);
+        }
+        let caches: &[SeqInput<'_>] = seqs;
+        let group = (s.n_heads / s.n_kv_heads.max(1)).max(1);
+
+        // Work items: (sequence, head, token), in that order.
+        let items_per_seq: Vec<usize> = spans.iter().map(|sp| sp.len * s.n_heads).collect();
+        let total: usize = items_per_seq.iter().sum();
+        let out_ptr = SharedMut::new(out);
+        let scores_ptr = SharedMut::new(&mut scratch.scores);
+        let next = AtomicUsize::new(0);
+        pool.run(&|thread| {
+            // SAFETY: each thread uses its own score buffer.
+            let scores = unsafe { &mut scores_ptr.slice(thread, 1)[0] };
+            loop {
+                let mut item = next.fetch_add(1, Ordering::Relaxed);
+                if item >= total {
+                    return;
+                }
+                let mut seq = 0;
+                while item >= items_per_seq[seq] {
+                    item -= items_per_seq[seq];
+                    seq += 1;
+                }
+                let span = spans[seq];
+                let (head, t) = (item / span.len, item % span.len);
+                let kv_head = head / group;
+                let pos = span.start_pos + t;
+                let row = span.offset + t;
+                let first_key = self.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+                let qv = &q[row * qw + head * s.head_dim..][..s.head_dim];
+                let cache = &caches[seq].cache.layers[layer];
+                let sc = &mut scores[first_key..=pos];
+                for (j, score) in sc.iter_mut().enumerate() {
+                    let key =
+                        &cache.k[(first_key + j) * kvw + kv_head * s.head_dim..][..s.head_dim];
+                    let mut x = ops::dot(qv, key) * self.scale;
+                    if let Some(cap) = self.softcap {
+                        x = cap * (x / cap).tanh();
+                    }
+                    *score = x;
+                }
+                ops::softmax(sc);
+                // SAFETY: each (row, head) output slice is written by one item.
+                let o = unsafe { out_ptr.slice(row * qw + head * s.head_dim, s.head_dim) };
+                o.fill(0.0);
+                for (j, p) in sc.iter().enumerate() {
+                    let val =
+                        &cache.v[(first_key + j) * kvw + kv_head * s.head_dim..][..s.head_dim];
+                    ops::axpy(*p, val, o);
+                }
+            }
+        });
+
+        if hooks.wants(HookPoint::AttnPattern(layer)) {
+            self.report_patterns(layer, q, caches, spans, scratch, hooks);
+        }
+    }
+
+    /// Recomputes the attention probabilities for an observer: `[heads,
+    /// queries, keys]` per sequence, zero where a token may not look. Only
+    /// runs when somebody asked, so the common path keeps no patterns.
+    fn report_patterns(
+        &self,
+        layer: usize,
+        q: &[f32],
+        caches: &[SeqInput<'_>],
+        spans: &[SeqSpan],
+        scratch: &mut AttnScratch,
+        hooks: &mut Hooks<'_>,
+    ) {
+        let s = self.shape;
+        let (qw, kvw) = (s.q_width(), s.kv_width());
+        let group = (s.n_heads / s.n_kv_heads.max(1)).max(1);
+        for (seq, span) in spans.iter().enumerate() {
+            let n_keys = span.start_pos + span.len;
+            let pattern = &mut scratch.pattern;
+            pattern.clear();
+            pattern.resize(s.n_heads * span.len * n_keys, 0.0);
+            for head in 0..s.n_heads {
+                for t in 0..span.len {
+                    let pos = span.start_pos + t;
+                    let first_key = self.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+                    let qv = &q[(span.offset + t) * qw + head * s.head_dim..][..s.head_dim];
+                    let row = &mut pattern[(head * span.len + t) * n_keys..][..n_keys];
+                    for j in first_key..=pos {
+                        let key = &caches[seq].cache.layers[layer].k
+                            [j * kvw + (head / group) * s.head_dim..][..s.head_dim];
+                        let mut x = ops::dot(qv, key) * self.scale;
+                        if let Some(cap) = self.softcap {
+                            x = cap * (x / cap).tanh();
+                        }
+                        row[j] = x;
+                    }
+                    ops::softmax(&mut row[first_key..=pos]);
+                }
+            }
+            hooks.tensor(
+                HookPoint::AttnPattern(layer),
+                HookData {
+                    seq,
+                    first_pos: span.start_pos,
+                    shape: &[s.n_heads, span.len, n_keys],
+                    data: pattern,
+                },
+            );
+        }
+    }
+}

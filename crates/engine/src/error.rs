@@ -1,0 +1,64 @@
+//! The engine's error type: every failure names what was wrong with which
+//! model, tensor or request.
+
+use lucid_tensor::DType;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Gguf(#[from] lucid_gguf::GgufError),
+
+    #[error("{source_name}: architecture '{arch}' is not supported (lucid runs: {known})")]
+    UnsupportedArchitecture {
+        source_name: String,
+        arch: String,
+        known: String,
+    },
+
+    #[error("{source_name}: tensor '{name}' is missing")]
+    MissingTensor { source_name: String, name: String },
+
+    #[error("{source_name}: tensor '{name}' has shape {found:?}, expected {expected:?}")]
+    TensorShape {
+        source_name: String,
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+
+    #[error("{source_name}: tensor '{name}' is {dtype}, which lucid cannot use there")]
+    TensorType {
+        source_name: String,
+        name: String,
+        dtype: DType,
+    },
+
+    #[error("{source_name}: {message}")]
+    Config {
+        source_name: String,
+        message: String,
+    },
+
+    #[error("token id {id} is outside the vocabulary of {vocab} tokens")]
+    TokenOutOfRange { id: u32, vocab: usize },
+
+    #[error(
+        "the context is full: {used} tokens plus {adding} new ones exceed the limit of {limit}"
+    )]
+    ContextFull {
+        used: usize,
+        adding: usize,
+        limit: usize,
+    },
+
+    #[error("the prompt is empty: nothing to run the model on")]
+    EmptyPrompt,
+
+    #[error("chat template: {0}")]
+    Template(String),
+
+    #[error("invalid sampling parameter: {0}")]
+    Sampling(String),
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;

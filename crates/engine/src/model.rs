@@ -1,0 +1,279 @@
+//! The interface every model family implements, and the per-call state of a
+//! forward pass.
+
+use lucid_tensor::ops;
+
+use crate::batch::{LogitRow, LogitsFor, SeqInput, SeqSpan};
+use crate::blocks::attention::AttnScratch;
+use crate::blocks::linear::{Compute, Linear};
+use crate::blocks::norm::Norm;
+use crate::error::{EngineError, Result};
+use crate::hooks::{HookPoint, Hooks};
+use crate::kv_cache::KvCache;
+use crate::weights::Weight;
+
+/// A model's shape, in the numbers people compare models by.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelInfo {
+    /// The registry name of the family (`llama`, `gemma3`, …).
+    pub architecture: &'static str,
+    pub n_layers: usize,
+    pub d_model: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub d_ff: usize,
+    pub vocab_size: usize,
+    /// The longest sequence the model was trained for.
+    pub context_length: usize,
+    /// Width of one layer's key row and value row in the cache.
+    pub kv_width: usize,
+}
+
+/// A loaded model of some family: its weights and its forward pass.
+pub trait Model: Send + Sync {
+    fn info(&self) -> &ModelInfo;
+
+    /// Runs the tokens of every sequence through the model, appending to each
+    /// sequence's cache, and leaves the requested logits in `ctx`. On error no
+    /// cache has changed.
+    fn forward(
+        &self,
+        ctx: &mut ForwardCtx,
+        seqs: &mut [SeqInput<'_>],
+        hooks: &mut Hooks<'_>,
+    ) -> Result<()>;
+
+    /// An empty cache for one sequence of up to `limit` positions (the
+    /// model's context length when `None` or larger).
+    fn new_cache(&self, limit: Option<usize>) -> KvCache {
+        let info = self.info();
+        let limit = limit.map_or(info.context_length, |l| l.min(info.context_length));
+        KvCache::new(info.n_layers, info.kv_width, info.kv_width, limit)
+    }
+}
+
+/// Buffers that the families' forward passes share, kept between calls so
+/// the decode loop does not allocate.
+#[derive(Debug, Default)]
+pub struct Buffers {
+    pub x: Vec<f32>,
+    pub h: Vec<f32>,
+    pub q: Vec<f32>,
+    pub k: Vec<f32>,
+    pub v: Vec<f32>,
+    pub attn: Vec<f32>,
+    pub o: Vec<f32>,
+    pub gate: Vec<f32>,
+    pub up: Vec<f32>,
+    pub tmp: Vec<f32>,
+    pub attn_scratch: AttnScratch,
+}
+
+impl Buffers {
+    /// Sizes the buffers every family uses for `n` tokens.
+    pub fn size(&mut self, n: usize, d_model: usize, q_width: usize, kv_width: usize) {
+        self.x.resize(n * d_model, 0.0);
+        self.h.resize(n * d_model, 0.0);
+        self.o.resize(n * d_model, 0.0);
+        self.q.resize(n * q_width, 0.0);
+        self.attn.resize(n * q_width, 0.0);
+        self.k.resize(n * kv_width, 0.0);
+        self.v.resize(n * kv_width, 0.0);
+    }
+}
+
+/// What a forward pass needs besides the model: threads, buffers, the
+/// layout of the batch, and where the logits land.
+#[derive(Debug)]
+pub struct ForwardCtx {
+    pub compute: Compute,
+    pub buf: Buffers,
+    pub tokens: Vec<u32>,
+    pub spans: Vec<SeqSpan>,
+    pub positions: Vec<usize>,
+    logit_rows: Vec<LogitRow>,
+    logits: Vec<f32>,
+    final_rows: Vec<f32>,
+    vocab: usize,
+}
+
+impl ForwardCtx {
+    pub fn new(n_threads: usize) -> ForwardCtx {
+        ForwardCtx {
+            compute: Compute::new(n_threads),
+            buf: Buffers::default(),
+            tokens: Vec::new(),
+            spans: Vec::new(),
+            positions: Vec::new(),
+            logit_rows: Vec::new(),
+            logits: Vec::new(),
+            final_rows: Vec::new(),
+            vocab: 0,
+        }
+    }
+
+    pub fn n_threads(&self) -> usize {
+        self.compute.pool.n_threads()
+    }
+
+    /// The logits of the last forward pass, one row per [`ForwardCtx::logit_rows`].
+    pub fn logits(&self) -> &[f32] {
+        &self.logits
+    }
+
+    /// Which sequence and position each row of [`ForwardCtx::logits`] is for.
+    pub fn logit_rows(&self) -> &[LogitRow] {
+        &self.logit_rows
+    }
+
+    /// The logits row for sequence `seq`'s last token, if it was computed.
+    pub fn last_logits(&self, seq: usize) -> Option<&[f32]> {
+        let i = self.logit_rows.iter().rposition(|r| r.seq == seq)?;
+        Some(&self.logits[i * self.vocab..(i + 1) * self.vocab])
+    }
+
+    /// Row `i` of the logits.
+    pub fn logits_row(&self, i: usize) -> &[f32] {
+        &self.logits[i * self.vocab..(i + 1) * self.vocab]
+    }
+
+    /// Checks the batch and lays it out: token ids in range, room in every
+    /// cache; fills `tokens`, `spans`, `positions` and the logit rows.
+    /// Returns the number of tokens in the batch.
+    pub fn begin(&mut self, info: &ModelInfo, seqs: &mut [SeqInput<'_>]) -> Result<usize> {
+        self.tokens.clear();
+        self.spans.clear();
+        self.positions.clear();
+        self.logit_rows.clear();
+        self.vocab = info.vocab_size;
+        for (i, s) in seqs.iter_mut().enumerate() {
+            if s.tokens.is_empty() {
+                return Err(EngineError::EmptyPrompt);
+            }
+            if let Some(&id) = s.tokens.iter().find(|&&id| id as usize >= info.vocab_size) {
+                return Err(EngineError::TokenOutOfRange {
+                    id,
+                    vocab: info.vocab_size,
+                });
+            }
+            let used = s.cache.len();
+            if used + s.tokens.len() > s.cache.limit() {
+                return Err(EngineError::ContextFull {
+                    used,
+                    adding: s.tokens.len(),
+                    limit: s.cache.limit(),
+                });
+            }
+            let offset = self.tokens.len();
+            self.spans.push(SeqSpan {
+                offset,
+                len: s.tokens.len(),
+                start_pos: used,
+            });
+            self.tokens.extend_from_slice(s.tokens);
+            self.positions.extend(used..used + s.tokens.len());
+            let n = s.tokens.len();
+            let rows = match s.logits {
+                LogitsFor::All => 0..n,
+                LogitsFor::Last => n - 1..n,
+                LogitsFor::None => 0..0,
+            };
+            for t in rows {
+                self.logit_rows.push(LogitRow {
+                    seq: i,
+                    pos: used + t,
+                    batch_row: offset + t,
+                });
+            }
+            s.cache.reserve(n);
+        }
+        Ok(self.tokens.len())
+    }
+
+    /// Marks the batch's tokens as appended to every cache.
+    pub fn commit(&self, seqs: &mut [SeqInput<'_>]) {
+        for (s, span) in seqs.iter_mut().zip(&self.spans) {
+            s.cache.commit(span.len);
+        }
+    }
+
+    /// Looks up the embedding rows of the batch's tokens into `out`, scaled.
+    pub fn embed(&self, table: &Weight, scale: Option<f32>, out: &mut [f32]) {
+        let d = table.shape.first().copied().unwrap_or(0);
+        for (&id, row) in self.tokens.iter().zip(out.chunks_exact_mut(d)) {
+            table.row_to_f32(id as usize, row);
+            if let Some(s) = scale {
+                ops::scale(row, s);
+            }
+        }
+    }
+
+    /// The output head: the final norm and the unembedding, for the rows
+    /// that need logits. `x` is the residual stream of the whole batch.
+    pub fn output(
+        &mut self,
+        x: &[f32],
+        norm: &Norm,
+        head: &Linear,
+        softcap: Option<f32>,
+        hooks: &mut Hooks<'_>,
+    ) {
+        let d = norm.width();
+        let n = self.logit_rows.len();
+        self.final_rows.resize(n * d, 0.0);
+        for (r, row) in self
+            .logit_rows
+            .iter()
+            .zip(self.final_rows.chunks_exact_mut(d))
+        {
+            norm.forward(&x[r.batch_row * d..(r.batch_row + 1) * d], row);
+        }
+        self.logits.resize(n * self.vocab, 0.0);
+        if n > 0 {
+            self.compute
+                .linear(&self.final_rows, head, &mut self.logits);
+        }
+        if let Some(cap) = softcap {
+            for v in &mut self.logits {
+                *v = cap * (*v / cap).tanh();
+            }
+        }
+        if hooks.wants(HookPoint::FinalNorm) || hooks.wants(HookPoint::Logits) {
+            self.report_output_rows(hooks, d);
+        }
+    }
+
+    fn report_output_rows(&self, hooks: &mut Hooks<'_>, d: usize) {
+        // Group the logit rows by sequence; within one they are consecutive.
+        let mut start = 0;
+        while start < self.logit_rows.len() {
+            let seq = self.logit_rows[start].seq;
+            let mut end = start;
+            while end < self.logit_rows.len() && self.logit_rows[end].seq == seq {
+                end += 1;
+            }
+            let first_pos = self.logit_rows[start].pos;
+            let n = end - start;
+            hooks.tensor(
+                HookPoint::FinalNorm,
+                crate::hooks::HookData {
+                    seq,
+                    first_pos,
+                    shape: &[n, d],
+                    data: &self.final_rows[start * d..end * d],
+                },
+            );
+            hooks.tensor(
+                HookPoint::Logits,
+                crate::hooks::HookData {
+                    seq,
+                    first_pos,
+                    shape: &[n, self.vocab],
+                    data: &self.logits[start * self.vocab..end * self.vocab],
+                },
+            );
+            start = end;
+        }
+    }
+}

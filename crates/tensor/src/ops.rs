@@ -1,0 +1,286 @@
+//! Element-wise and vector operations of the forward pass on `f32` rows.
+//!
+//! The attention loops spend their time in [`dot`] and [`axpy`], which have
+//! AVX2 versions; the rest run once per token and layer on a few thousand
+//! values and are written plainly.
+
+use crate::kernels::Isa;
+
+/// `sum(a[i] * b[i])`.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    #[cfg(target_arch = "x86_64")]
+    if Isa::current() == Isa::Avx2 {
+        // SAFETY: Avx2 is only detected on CPUs with the features.
+        return unsafe { avx2::dot(&a[..n], &b[..n]) };
+    }
+    a[..n].iter().zip(&b[..n]).map(|(x, y)| x * y).sum()
+}
+
+/// `y[i] += alpha * x[i]`.
+#[inline]
+pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+    let n = x.len().min(y.len());
+    #[cfg(target_arch = "x86_64")]
+    if Isa::current() == Isa::Avx2 {
+        // SAFETY: as above.
+        return unsafe { avx2::axpy(alpha, &x[..n], &mut y[..n]) };
+    }
+    for (y, x) in y[..n].iter_mut().zip(&x[..n]) {
+        *y += alpha * x;
+    }
+}
+
+/// `y[i] += x[i]`.
+pub fn add_assign(y: &mut [f32], x: &[f32]) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y += x;
+    }
+}
+
+/// `x[i] *= s`.
+pub fn scale(x: &mut [f32], s: f32) {
+    for v in x {
+        *v *= s;
+    }
+}
+
+/// Root-mean-square normalization of one row: `out = x / rms(x) * weight`,
+/// where `weight` is taken as `1 + weight` when `unit_offset` is set (the
+/// Gemma convention).
+pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, unit_offset: bool, out: &mut [f32]) {
+    let mean_sq = x.iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>() / x.len().max(1) as f64;
+    let inv = 1.0 / ((mean_sq as f32) + eps).sqrt();
+    let offset = if unit_offset { 1.0 } else { 0.0 };
+    for ((o, v), w) in out.iter_mut().zip(x).zip(weight) {
+        *o = v * inv * (w + offset);
+    }
+}
+
+/// Layer normalization of one row: `out = (x - mean) / std * weight + bias`.
+pub fn layer_norm(x: &[f32], weight: &[f32], bias: Option<&[f32]>, eps: f32, out: &mut [f32]) {
+    let n = x.len().max(1) as f64;
+    let mean = x.iter().map(|v| *v as f64).sum::<f64>() / n;
+    let var = x.iter().map(|v| (*v as f64 - mean).powi(2)).sum::<f64>() / n;
+    let inv = 1.0 / ((var as f32) + eps).sqrt();
+    let mean = mean as f32;
+    for (i, (o, v)) in out.iter_mut().zip(x).enumerate() {
+        *o = (v - mean) * inv * weight[i] + bias.map_or(0.0, |b| b[i]);
+    }
+}
+
+/// In-place softmax; returns the log of the sum of exponentials of the input.
+pub fn softmax(x: &mut [f32]) -> f32 {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY {
+        return max;
+    }
+    let mut sum = 0.0f64;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v as f64;
+    }
+    let inv = (1.0 / sum) as f32;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+    max + (sum as f32).ln()
+}
+
+/// `log(sum(exp(x)))`, computed stably.
+pub fn log_sum_exp(x: &[f32]) -> f32 {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY {
+        return max;
+    }
+    let sum: f64 = x.iter().map(|v| ((*v - max) as f64).exp()).sum();
+    max + sum.ln() as f32
+}
+
+/// The activation functions that model families use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// `x * sigmoid(x)`.
+    Silu,
+    /// GELU with the tanh approximation.
+    GeluTanh,
+    /// GELU with the exact error function.
+    GeluErf,
+    /// `max(0, x)`.
+    Relu,
+}
+
+impl Activation {
+    #[inline]
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Activation::Silu => x / (1.0 + (-x).exp()),
+            Activation::GeluTanh => {
+                const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+                0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + 0.044715 * x * x)).tanh())
+            }
+            Activation::GeluErf => 0.5 * x * (1.0 + erf(x / std::f32::consts::SQRT_2)),
+            Activation::Relu => x.max(0.0),
+        }
+    }
+
+    /// Applies the activation to every value of `x`.
+    pub fn apply_all(self, x: &mut [f32]) {
+        for v in x {
+            *v = self.apply(*v);
+        }
+    }
+}
+
+/// The error function, to f32 precision (Abramowitz and Stegun 7.1.26 is
+/// not precise enough for reference comparisons, so this uses f64 and a
+/// high-order series/continued fraction split).
+pub fn erf(x: f32) -> f32 {
+    erf_f64(x as f64) as f32
+}
+
+fn erf_f64(x: f64) -> f64 {
+    // W. J. Cody's rational approximations, as in many libm implementations,
+    // are long; a Taylor series near zero and the complementary function's
+    // continued fraction further out give ~1e-15 relative error.
+    let ax = x.abs();
+    let r = if ax < 2.5 {
+        // Taylor series: erf(x) = 2/sqrt(pi) * sum (-1)^n x^(2n+1) / (n! (2n+1))
+        let mut term = ax;
+        let mut sum = ax;
+        let x2 = ax * ax;
+        let mut n = 0.0;
+        loop {
+            n += 1.0;
+            term *= -x2 / n;
+            let add = term / (2.0 * n + 1.0);
+            sum += add;
+            // Converges within ~60 terms for |x| < 2.5.
+            if add.abs() <= 1e-17 * sum.abs() || n > 200.0 {
+                break;
+            }
+        }
+        sum * std::f64::consts::FRAC_2_SQRT_PI
+    } else if ax > 6.0 {
+        1.0
+    } else {
+        // erfc(x) = exp(-x^2)/sqrt(pi) * 1/(x + 1/2/(x + 1/(x + 3/2/(x + ...))))
+        let mut f = 0.0;
+        for k in (1..60).rev() {
+            f = (k as f64 / 2.0) / (ax + f);
+        }
+        1.0 - (-ax * ax).exp() / std::f64::consts::PI.sqrt() / (ax + f)
+    };
+    if x < 0.0 { -r } else { r }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len();
+        let mut acc0 = _mm256_setzero_ps();
+        let mut acc1 = _mm256_setzero_ps();
+        let mut i = 0;
+        while i + 16 <= n {
+            // SAFETY: i + 16 <= n for both slices.
+            unsafe {
+                acc0 = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(a.as_ptr().add(i)),
+                    _mm256_loadu_ps(b.as_ptr().add(i)),
+                    acc0,
+                );
+                acc1 = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(a.as_ptr().add(i + 8)),
+                    _mm256_loadu_ps(b.as_ptr().add(i + 8)),
+                    acc1,
+                );
+            }
+            i += 16;
+        }
+        while i + 8 <= n {
+            // SAFETY: i + 8 <= n.
+            unsafe {
+                acc0 = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(a.as_ptr().add(i)),
+                    _mm256_loadu_ps(b.as_ptr().add(i)),
+                    acc0,
+                );
+            }
+            i += 8;
+        }
+        let acc = _mm256_add_ps(acc0, acc1);
+        let lo = _mm256_castps256_ps128(acc);
+        let hi = _mm256_extractf128_ps::<1>(acc);
+        let s = _mm_add_ps(lo, hi);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        let mut sum = _mm_cvtss_f32(s);
+        for j in i..n {
+            sum += a[j] * b[j];
+        }
+        sum
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+        let n = x.len();
+        let av = _mm256_set1_ps(alpha);
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: i + 8 <= n for both slices.
+            unsafe {
+                let yv = _mm256_loadu_ps(y.as_ptr().add(i));
+                let r = _mm256_fmadd_ps(av, _mm256_loadu_ps(x.as_ptr().add(i)), yv);
+                _mm256_storeu_ps(y.as_mut_ptr().add(i), r);
+            }
+            i += 8;
+        }
+        for j in i..n {
+            y[j] += alpha * x[j];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_and_axpy_match_plain_loops() {
+        let a: Vec<f32> = (0..77).map(|i| (i as f32 * 0.3).sin()).collect();
+        let b: Vec<f32> = (0..77).map(|i| (i as f32 * 0.7).cos()).collect();
+        let want: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        assert!((dot(&a, &b) - want).abs() < 1e-4);
+        let mut y = b.clone();
+        axpy(0.5, &a, &mut y);
+        for i in 0..77 {
+            assert!((y[i] - (b[i] + 0.5 * a[i])).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn erf_matches_known_values() {
+        for (x, want) in [
+            (0.0, 0.0),
+            (0.5, 0.520_499_9),
+            (1.0, 0.842_700_8),
+            (2.0, 0.995_322_3),
+            (3.0, 0.999_977_9),
+            (-1.0, -0.842_700_8),
+        ] {
+            assert!((erf(x) - want).abs() < 1e-6, "erf({x}) = {}", erf(x));
+        }
+    }
+
+    #[test]
+    fn softmax_sums_to_one_and_returns_log_sum_exp() {
+        let mut x = vec![1.0, 2.0, 3.0, -1.0];
+        let lse = log_sum_exp(&x);
+        assert!((softmax(&mut x) - lse).abs() < 1e-6);
+        assert!((x.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+    }
+}
