@@ -8,8 +8,8 @@
 //! tests hold lucid to them.
 //!
 //! Encoding goes in three steps: special tokens written in the text are found
-//! whole ([`special`]), the text between them goes to the model (SentencePiece
-//! in [`spm`], byte-level BPE in [`bpe`]), and BOS/EOS are added as the
+//! whole (`special.rs`), the text between them goes to the model (SentencePiece
+//! in `spm.rs`, byte-level BPE in `bpe.rs`), and BOS/EOS are added as the
 //! metadata says. Decoding maps each token to the bytes it stands for and
 //! reads them as UTF-8; [`StreamDecoder`] does the same a token at a time.
 //!

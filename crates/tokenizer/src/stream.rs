@@ -9,7 +9,12 @@
 
 use crate::{DecodeState, Tokenizer};
 
-/// Turns ids into text as they come; see the [module docs](self).
+/// Turns ids into text as they come.
+///
+/// A token can end in the middle of a UTF-8 character, so the decoder holds
+/// back an incomplete sequence until the bytes that finish it arrive. The
+/// pieces it returns, joined with [`finish`](StreamDecoder::finish)'s, are
+/// exactly [`Tokenizer::decode`] of the same ids.
 #[derive(Debug)]
 pub struct StreamDecoder<'a> {
     tokenizer: &'a Tokenizer,
