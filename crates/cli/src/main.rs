@@ -27,6 +27,24 @@ enum Command {
     List(commands::list::Args),
     /// Remove a model from the local store.
     Rm(commands::rm::Args),
+    /// Run a model on a prompt, or chat with it.
+    Run(commands::run::Args),
+    /// Describe a model: its architecture, sizes, tensors and license.
+    Show(commands::show::Args),
+    /// Show what the model does with a prompt: tokens, next-token probabilities, attention, logit lens.
+    Explain(commands::explain::Args),
+    /// Serve models over an OpenAI- and Ollama-compatible HTTP API, with the glass-box web page.
+    Serve(commands::serve::Args),
+    /// Measure prefill and decode speed, beside llama.cpp when it is available.
+    Bench(commands::bench::Args),
+    /// List catalog and local models with kind, size, license and presence on disk.
+    Models(commands::models::Args),
+    /// Show a model's license, or check it against intended uses.
+    License(commands::license::Args),
+    /// Write a CycloneDX ML-BOM for the models a configuration uses.
+    Bom(commands::bom::Args),
+    /// Convert a model to a quantized GGUF file.
+    Quantize(commands::quantize::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,5 +60,14 @@ fn main() -> anyhow::Result<()> {
         Command::Pull(args) => commands::pull::run(args),
         Command::List(args) => commands::list::run(args),
         Command::Rm(args) => commands::rm::run(args),
+        Command::Run(args) => commands::run::run(args),
+        Command::Show(args) => commands::show::run(args),
+        Command::Explain(args) => commands::explain::run(args),
+        Command::Serve(args) => commands::serve::run(args),
+        Command::Bench(args) => commands::bench::run(args),
+        Command::Models(args) => commands::models::run(args),
+        Command::License(args) => commands::license::run(args),
+        Command::Bom(args) => commands::bom::run(args),
+        Command::Quantize(args) => commands::quantize::run(args),
     }
 }

@@ -1,5 +1,14 @@
 //! One module per `lucid` subcommand, each with its clap `Args` and a `run`.
 
+pub mod bench;
+pub mod bom;
+pub mod explain;
+pub mod license;
 pub mod list;
+pub mod models;
 pub mod pull;
+pub mod quantize;
 pub mod rm;
+pub mod run;
+pub mod serve;
+pub mod show;
