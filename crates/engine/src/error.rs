@@ -8,6 +8,12 @@ pub enum EngineError {
     #[error(transparent)]
     Gguf(#[from] lucid_gguf::GgufError),
 
+    #[error(transparent)]
+    Tokenizer(#[from] lucid_tokenizer::TokenizerError),
+
+    #[error("{path}: {message}")]
+    Open { path: String, message: String },
+
     #[error("{source_name}: architecture '{arch}' is not supported (lucid runs: {known})")]
     UnsupportedArchitecture {
         source_name: String,

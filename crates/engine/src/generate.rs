@@ -1,0 +1,388 @@
+//! Generation: prompt tokens in, a stream of tokens and text out.
+//!
+//! A [`Session`] runs one sequence: it keeps the KV cache between calls and
+//! reuses the longest prefix the new prompt shares with what it has already
+//! read, so a multi-turn chat only processes the new turn.
+
+use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
+
+use lucid_tokenizer::StreamDecoder;
+
+use crate::batch::{LogitsFor, SeqInput};
+use crate::error::{EngineError, Result};
+use crate::hooks::Hooks;
+use crate::kv_cache::KvCache;
+use crate::loaded::LoadedModel;
+use crate::model::ForwardCtx;
+use crate::sampler::{Sampler, SamplingParams};
+
+/// What to generate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GenerateParams {
+    /// The most tokens to generate.
+    pub max_tokens: usize,
+    pub sampling: SamplingParams,
+    /// Stop before any of these strings; they are not part of the output.
+    pub stop: Vec<String>,
+    /// Keep going past end-of-generation tokens.
+    pub ignore_eos: bool,
+}
+
+impl Default for GenerateParams {
+    fn default() -> Self {
+        GenerateParams {
+            max_tokens: 256,
+            sampling: SamplingParams::default(),
+            stop: Vec::new(),
+            ignore_eos: false,
+        }
+    }
+}
+
+/// Why generation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// The model produced an end-of-generation token.
+    EndOfGeneration,
+    /// A stop string appeared.
+    StopString,
+    /// `max_tokens` were generated.
+    MaxTokens,
+    /// The context is full.
+    ContextFull,
+    /// The caller asked to stop.
+    Cancelled,
+}
+
+impl StopReason {
+    /// The OpenAI name: `stop` or `length`.
+    pub fn finish_reason(self) -> &'static str {
+        match self {
+            StopReason::MaxTokens | StopReason::ContextFull => "length",
+            StopReason::EndOfGeneration | StopReason::StopString | StopReason::Cancelled => "stop",
+        }
+    }
+}
+
+/// How long the two phases took.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Timings {
+    /// Prompt tokens run through the model (after prefix reuse).
+    pub prefill_tokens: usize,
+    pub prefill: Duration,
+    /// Tokens generated after the first.
+    pub decode_tokens: usize,
+    pub decode: Duration,
+}
+
+impl Timings {
+    pub fn prefill_tokens_per_s(&self) -> f64 {
+        rate(self.prefill_tokens, self.prefill)
+    }
+
+    pub fn decode_tokens_per_s(&self) -> f64 {
+        rate(self.decode_tokens, self.decode)
+    }
+}
+
+fn rate(n: usize, d: Duration) -> f64 {
+    if d.is_zero() {
+        0.0
+    } else {
+        n as f64 / d.as_secs_f64()
+    }
+}
+
+/// One generated token, as reported while generating.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenEvent<'a> {
+    pub id: u32,
+    /// Text that is now final (held back while it might begin a stop string
+    /// or an incomplete UTF-8 character).
+    pub text: &'a str,
+    /// The logits the token was chosen from (after the model, before sampling).
+    pub logits: &'a [f32],
+}
+
+/// The result of a generation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Generated {
+    /// The prompt as the model read it.
+    pub prompt_tokens: Vec<u32>,
+    /// The generated tokens, stop tokens included.
+    pub tokens: Vec<u32>,
+    /// The generated text, without any stop string or end-of-generation token.
+    pub text: String,
+    pub stop: StopReason,
+    pub timings: Timings,
+}
+
+/// One sequence of one model: a cache, the tokens in it, and a forward context.
+pub struct Session<'m> {
+    model: &'m LoadedModel,
+    ctx: ForwardCtx,
+    cache: KvCache,
+    /// The tokens the cache holds, in order.
+    cached: Vec<u32>,
+}
+
+impl std::fmt::Debug for Session<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("cached", &self.cached.len())
+            .finish()
+    }
+}
+
+impl<'m> Session<'m> {
+    /// A session on `n_threads` threads with a context of at most `context`
+    /// tokens (the model's own when `None`).
+    pub fn new(model: &'m LoadedModel, n_threads: usize, context: Option<usize>) -> Session<'m> {
+        Session {
+            model,
+            ctx: ForwardCtx::new(n_threads),
+            cache: model.model.new_cache(context),
+            cached: Vec::new(),
+        }
+    }
+
+    pub fn model(&self) -> &'m LoadedModel {
+        self.model
+    }
+
+    /// The tokens the cache holds.
+    pub fn cached_tokens(&self) -> &[u32] {
+        &self.cached
+    }
+
+    pub fn context_limit(&self) -> usize {
+        self.cache.limit()
+    }
+
+    /// Forgets everything read so far.
+    pub fn reset(&mut self) {
+        self.cache.clear();
+        self.cached.clear();
+    }
+
+    /// Makes the cache hold exactly `tokens`, reusing the common prefix, and
+    /// leaves logits for the listed rows in the forward context. Returns how
+    /// many tokens were run.
+    pub fn feed(
+        &mut self,
+        tokens: &[u32],
+        logits: LogitsFor,
+        hooks: &mut Hooks<'_>,
+    ) -> Result<usize> {
+        if tokens.is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
+        let mut common = self
+            .cached
+            .iter()
+            .zip(tokens)
+            .take_while(|(a, b)| a == b)
+            .count();
+        // The last token must run to produce logits.
+        if common == tokens.len() {
+            common -= 1;
+        }
+        self.cache.truncate(common);
+        self.cached.truncate(common);
+        let new = &tokens[common..];
+        let mut seqs = [SeqInput {
+            tokens: new,
+            cache: &mut self.cache,
+            logits,
+        }];
+        self.model.model.forward(&mut self.ctx, &mut seqs, hooks)?;
+        self.cached.extend_from_slice(new);
+        Ok(new.len())
+    }
+
+    /// The forward context of the last call (logits, batch layout).
+    pub fn ctx(&self) -> &ForwardCtx {
+        &self.ctx
+    }
+
+    /// Generates after `prompt`, calling `on_token` for every token; it may
+    /// return `ControlFlow::Break` to stop.
+    pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        params: &GenerateParams,
+        mut on_token: impl FnMut(TokenEvent<'_>) -> ControlFlow<()>,
+    ) -> Result<Generated> {
+        let tokenizer = &self.model.tokenizer;
+        let mut sampler = Sampler::new(params.sampling.clone())?;
+        let mut timings = Timings::default();
+        let start = Instant::now();
+        timings.prefill_tokens = self.feed(prompt, LogitsFor::Last, &mut Hooks::none())?;
+        timings.prefill = start.elapsed();
+        let decode_start = Instant::now();
+        let mut history: Vec<u32> = prompt.to_vec();
+        let mut tokens = Vec::new();
+        let mut decoder = StreamDecoder::new(tokenizer, true);
+        let mut stops = StopMatcher::new(&params.stop);
+        let mut stop = StopReason::MaxTokens;
+        while tokens.len() < params.max_tokens {
+            let logits = self.ctx.last_logits(0).unwrap_or(&[]);
+            let id = sampler.sample(logits, &history);
+            tokens.push(id);
+            history.push(id);
+            let eog = !params.ignore_eos && tokenizer.is_end_of_generation(id);
+            let piece = if eog {
+                decoder.finish()
+            } else {
+                decoder.push(id)
+            };
+            let (ready, hit) = stops.push(&piece);
+            let flow = on_token(TokenEvent {
+                id,
+                text: &ready,
+                logits,
+            });
+            if hit {
+                stop = StopReason::StopString;
+                break;
+            }
+            if eog {
+                stop = StopReason::EndOfGeneration;
+                break;
+            }
+            if flow.is_break() {
+                stop = StopReason::Cancelled;
+                break;
+            }
+            if tokens.len() >= params.max_tokens {
+                break;
+            }
+            if self.cache.len() + 1 > self.cache.limit() {
+                stop = StopReason::ContextFull;
+                break;
+            }
+            let mut seqs = [SeqInput {
+                tokens: &[id],
+                cache: &mut self.cache,
+                logits: LogitsFor::Last,
+            }];
+            self.model
+                .model
+                .forward(&mut self.ctx, &mut seqs, &mut Hooks::none())?;
+            self.cached.push(id);
+        }
+        if !matches!(stop, StopReason::StopString | StopReason::EndOfGeneration) {
+            let rest = decoder.finish();
+            let (mut ready, _) = stops.push(&rest);
+            ready.push_str(&stops.flush());
+            if !ready.is_empty() {
+                let _ = on_token(TokenEvent {
+                    id: *tokens.last().unwrap_or(&0),
+                    text: &ready,
+                    logits: &[],
+                });
+            }
+        }
+        timings.decode_tokens = tokens.len().saturating_sub(1);
+        timings.decode = if tokens.len() > 1 {
+            decode_start.elapsed()
+        } else {
+            Duration::ZERO
+        };
+        Ok(Generated {
+            prompt_tokens: prompt.to_vec(),
+            tokens,
+            text: stops.into_text(),
+            stop,
+            timings,
+        })
+    }
+}
+
+/// Finds stop strings in streamed text, holding back what might be the start
+/// of one.
+#[derive(Debug)]
+struct StopMatcher<'a> {
+    stops: &'a [String],
+    /// All text accepted so far.
+    text: String,
+    /// How much of `text` has been released.
+    released: usize,
+}
+
+impl<'a> StopMatcher<'a> {
+    fn new(stops: &'a [String]) -> Self {
+        StopMatcher {
+            stops,
+            text: String::new(),
+            released: 0,
+        }
+    }
+
+    /// Adds `piece`; returns the text now safe to show and whether a stop
+    /// string was found (the text is then cut before it).
+    fn push(&mut self, piece: &str) -> (String, bool) {
+        let search_from = self.released;
+        self.text.push_str(piece);
+        for s in self.stops.iter().filter(|s| !s.is_empty()) {
+            // A match may start in text already held back, never in released text.
+            if let Some(i) = self.text[search_from..].find(s.as_str()) {
+                self.text.truncate(search_from + i);
+                let out = self.text[self.released..].to_string();
+                self.released = self.text.len();
+                return (out, true);
+            }
+        }
+        // Hold back the longest suffix that is a prefix of a stop string.
+        let mut keep = 0;
+        for s in self.stops {
+            for (i, _) in s.char_indices().skip(1) {
+                if i > keep && self.text[self.released..].ends_with(&s[..i]) {
+                    keep = i;
+                }
+            }
+        }
+        let safe = self.text.len() - keep;
+        let out = self.text[self.released..safe].to_string();
+        self.released = safe;
+        (out, false)
+    }
+
+    /// Releases whatever was held back.
+    fn flush(&mut self) -> String {
+        let out = self.text[self.released..].to_string();
+        self.released = self.text.len();
+        out
+    }
+
+    fn into_text(self) -> String {
+        self.text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_strings_are_cut_and_prefixes_held_back() {
+        let stops = vec!["\nUser:".to_string()];
+        let mut m = StopMatcher::new(&stops);
+        assert_eq!(m.push("Hello"), ("Hello".to_string(), false));
+        assert_eq!(m.push(" there\nUs"), (" there".to_string(), false));
+        assert_eq!(m.push("er: hi"), (String::new(), true));
+        assert_eq!(m.into_text(), "Hello there");
+    }
+
+    #[test]
+    fn a_held_back_prefix_that_does_not_complete_is_released() {
+        let stops = vec!["STOP".to_string()];
+        let mut m = StopMatcher::new(&stops);
+        assert_eq!(m.push("ST"), (String::new(), false));
+        assert_eq!(m.push("AY"), ("STAY".to_string(), false));
+        assert_eq!(m.push("S"), (String::new(), false));
+        assert_eq!(m.flush(), "S");
+        assert_eq!(m.into_text(), "STAYS");
+    }
+}
