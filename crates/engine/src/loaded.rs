@@ -113,7 +113,7 @@ fn gguf_meta(file: &GgufFile) -> ModelMeta {
             None => types.push((name, 1, t.n_bytes as u64)),
         }
     }
-    types.sort_by(|a, b| b.2.cmp(&a.2));
+    types.sort_by_key(|t| std::cmp::Reverse(t.2));
     let general = file
         .metadata()
         .iter()
