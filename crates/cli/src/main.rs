@@ -5,6 +5,8 @@
 //! stdout, diagnostics and progress to stderr.
 
 mod commands;
+mod local;
+mod progress;
 
 use clap::{Parser, Subcommand};
 

@@ -2,10 +2,10 @@
 //! bar on stderr. The pulled file's path goes to stdout, so scripts can use it.
 
 use std::io::Write;
-use std::sync::Mutex;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use lucid_store::{Progress, Store};
+use lucid_store::Store;
+
+use crate::progress::Bar;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -32,75 +32,4 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// An indicatif bar on stderr, one per step the store reports. indicatif
-/// draws nothing when stderr is not a terminal.
-#[derive(Default)]
-struct Bar {
-    current: Mutex<Option<ProgressBar>>,
-}
-
-impl Bar {
-    fn with_current(&self, f: impl FnOnce(&mut Option<ProgressBar>)) {
-        // A panic elsewhere while the lock was held only poisons the bar.
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut current);
-    }
-
-    fn clear(&self) {
-        self.with_current(|current| {
-            if let Some(bar) = current.take() {
-                bar.finish_and_clear();
-            }
-        });
-    }
-}
-
-impl Progress for Bar {
-    fn start(&self, what: &str, total: Option<u64>) {
-        self.with_current(|current| {
-            if let Some(bar) = current.take() {
-                bar.finish_and_clear();
-            }
-            let bar = match total {
-                Some(total) => ProgressBar::with_draw_target(
-                    Some(total),
-                    ProgressDrawTarget::stderr(),
-                )
-                .with_style(
-                    ProgressStyle::with_template(
-                        "{msg} {wide_bar} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {eta}",
-                    )
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-                ),
-                None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
-                    .with_style(
-                        ProgressStyle::with_template("{spinner} {msg} {binary_bytes}")
-                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                    ),
-            };
-            bar.set_message(what.to_owned());
-            *current = Some(bar);
-        });
-    }
-
-    fn advance(&self, bytes: u64) {
-        self.with_current(|current| {
-            if let Some(bar) = current {
-                bar.inc(bytes);
-            }
-        });
-    }
-
-    fn finish(&self) {
-        self.clear();
-    }
-
-    fn message(&self, text: &str) {
-        self.with_current(|current| match current {
-            Some(bar) => bar.suspend(|| eprintln!("{text}")),
-            None => eprintln!("{text}"),
-        });
-    }
 }

@@ -1,8 +1,212 @@
 //! `lucid run`: run a model on a prompt, or chat with it.
+//!
+//! With a prompt, the answer streams to stdout (or, with `--json`, one JSON
+//! object is printed at the end). Without one, an interactive chat reads
+//! turns from stdin and keeps the conversation; the session's cache reuses
+//! the conversation so far, so each turn only processes what is new.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::ops::ControlFlow;
+
+use anyhow::Context;
+use lucid_engine::{ChatMessage, GenerateParams, Generated, LoadedModel, Role, SamplingParams, Session};
+use serde::Serialize;
+
+use crate::local;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// A catalog name (`smollm2`, `gemma3`) or a path to a model file.
+    model: String,
+    /// The prompt; without one, start an interactive chat.
+    prompt: Option<String>,
+    /// Complete the prompt as plain text, without the chat template.
+    #[arg(long)]
+    raw: bool,
+    /// Print one JSON object with the tokens, text and timings instead of streaming.
+    #[arg(long)]
+    json: bool,
+    /// A system message for the chat.
+    #[arg(long)]
+    system: Option<String>,
+    /// The most tokens to generate.
+    #[arg(long, default_value_t = 512)]
+    max_tokens: usize,
+    /// Sampling temperature; 0 always picks the most likely token.
+    #[arg(long, default_value_t = 0.8)]
+    temperature: f32,
+    /// Keep only the k most likely tokens (0: all).
+    #[arg(long, default_value_t = 40)]
+    top_k: usize,
+    /// Keep the most likely tokens whose probabilities add up to p.
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    /// Drop tokens less likely than min-p times the most likely one.
+    #[arg(long, default_value_t = 0.05)]
+    min_p: f32,
+    /// Penalize tokens seen recently (1: off).
+    #[arg(long, default_value_t = 1.0)]
+    repeat_penalty: f32,
+    /// Seed for reproducible sampling.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Stop when this text appears (repeatable).
+    #[arg(long)]
+    stop: Vec<String>,
+    /// Threads for the forward pass (default: the cores available).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Largest context in tokens (default: the model's).
+    #[arg(long)]
+    ctx_size: Option<usize>,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("lucid run is not built yet")
+#[derive(Serialize)]
+struct JsonOutput<'a> {
+    model: &'a str,
+    prompt_tokens: &'a [u32],
+    tokens: &'a [u32],
+    text: &'a str,
+    finish_reason: &'static str,
+    timings: JsonTimings,
+}
+
+#[derive(Serialize)]
+struct JsonTimings {
+    prefill_tokens: usize,
+    prefill_ms: f64,
+    prefill_tokens_per_s: f64,
+    decode_tokens: usize,
+    decode_ms: f64,
+    decode_tokens_per_s: f64,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let model = local::load(&args.model)?;
+    let threads = args.threads.unwrap_or_else(local::default_threads);
+    let mut session = Session::new(&model, threads, args.ctx_size);
+    let params = GenerateParams {
+        max_tokens: args.max_tokens,
+        sampling: SamplingParams {
+            temperature: args.temperature,
+            top_k: args.top_k,
+            top_p: args.top_p,
+            min_p: args.min_p,
+            repeat_penalty: args.repeat_penalty,
+            seed: args.seed,
+            ..SamplingParams::default()
+        },
+        stop: args.stop.clone(),
+        ignore_eos: false,
+    };
+    match &args.prompt {
+        Some(prompt) => {
+            let tokens = if args.raw {
+                model.tokenizer.encode(prompt, true, true)?
+            } else {
+                let mut messages = Vec::new();
+                if let Some(s) = &args.system {
+                    messages.push(ChatMessage::new(Role::System, s.clone()));
+                }
+                messages.push(ChatMessage::new(Role::User, prompt.clone()));
+                chat_tokens(&model, &messages)?
+            };
+            let generated = if args.json {
+                session.generate(&tokens, &params, |_| ControlFlow::Continue(()))?
+            } else {
+                stream(&mut session, &tokens, &params)?
+            };
+            if args.json {
+                print_json(&args.model, &generated)?;
+            }
+            Ok(())
+        }
+        None => chat(&model, &mut session, &params, args.system.as_deref()),
+    }
+}
+
+/// The prompt tokens of a conversation, rendered with the model's template.
+fn chat_tokens(model: &LoadedModel, messages: &[ChatMessage]) -> anyhow::Result<Vec<u32>> {
+    let text = model.template.render(messages, true)?;
+    // A template that writes the BOS token itself must not get a second one.
+    let writes_bos = model
+        .tokenizer
+        .bos()
+        .and_then(|b| model.tokenizer.token_text(b))
+        .is_some_and(|b| !b.is_empty() && text.starts_with(b));
+    Ok(model.tokenizer.encode(&text, !writes_bos, true)?)
+}
+
+/// Generates, writing the text to stdout as it comes.
+fn stream(session: &mut Session<'_>, tokens: &[u32], params: &GenerateParams) -> anyhow::Result<Generated> {
+    let mut out = std::io::stdout().lock();
+    let mut broken_pipe = false;
+    let generated = session.generate(tokens, params, |event| {
+        if out.write_all(event.text.as_bytes()).and_then(|_| out.flush()).is_err() {
+            // The reader went away (`lucid run … | head`): stop generating.
+            broken_pipe = true;
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    })?;
+    if !broken_pipe {
+        let _ = writeln!(out);
+    }
+    Ok(generated)
+}
+
+fn print_json(model: &str, g: &Generated) -> anyhow::Result<()> {
+    let t = &g.timings;
+    let out = JsonOutput {
+        model,
+        prompt_tokens: &g.prompt_tokens,
+        tokens: &g.tokens,
+        text: &g.text,
+        finish_reason: g.stop.finish_reason(),
+        timings: JsonTimings {
+            prefill_tokens: t.prefill_tokens,
+            prefill_ms: t.prefill.as_secs_f64() * 1e3,
+            prefill_tokens_per_s: t.prefill_tokens_per_s(),
+            decode_tokens: t.decode_tokens,
+            decode_ms: t.decode.as_secs_f64() * 1e3,
+            decode_tokens_per_s: t.decode_tokens_per_s(),
+        },
+    };
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+/// The interactive chat: one line per user turn, `/reset` to start over,
+/// end of input or `/bye` to leave.
+fn chat(model: &LoadedModel, session: &mut Session<'_>, params: &GenerateParams, system: Option<&str>) -> anyhow::Result<()> {
+    let interactive = std::io::stdin().is_terminal();
+    if interactive {
+        eprintln!("Chatting with {}. /reset starts over, /bye or Ctrl-D leaves.", model.meta.name);
+    }
+    let mut history: Vec<ChatMessage> = system.map(|s| ChatMessage::new(Role::System, s)).into_iter().collect();
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    loop {
+        if interactive {
+            eprint!(">>> ");
+        }
+        let Some(line) = lines.next() else { break };
+        let line = line.context("reading stdin")?;
+        let line = line.trim();
+        match line {
+            "" => continue,
+            "/bye" | "/exit" => break,
+            "/reset" => {
+                history.retain(|m| m.role == Role::System);
+                session.reset();
+                continue;
+            }
+            _ => {}
+        }
+        history.push(ChatMessage::new(Role::User, line));
+        let tokens = chat_tokens(model, &history)?;
+        let generated = stream(session, &tokens, params)?;
+        history.push(ChatMessage::new(Role::Assistant, generated.text));
+    }
+    Ok(())
 }

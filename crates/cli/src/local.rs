@@ -1,0 +1,24 @@
+//! Finding and opening a local model by catalog name or path, pulling it
+//! first when the catalog knows it and the store does not have it yet.
+
+use anyhow::Context;
+use lucid_engine::LoadedModel;
+use lucid_store::Store;
+
+use crate::progress::Bar;
+
+/// Resolves `model` (a catalog name, an alias or a path), pulling a catalog
+/// model that is not in the store yet, and loads it.
+pub fn load(model: &str) -> anyhow::Result<LoadedModel> {
+    let store = Store::open_default()?;
+    let bar = Bar::default();
+    let resolved = store.ensure(model, &bar);
+    bar.clear();
+    let resolved = resolved?;
+    LoadedModel::load(&resolved.path).with_context(|| format!("cannot load {model}"))
+}
+
+/// The default thread count: the cores this process may use.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
