@@ -32,6 +32,41 @@ pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
     }
 }
 
+/// `sum(a[i] * b[i])` with `b` in IEEE half precision (raw bits).
+#[inline]
+pub fn dot_f16(a: &[f32], b: &[u16]) -> f32 {
+    let n = a.len().min(b.len());
+    #[cfg(target_arch = "x86_64")]
+    if Isa::current() == Isa::Avx2 {
+        // SAFETY: Avx2 is only detected on CPUs with AVX2, FMA and F16C.
+        return unsafe { avx2::dot_f16(&a[..n], &b[..n]) };
+    }
+    a[..n]
+        .iter()
+        .zip(&b[..n])
+        .map(|(x, y)| x * half::f16::from_bits(*y).to_f32())
+        .sum()
+}
+
+/// `y[i] += alpha * x[i]` with `x` in half precision (raw bits).
+#[inline]
+pub fn axpy_f16(alpha: f32, x: &[u16], y: &mut [f32]) {
+    let n = x.len().min(y.len());
+    #[cfg(target_arch = "x86_64")]
+    if Isa::current() == Isa::Avx2 {
+        // SAFETY: as above.
+        return unsafe { avx2::axpy_f16(alpha, &x[..n], &mut y[..n]) };
+    }
+    for (y, x) in y[..n].iter_mut().zip(&x[..n]) {
+        *y += alpha * half::f16::from_bits(*x).to_f32();
+    }
+}
+
+/// Appends `x` to `out` in half precision (raw bits), rounding to nearest.
+pub fn extend_f16(out: &mut Vec<u16>, x: &[f32]) {
+    out.extend(x.iter().map(|v| half::f16::from_f32(*v).to_bits()));
+}
+
 /// `y[i] += x[i]`.
 pub fn add_assign(y: &mut [f32], x: &[f32]) {
     for (y, x) in y.iter_mut().zip(x) {
@@ -225,6 +260,54 @@ mod avx2 {
         sum
     }
 
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot_f16(a: &[f32], b: &[u16]) -> f32 {
+        let n = a.len();
+        let mut acc0 = _mm256_setzero_ps();
+        let mut acc1 = _mm256_setzero_ps();
+        let mut i = 0;
+        while i + 16 <= n {
+            // SAFETY: i + 16 <= n for both slices.
+            unsafe {
+                let b0 = _mm256_cvtph_ps(_mm_loadu_si128(b.as_ptr().add(i).cast()));
+                let b1 = _mm256_cvtph_ps(_mm_loadu_si128(b.as_ptr().add(i + 8).cast()));
+                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a.as_ptr().add(i)), b0, acc0);
+                acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a.as_ptr().add(i + 8)), b1, acc1);
+            }
+            i += 16;
+        }
+        let acc = _mm256_add_ps(acc0, acc1);
+        let lo = _mm256_castps256_ps128(acc);
+        let hi = _mm256_extractf128_ps::<1>(acc);
+        let s = _mm_add_ps(lo, hi);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        let mut sum = _mm_cvtss_f32(s);
+        for j in i..n {
+            sum += a[j] * half::f16::from_bits(b[j]).to_f32();
+        }
+        sum
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn axpy_f16(alpha: f32, x: &[u16], y: &mut [f32]) {
+        let n = x.len();
+        let av = _mm256_set1_ps(alpha);
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: i + 8 <= n for both slices.
+            unsafe {
+                let xv = _mm256_cvtph_ps(_mm_loadu_si128(x.as_ptr().add(i).cast()));
+                let yv = _mm256_loadu_ps(y.as_ptr().add(i));
+                _mm256_storeu_ps(y.as_mut_ptr().add(i), _mm256_fmadd_ps(av, xv, yv));
+            }
+            i += 8;
+        }
+        for j in i..n {
+            y[j] += alpha * half::f16::from_bits(x[j]).to_f32();
+        }
+    }
+
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
         let n = x.len();
@@ -259,6 +342,24 @@ mod tests {
         axpy(0.5, &a, &mut y);
         for i in 0..77 {
             assert!((y[i] - (b[i] + 0.5 * a[i])).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn half_precision_dot_and_axpy_match_plain_loops() {
+        let a: Vec<f32> = (0..77).map(|i| (i as f32 * 0.3).sin()).collect();
+        let mut b = Vec::new();
+        extend_f16(&mut b, &a.iter().map(|x| x * 0.5 + 0.1).collect::<Vec<_>>());
+        let bf: Vec<f32> = b
+            .iter()
+            .map(|x| half::f16::from_bits(*x).to_f32())
+            .collect();
+        let want: f32 = a.iter().zip(&bf).map(|(x, y)| x * y).sum();
+        assert!((dot_f16(&a, &b) - want).abs() < 1e-4);
+        let mut y = a.clone();
+        axpy_f16(2.0, &b, &mut y);
+        for i in 0..77 {
+            assert!((y[i] - (a[i] + 2.0 * bf[i])).abs() < 1e-6);
         }
     }
 

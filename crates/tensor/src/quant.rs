@@ -400,14 +400,18 @@ fn signed_absmax(x: &[f32]) -> f32 {
     max
 }
 
+/// Activation blocks are quantized as llama.cpp's x86 code does at run time
+/// (its scalar reference differs slightly): the inverse scale is `127 / amax`
+/// and values round half to even. Matching it keeps lucid's logits close to
+/// llama.cpp's.
 pub(crate) fn quant_q8_0(x: &[f32], y: &mut [BlockQ8_0]) {
     for (x, b) in x.chunks_exact(32).zip(y) {
         let amax = x.iter().fold(0.0f32, |a, v| a.max(v.abs()));
         let d = amax / 127.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
         b.d = f16_bytes(d);
         for j in 0..32 {
-            b.qs[j] = (x[j] * id).round() as i8;
+            b.qs[j] = (x[j] * id).round_ties_even() as i8;
         }
     }
 }
@@ -416,11 +420,11 @@ pub(crate) fn quant_q8_1(x: &[f32], y: &mut [BlockQ8_1]) {
     for (x, b) in x.chunks_exact(32).zip(y) {
         let amax = x.iter().fold(0.0f32, |a, v| a.max(v.abs()));
         let d = amax / 127.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
         b.d = f16_bytes(d);
         let mut sum = 0i32;
         for j in 0..32 {
-            b.qs[j] = (x[j] * id).round() as i8;
+            b.qs[j] = (x[j] * id).round_ties_even() as i8;
             sum += b.qs[j] as i32;
         }
         b.s = f16_bytes(sum as f32 * d);

@@ -72,12 +72,14 @@ impl Attention {
         let (qw, kvw) = (s.q_width(), s.kv_width());
         for (seq, span) in seqs.iter_mut().zip(spans) {
             let cache = &mut seq.cache.layers[layer];
-            cache
-                .k
-                .extend_from_slice(&k[span.offset * kvw..(span.offset + span.len) * kvw]);
-            cache
-                .v
-                .extend_from_slice(&v[span.offset * kvw..(span.offset + span.len) * kvw]);
+            ops::extend_f16(
+                &mut cache.k,
+                &k[span.offset * kvw..(span.offset + span.len) * kvw],
+            );
+            ops::extend_f16(
+                &mut cache.v,
+                &v[span.offset * kvw..(span.offset + span.len) * kvw],
+            );
         }
         let n_threads = pool.n_threads();
         let max_keys = spans
@@ -123,7 +125,7 @@ impl Attention {
                 for (j, score) in sc.iter_mut().enumerate() {
                     let key =
                         &cache.k[(first_key + j) * kvw + kv_head * s.head_dim..][..s.head_dim];
-                    let mut x = ops::dot(qv, key) * self.scale;
+                    let mut x = ops::dot_f16(qv, key) * self.scale;
                     if let Some(cap) = self.softcap {
                         x = cap * (x / cap).tanh();
                     }
@@ -136,7 +138,7 @@ impl Attention {
                 for (j, p) in sc.iter().enumerate() {
                     let val =
                         &cache.v[(first_key + j) * kvw + kv_head * s.head_dim..][..s.head_dim];
-                    ops::axpy(*p, val, o);
+                    ops::axpy_f16(*p, val, o);
                 }
             }
         });
@@ -175,7 +177,7 @@ impl Attention {
                     for j in first_key..=pos {
                         let key = &caches[seq].cache.layers[layer].k
                             [j * kvw + (head / group) * s.head_dim..][..s.head_dim];
-                        let mut x = ops::dot(qv, key) * self.scale;
+                        let mut x = ops::dot_f16(qv, key) * self.scale;
                         if let Some(cap) = self.softcap {
                             x = cap * (x / cap).tanh();
                         }

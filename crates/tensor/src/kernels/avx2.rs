@@ -263,8 +263,7 @@ pub unsafe fn dot_bf16<const NT: usize>(w: &[[u8; 2]], a: [&[f32]; NT], out: &mu
     }
 }
 
-/// Quantizes a row of f32 to Q8_0 (round half away from zero, as ggml's
-/// reference does).
+/// Quantizes a row of f32 to Q8_0 (as [`crate::quant`] describes).
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn quantize_q8_0(x: &[f32], y: &mut [BlockQ8_0]) {
     for (x, b) in x.chunks_exact(32).zip(y) {
@@ -310,16 +309,13 @@ unsafe fn quantize_block32(x: &[f32]) -> (f32, [i8; 32]) {
     let m = _mm_max_ss(m, _mm_movehdup_ps(m));
     let amax = _mm_cvtss_f32(m);
     let d = amax / 127.0;
-    let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
-    let half = _mm256_set1_ps(0.5);
+    let id = _mm256_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
     let mut q = [0i8; 32];
     let mut ints = [_mm256_setzero_si256(); 4];
     for (k, vi) in v.iter().enumerate() {
-        let s = _mm256_mul_ps(*vi, id);
-        // Round half away from zero: truncate (|s| + 0.5) and restore the sign.
-        let r = _mm256_add_ps(_mm256_andnot_ps(sign, s), half);
-        let r = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(r);
-        let r = _mm256_or_ps(r, _mm256_and_ps(sign, s));
+        let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm256_mul_ps(*vi, id),
+        );
         ints[k] = _mm256_cvtps_epi32(r);
     }
     // Pack 32 i32 into 32 i8 in order.
