@@ -228,23 +228,18 @@ impl HfCheckpoint {
         }
     }
 
-    /// `tokenizer.json`, and `tokenizer_config.json` when present.
-    pub fn tokenizer_files(&self) -> Result<(PathBuf, Option<PathBuf>)> {
-        let json = self.dir.join("tokenizer.json");
-        if !json.is_file() {
-            return Err(open_error(
-                &json,
-                "is missing: lucid reads Hugging Face tokenizers from tokenizer.json",
-            ));
-        }
-        let config = self.dir.join("tokenizer_config.json");
-        Ok((json, config.is_file().then_some(config)))
-    }
-
-    /// The checkpoint's tokenizer.
+    /// The checkpoint's tokenizer: `tokenizer.json` (with
+    /// `tokenizer_config.json`) through the `tokenizers` crate; for older
+    /// GPT-2-style uploads that have only `vocab.json` and `merges.txt`,
+    /// those, read as llama.cpp reads them once converted.
     pub fn tokenizer(&self) -> Result<Tokenizer> {
-        let (json, config) = self.tokenizer_files()?;
-        Ok(Tokenizer::from_hf_file(&json, config.as_deref())?)
+        let json = self.dir.join("tokenizer.json");
+        if json.is_file() {
+            let config = self.dir.join("tokenizer_config.json");
+            let config = config.is_file().then_some(config);
+            return Ok(Tokenizer::from_hf_file(&json, config.as_deref())?);
+        }
+        Ok(Tokenizer::from_gguf(&tokenizer_metadata(self, None)?)?)
     }
 
     /// What `lucid show` says about the checkpoint.
@@ -638,81 +633,41 @@ fn not_a_matrix(w: &Weight) -> EngineError {
 
 /// GGUF's `tokenizer.ggml.*` keys for a checkpoint's byte-level BPE
 /// tokenizer, as llama.cpp's converter writes them: tokens by id (padded
-/// with `[PAD{i}]` up to `n_vocab`, the rows of the embedding), their types
-/// (added special tokens are control tokens, other added tokens user-defined),
-/// merges, BOS/EOS and whether to add BOS.
+/// with `[PAD{i}]` up to `n_vocab`, the rows of the embedding, when given),
+/// their types (added special tokens are control tokens, other added tokens
+/// user-defined), merges, BOS/EOS and whether to add BOS.
 ///
-/// The pre-tokenizer must be GPT-2's (a `ByteLevel` step with its regex), the
+/// The tokenizer is `tokenizer.json`, or `vocab.json` and `merges.txt`. Its
+/// pre-tokenizer must be GPT-2's (a `ByteLevel` step with its regex), the
 /// one `tokenizer.ggml.pre = gpt-2` names; anything else is an error rather
 /// than a file that would tokenize differently.
-pub fn tokenizer_metadata(ckpt: &HfCheckpoint, n_vocab: usize) -> Result<Metadata> {
-    let (json_path, config_path) = ckpt.tokenizer_files()?;
-    let tok = read_json(&json_path)?;
-    let bad = |why: &str| open_error(&json_path, why);
-    let model = tok.get("model").ok_or_else(|| bad("has no `model`"))?;
-    if model.get("type").and_then(Json::as_str) != Some("BPE") {
-        return Err(bad(
-            "is not a BPE tokenizer; lucid writes GGUF only for byte-level BPE",
-        ));
-    }
-    check_gpt2_pre_tokenizer(&tok).map_err(|why| bad(&why))?;
-
-    let mut tokens: Vec<Option<String>> = Vec::new();
-    let mut types: Vec<i32> = Vec::new();
-    let mut place = |id: u64, text: &str, ty: i32| -> Result<()> {
-        let id = usize::try_from(id).map_err(|_| bad("token id out of range"))?;
-        if id >= 1 << 24 {
-            return Err(bad("token id out of range"));
-        }
-        if tokens.len() <= id {
-            tokens.resize(id + 1, None);
-            types.resize(id + 1, 0);
-        }
-        tokens[id] = Some(text.to_string());
-        types[id] = ty;
-        Ok(())
+pub fn tokenizer_metadata(ckpt: &HfCheckpoint, n_vocab: Option<usize>) -> Result<Metadata> {
+    let specials = SpecialTokens::read(ckpt.dir())?;
+    let json_path = ckpt.dir().join("tokenizer.json");
+    let bpe = if json_path.is_file() {
+        BpeVocab::from_tokenizer_json(&json_path)?
+    } else {
+        BpeVocab::from_vocab_files(ckpt.dir(), &specials)?
     };
-    let vocab = model
-        .get("vocab")
-        .and_then(Json::as_object)
-        .ok_or_else(|| bad("model.vocab is not an object"))?;
-    for (text, id) in vocab {
-        let id = id
-            .as_u64()
-            .ok_or_else(|| bad("model.vocab ids must be integers"))?;
-        place(id, text, TOKEN_NORMAL)?;
-    }
-    if let Some(added) = tok.get("added_tokens").and_then(Json::as_array) {
-        for a in added {
-            let id = a.get("id").and_then(Json::as_u64);
-            let content = a.get("content").and_then(Json::as_str);
-            let (Some(id), Some(content)) = (id, content) else {
-                return Err(bad("added_tokens entries need an id and content"));
-            };
-            let special = a.get("special").and_then(Json::as_bool).unwrap_or(false);
-            let ty = if special {
-                TOKEN_CONTROL
-            } else {
-                TOKEN_USER_DEFINED
-            };
-            place(id, content, ty)?;
-        }
-    }
-    if tokens.len() > n_vocab {
-        return Err(bad(&format!(
-            "has {} tokens but the model only {n_vocab} embeddings",
-            tokens.len()
-        )));
+    let n_vocab = n_vocab.unwrap_or(bpe.tokens.len());
+    if bpe.tokens.len() > n_vocab {
+        return Err(open_error(
+            &bpe.source,
+            &format!(
+                "has {} tokens but the model only {n_vocab} embeddings",
+                bpe.tokens.len()
+            ),
+        ));
     }
     // Ids the tokenizer leaves out, and the embedding rows past its last
     // token, become unused padding tokens, as llama.cpp's converter makes them.
     let mut texts = Vec::with_capacity(n_vocab);
     let mut kinds = Vec::with_capacity(n_vocab);
     for i in 0..n_vocab {
-        match tokens.get(i).cloned().flatten() {
+        match bpe.tokens.get(i).cloned().flatten() {
             Some(t) => {
                 texts.push(t);
-                kinds.push(types[i]);
+                kinds.push(bpe.types[i]);
             }
             None => {
                 texts.push(format!("[PAD{i}]"));
@@ -720,74 +675,59 @@ pub fn tokenizer_metadata(ckpt: &HfCheckpoint, n_vocab: usize) -> Result<Metadat
             }
         }
     }
-
-    let merges = model
-        .get("merges")
-        .and_then(Json::as_array)
-        .ok_or_else(|| bad("model.merges is not an array"))?
+    let by_text: HashMap<&str, usize> = texts
         .iter()
-        .map(|m| match m {
-            Json::String(s) => Some(s.clone()),
-            Json::Array(pair) => match pair.as_slice() {
-                [Json::String(a), Json::String(b)] => Some(format!("{a} {b}")),
-                _ => None,
-            },
-            _ => None,
-        })
-        .collect::<Option<Vec<String>>>()
-        .ok_or_else(|| bad("model.merges entries must be \"a b\" or [\"a\", \"b\"]"))?;
+        .enumerate()
+        .map(|(i, t)| (t.as_str(), i))
+        .collect();
+    let id_of = |key: &str| {
+        specials
+            .text(key)
+            .and_then(|t| by_text.get(t.as_str()).copied())
+    };
+    let cfg = ckpt.config();
+    let config_id = |key: &str| {
+        cfg.get(key)
+            .and_then(Json::as_u64)
+            .and_then(|id| usize::try_from(id).ok())
+            .filter(|&id| id < n_vocab)
+    };
+    let ids = [
+        (
+            "tokenizer.ggml.bos_token_id",
+            id_of("bos_token").or_else(|| config_id("bos_token_id")),
+        ),
+        (
+            "tokenizer.ggml.eos_token_id",
+            id_of("eos_token").or_else(|| config_id("eos_token_id")),
+        ),
+        ("tokenizer.ggml.unknown_token_id", id_of("unk_token")),
+        ("tokenizer.ggml.padding_token_id", id_of("pad_token")),
+    ];
 
     let mut meta = Metadata::new();
     meta.insert("tokenizer.ggml.model", Value::String("gpt2".into()));
     meta.insert("tokenizer.ggml.pre", Value::String("gpt-2".into()));
-    let id_of = |text: &str| texts.iter().position(|t| t == text);
-    let tcfg = match &config_path {
-        Some(p) => read_json(p)?,
-        None => Json::Null,
-    };
-    let token_text = |key: &str| -> Option<String> {
-        match tcfg.get(key)? {
-            Json::String(s) => Some(s.clone()),
-            obj => obj.get("content")?.as_str().map(str::to_string),
-        }
-    };
-    let cfg = ckpt.config();
-    let special = |key: &str, id_key: &str| -> Result<Option<u32>> {
-        if let Some(id) = token_text(key).and_then(|t| id_of(&t)) {
-            return Ok(u32::try_from(id).ok());
-        }
-        Ok(cfg
-            .get(id_key)
-            .and_then(Json::as_u64)
-            .and_then(|id| u32::try_from(id).ok())
-            .filter(|&id| (id as usize) < n_vocab))
-    };
-    let bos = special("bos_token", "bos_token_id")?;
-    let eos = special("eos_token", "eos_token_id")?;
-    let unk = token_text("unk_token").and_then(|t| id_of(&t));
-    let pad = token_text("pad_token").and_then(|t| id_of(&t));
-    meta.insert("tokenizer.ggml.tokens", Value::Array(Array::String(texts)));
+    meta.insert(
+        "tokenizer.ggml.tokens",
+        Value::Array(Array::String(texts.clone())),
+    );
     meta.insert("tokenizer.ggml.token_type", Value::Array(Array::I32(kinds)));
-    meta.insert("tokenizer.ggml.merges", Value::Array(Array::String(merges)));
-    for (key, id) in [
-        ("tokenizer.ggml.bos_token_id", bos.map(|i| i as usize)),
-        ("tokenizer.ggml.eos_token_id", eos.map(|i| i as usize)),
-        ("tokenizer.ggml.unknown_token_id", unk),
-        ("tokenizer.ggml.padding_token_id", pad),
-    ] {
+    meta.insert(
+        "tokenizer.ggml.merges",
+        Value::Array(Array::String(bpe.merges)),
+    );
+    for (key, id) in ids {
         if let Some(id) = id.and_then(|i| u32::try_from(i).ok()) {
             meta.insert(key, Value::U32(id));
         }
     }
-    let add_bos = tcfg
-        .get("add_bos_token")
-        .and_then(Json::as_bool)
-        .unwrap_or(false);
+    let add_bos = specials.flag("add_bos_token").unwrap_or(false);
     meta.insert("tokenizer.ggml.add_bos_token", Value::Bool(add_bos));
-    if let Some(add_eos) = tcfg.get("add_eos_token").and_then(Json::as_bool) {
+    if let Some(add_eos) = specials.flag("add_eos_token") {
         meta.insert("tokenizer.ggml.add_eos_token", Value::Bool(add_eos));
     }
-    if let Some(t) = tcfg.get("chat_template").and_then(Json::as_str) {
+    if let Some(t) = specials.config.get("chat_template").and_then(Json::as_str) {
         meta.insert("tokenizer.chat_template", Value::String(t.to_string()));
     }
     Ok(meta)
@@ -798,6 +738,189 @@ const TOKEN_NORMAL: i32 = 1;
 const TOKEN_CONTROL: i32 = 3;
 const TOKEN_USER_DEFINED: i32 = 4;
 const TOKEN_UNUSED: i32 = 5;
+
+/// `tokenizer_config.json`, with `special_tokens_map.json` (older uploads)
+/// for the special tokens it does not name.
+struct SpecialTokens {
+    config: Json,
+    map: Json,
+}
+
+impl SpecialTokens {
+    fn read(dir: &Path) -> Result<SpecialTokens> {
+        let read = |name: &str| {
+            let p = dir.join(name);
+            if p.is_file() {
+                read_json(&p)
+            } else {
+                Ok(Json::Null)
+            }
+        };
+        Ok(SpecialTokens {
+            config: read("tokenizer_config.json")?,
+            map: read("special_tokens_map.json")?,
+        })
+    }
+
+    /// The text of `bos_token`, `eos_token`, ...: a string or an added-token
+    /// object with `content`.
+    fn text(&self, key: &str) -> Option<String> {
+        [&self.config, &self.map]
+            .into_iter()
+            .find_map(|j| match j.get(key)? {
+                Json::String(s) => Some(s.clone()),
+                obj => obj.get("content")?.as_str().map(str::to_string),
+            })
+    }
+
+    fn flag(&self, key: &str) -> Option<bool> {
+        self.config.get(key).and_then(Json::as_bool)
+    }
+}
+
+/// A byte-level BPE vocabulary: tokens by id with llama.cpp's token types,
+/// and merges as `"a b"`.
+struct BpeVocab {
+    source: PathBuf,
+    tokens: Vec<Option<String>>,
+    types: Vec<i32>,
+    merges: Vec<String>,
+}
+
+impl BpeVocab {
+    fn empty(source: &Path) -> BpeVocab {
+        BpeVocab {
+            source: source.to_path_buf(),
+            tokens: Vec::new(),
+            types: Vec::new(),
+            merges: Vec::new(),
+        }
+    }
+
+    fn place(&mut self, id: Option<u64>, text: &str, ty: i32) -> Result<()> {
+        let id = id
+            .and_then(|i| usize::try_from(i).ok())
+            .filter(|&i| i < 1 << 24)
+            .ok_or_else(|| open_error(&self.source, &format!("token {text:?} has a bad id")))?;
+        if self.tokens.len() <= id {
+            self.tokens.resize(id + 1, None);
+            self.types.resize(id + 1, 0);
+        }
+        self.tokens[id] = Some(text.to_string());
+        self.types[id] = ty;
+        Ok(())
+    }
+
+    fn from_tokenizer_json(path: &Path) -> Result<BpeVocab> {
+        let tok = read_json(path)?;
+        let bad = |why: &str| open_error(path, why);
+        let model = tok.get("model").ok_or_else(|| bad("has no `model`"))?;
+        if model.get("type").and_then(Json::as_str) != Some("BPE") {
+            return Err(bad(
+                "is not a BPE tokenizer; lucid writes GGUF only for byte-level BPE",
+            ));
+        }
+        check_gpt2_pre_tokenizer(&tok).map_err(|why| bad(&why))?;
+        let mut v = BpeVocab::empty(path);
+        let vocab = model
+            .get("vocab")
+            .and_then(Json::as_object)
+            .ok_or_else(|| bad("model.vocab is not an object"))?;
+        for (text, id) in vocab {
+            v.place(id.as_u64(), text, TOKEN_NORMAL)?;
+        }
+        for a in tok
+            .get("added_tokens")
+            .and_then(Json::as_array)
+            .map_or(&[][..], Vec::as_slice)
+        {
+            let content = a
+                .get("content")
+                .and_then(Json::as_str)
+                .ok_or_else(|| bad("an added token has no content"))?;
+            let special = a.get("special").and_then(Json::as_bool).unwrap_or(false);
+            let ty = if special {
+                TOKEN_CONTROL
+            } else {
+                TOKEN_USER_DEFINED
+            };
+            v.place(a.get("id").and_then(Json::as_u64), content, ty)?;
+        }
+        v.merges = model
+            .get("merges")
+            .and_then(Json::as_array)
+            .ok_or_else(|| bad("model.merges is not an array"))?
+            .iter()
+            .map(|m| match m {
+                Json::String(s) => Some(s.clone()),
+                Json::Array(pair) => match pair.as_slice() {
+                    [Json::String(a), Json::String(b)] => Some(format!("{a} {b}")),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect::<Option<Vec<String>>>()
+            .ok_or_else(|| bad("model.merges entries must be \"a b\" or [\"a\", \"b\"]"))?;
+        Ok(v)
+    }
+
+    /// GPT-2's original files: `vocab.json` (text to id) and `merges.txt`
+    /// (a `#version` line, then one merge per line). The special tokens the
+    /// configs name, and `added_tokens_decoder`'s, are control tokens.
+    fn from_vocab_files(dir: &Path, specials: &SpecialTokens) -> Result<BpeVocab> {
+        let vocab_path = dir.join("vocab.json");
+        let merges_path = dir.join("merges.txt");
+        if !vocab_path.is_file() || !merges_path.is_file() {
+            return Err(open_error(
+                &dir.join("tokenizer.json"),
+                "is missing, and so are vocab.json and merges.txt: the checkpoint has no tokenizer lucid reads",
+            ));
+        }
+        let mut v = BpeVocab::empty(&vocab_path);
+        let vocab = read_json(&vocab_path)?;
+        let vocab = vocab
+            .as_object()
+            .ok_or_else(|| open_error(&vocab_path, "is not a JSON object"))?;
+        let special_texts: Vec<String> = ["bos_token", "eos_token", "unk_token", "pad_token"]
+            .iter()
+            .filter_map(|k| specials.text(k))
+            .collect();
+        for (text, id) in vocab {
+            let ty = if special_texts.contains(text) {
+                TOKEN_CONTROL
+            } else {
+                TOKEN_NORMAL
+            };
+            v.place(id.as_u64(), text, ty)?;
+        }
+        if let Some(added) = specials
+            .config
+            .get("added_tokens_decoder")
+            .and_then(Json::as_object)
+        {
+            for (id, a) in added {
+                let Some(content) = a.get("content").and_then(Json::as_str) else {
+                    continue;
+                };
+                let special = a.get("special").and_then(Json::as_bool).unwrap_or(false);
+                let ty = if special {
+                    TOKEN_CONTROL
+                } else {
+                    TOKEN_USER_DEFINED
+                };
+                v.place(id.parse().ok(), content, ty)?;
+            }
+        }
+        let text = std::fs::read_to_string(&merges_path)
+            .map_err(|e| open_error(&merges_path, &e.to_string()))?;
+        v.merges = text
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with("#version"))
+            .map(str::to_string)
+            .collect();
+        Ok(v)
+    }
+}
 
 /// Whether `tokenizer.json` splits text as GPT-2 does: a `ByteLevel`
 /// pre-tokenizer using its regex, without a prefix space, and no normalizer

@@ -723,6 +723,52 @@ fn bad_checkpoints_are_typed_errors() {
     ));
 }
 
+/// Older GPT-2-style uploads have `vocab.json` and `merges.txt` but no
+/// `tokenizer.json`; they tokenize the same.
+#[test]
+fn vocab_json_and_merges_txt_without_tokenizer_json() {
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    let dir = tmp.path().join("gpt2");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    for e in std::fs::read_dir(fixture("gpt2")).expect("fixture") {
+        let p = e.expect("entry").path();
+        std::fs::copy(&p, dir.join(p.file_name().expect("name"))).expect("copy");
+    }
+    let tok: Json = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("tokenizer.json")).expect("tokenizer.json"),
+    )
+    .expect("JSON");
+    std::fs::write(
+        dir.join("vocab.json"),
+        serde_json::to_string(&tok["model"]["vocab"]).expect("JSON"),
+    )
+    .expect("write");
+    let mut merges = String::from("#version: 0.2\n");
+    for m in tok["model"]["merges"].as_array().expect("merges") {
+        let pair: Vec<&str> = m
+            .as_array()
+            .expect("pair")
+            .iter()
+            .map(|s| s.as_str().expect("text"))
+            .collect();
+        merges.push_str(&format!("{}\n", pair.join(" ")));
+    }
+    std::fs::write(dir.join("merges.txt"), merges).expect("write");
+    std::fs::remove_file(dir.join("tokenizer.json")).expect("rm");
+
+    let reference = Reference::load(&dir);
+    let model = load(&dir, None);
+    check_tokens("gpt2 (vocab.json)", &model, &reference);
+    assert_eq!(model.tokenizer.eos(), Some(0));
+    assert!(
+        model.tokenizer.is_control(0),
+        "<|endoftext|> is a control token"
+    );
+    let out = tmp.path().join("gpt2.gguf");
+    write_gguf(&dir, &out, DType::F32);
+    check_tokens("gpt2 (vocab.json, GGUF)", &load(&out, None), &reference);
+}
+
 /// A checkpoint is found from its directory, its config.json or one of its
 /// safetensors files.
 #[test]
