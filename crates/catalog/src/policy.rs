@@ -29,8 +29,12 @@ use crate::error::PolicyError;
 use crate::license::{Clause, Licenses, Use, VerdictKind};
 
 /// The uses a deployment declares, as a server reads them from its config.
+///
+/// It deserializes from `intended_uses = ["commercial", "distill"]` and an
+/// optional `refuse_unknown = true`; unknown keys are not rejected, so a
+/// server may `#[serde(flatten)]` it into its own config table (an unknown
+/// *use* is still an error that lists the valid ones).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Policy {
     /// What the served models will be used for.
     #[serde(default)]
