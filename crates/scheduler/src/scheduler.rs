@@ -1,0 +1,845 @@
+//! The scheduler: one thread per model that owns the forward context and
+//! runs every active sequence's next step in one batched forward pass.
+//!
+//! Requests arrive through [`Scheduler::submit`] from any thread and wait in
+//! a FIFO queue. Each iteration of the scheduler thread:
+//!
+//! 1. admits queued requests while there is a free sequence slot and the
+//!    KV-cache budget has room for the request's worst case (prompt plus
+//!    `max_tokens` positions), evicting prefix-cache entries if that makes
+//!    room; a request starts from the longest cached prefix of its prompt;
+//! 2. drops sequences whose consumer has gone (the [`Generation`] was dropped
+//!    or cancelled), freeing their caches;
+//! 3. builds one batch: one token for every decoding sequence, then chunks
+//!    of the prompts still being read (at most `prefill_chunk` tokens in all
+//!    while others decode, `max_batch_tokens` when nobody does), so a long
+//!    prompt is read over several steps instead of stalling everyone's
+//!    decoding;
+//! 4. runs the forward pass, samples a token for every sequence that got
+//!    logits, and sends it to its consumer; finished sequences hand their
+//!    cache to the prefix cache.
+//!
+//! Batching does not change results: every matrix row and every
+//! sequence's attention is computed the same whatever else is in the batch,
+//! and attention reads keys and values from the (half-precision) cache even
+//! for the tokens of the current chunk, so a greedy generation is the same
+//! alone, batched or read in different chunks. A test holds it to that.
+
+use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use lucid_engine::{
+    ForwardCtx, Hooks, KvCache, LoadedModel, LogitsFor, Sampler, SeqInput, StopReason,
+};
+use lucid_tokenizer::StreamDecoder;
+use tokio::sync::mpsc;
+
+use crate::error::SchedulerError;
+use crate::json::{JsonState, TokenTable};
+use crate::logprobs::logprobs;
+use crate::prefix_cache::PrefixCache;
+use crate::request::{CancelHandle, Event, Finished, Generation, Request, Timings, Token, Usage};
+use crate::stop::StopMatcher;
+
+/// Limits and sizes of one model's scheduler.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SchedulerConfig {
+    /// Sequences generating at once (one batch row each while decoding).
+    pub max_sequences: usize,
+    /// Requests that may wait beyond `max_sequences`; more are refused
+    /// with [`SchedulerError::Busy`].
+    pub max_queue: usize,
+    /// Bytes of KV cache for active sequences and the prefix cache together.
+    pub kv_cache_bytes: usize,
+    /// Threads for the forward pass.
+    pub threads: usize,
+    /// Most tokens in one forward pass when nobody is decoding.
+    pub max_batch_tokens: usize,
+    /// Most prompt tokens in one forward pass while others are decoding.
+    pub prefill_chunk: usize,
+    /// Finished sequences' caches kept for prefix reuse.
+    pub prefix_cache_entries: usize,
+    /// Shortest shared prefix worth reusing.
+    pub min_prefix_reuse: usize,
+    /// Context length per sequence (the model's when `None` or larger).
+    pub context: Option<usize>,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            max_sequences: 16,
+            max_queue: 64,
+            kv_cache_bytes: 1 << 30,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            max_batch_tokens: 512,
+            prefill_chunk: 128,
+            prefix_cache_entries: 8,
+            min_prefix_reuse: 8,
+            context: None,
+        }
+    }
+}
+
+/// A snapshot of the scheduler's load, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Requests waiting for a sequence slot.
+    pub queued: usize,
+    /// Sequences being read or generated.
+    pub active: usize,
+    /// Bytes of keys and values held (active sequences and prefix cache).
+    pub kv_cache_bytes: usize,
+    /// Bytes reserved for active sequences' worst case.
+    pub kv_reserved_bytes: usize,
+    /// The budget.
+    pub kv_budget_bytes: usize,
+    pub prefix_cache_entries: usize,
+    pub prefix_cache_bytes: usize,
+    /// Prompt tokens not recomputed thanks to the prefix cache, in total.
+    pub prefix_reused_tokens: u64,
+    /// Forward passes run, in total.
+    pub steps: u64,
+    /// Tokens run through the model, in total.
+    pub batch_tokens: u64,
+}
+
+/// A request waiting for admission.
+struct Pending {
+    id: u64,
+    req: Request,
+    max_new: usize,
+    reserve: usize,
+    tx: mpsc::UnboundedSender<Event>,
+    cancel: CancelHandle,
+    submitted: Instant,
+}
+
+#[derive(Default)]
+struct Inbox {
+    queue: VecDeque<Pending>,
+    /// Admitted and not yet finished.
+    active: usize,
+    stopping: bool,
+    cancel_all: bool,
+}
+
+struct Shared {
+    model: Arc<LoadedModel>,
+    config: SchedulerConfig,
+    table: TokenTable,
+    limit: usize,
+    bytes_per_position: usize,
+    inbox: Mutex<Inbox>,
+    wake: Condvar,
+    next_id: AtomicU64,
+    /// Average seconds from submission to the end, as f64 bits.
+    avg_request_secs: AtomicU64,
+    active: AtomicUsize,
+    kv_bytes: AtomicUsize,
+    kv_reserved: AtomicUsize,
+    prefix_entries: AtomicUsize,
+    prefix_bytes: AtomicUsize,
+    prefix_reused: AtomicU64,
+    steps: AtomicU64,
+    batch_tokens: AtomicU64,
+}
+
+impl Shared {
+    fn inbox(&self) -> MutexGuard<'_, Inbox> {
+        // A panic while holding the lock cannot leave the queue half-changed
+        // (every change is one push or pop), so a poisoned lock is usable.
+        self.inbox.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Owns the thread: the last handle dropped stops it.
+struct Owner {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        {
+            let mut inbox = self.shared.inbox();
+            inbox.stopping = true;
+            inbox.cancel_all = true;
+        }
+        self.shared.wake.notify_all();
+        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A handle to one model's scheduler. Cheap to clone; the scheduler thread
+/// stops when the last handle is dropped or [`Scheduler::shutdown`] is called.
+#[derive(Clone)]
+pub struct Scheduler {
+    owner: Arc<Owner>,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("model", &self.owner.shared.model.meta.name)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl Scheduler {
+    /// Starts the scheduler thread for `model`.
+    pub fn start(model: Arc<LoadedModel>, config: SchedulerConfig) -> Scheduler {
+        let info = model.model.info();
+        let probe = model.model.new_cache(config.context);
+        let table = TokenTable::new(&model.tokenizer, info.vocab_size);
+        let shared = Arc::new(Shared {
+            limit: probe.limit(),
+            bytes_per_position: probe.bytes_per_position(),
+            table,
+            config: SchedulerConfig {
+                max_sequences: config.max_sequences.max(1),
+                threads: config.threads.max(1),
+                max_batch_tokens: config.max_batch_tokens.max(1),
+                prefill_chunk: config.prefill_chunk.max(1),
+                ..config
+            },
+            model,
+            inbox: Mutex::new(Inbox::default()),
+            wake: Condvar::new(),
+            next_id: AtomicU64::new(1),
+            avg_request_secs: AtomicU64::new(1.0f64.to_bits()),
+            active: AtomicUsize::new(0),
+            kv_bytes: AtomicUsize::new(0),
+            kv_reserved: AtomicUsize::new(0),
+            prefix_entries: AtomicUsize::new(0),
+            prefix_bytes: AtomicUsize::new(0),
+            prefix_reused: AtomicU64::new(0),
+            steps: AtomicU64::new(0),
+            batch_tokens: AtomicU64::new(0),
+        });
+        let worker = shared.clone();
+        let name = format!("lucid-sched-{}", shared.model.meta.name);
+        let thread = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || run(&worker))
+            .ok();
+        if thread.is_none() {
+            tracing::error!("could not start the scheduler thread");
+            shared.inbox().stopping = true;
+        }
+        Scheduler {
+            owner: Arc::new(Owner {
+                shared,
+                thread: Mutex::new(thread),
+            }),
+        }
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.owner.shared
+    }
+
+    /// The model this scheduler runs.
+    pub fn model(&self) -> &Arc<LoadedModel> {
+        &self.shared().model
+    }
+
+    /// The context length of a sequence, in tokens.
+    pub fn context_limit(&self) -> usize {
+        self.shared().limit
+    }
+
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.shared().config
+    }
+
+    /// Queues a generation. Fails at once, without queueing, when the
+    /// request cannot run (prompt too long, bad parameters, needs more KV
+    /// cache than the budget) or the queue is full.
+    pub fn submit(&self, req: Request) -> Result<Generation, SchedulerError> {
+        let s = self.shared();
+        let n = req.prompt.len();
+        if n == 0 {
+            return Err(SchedulerError::EmptyPrompt);
+        }
+        if n + 1 > s.limit {
+            return Err(SchedulerError::PromptTooLong {
+                prompt_tokens: n,
+                limit: s.limit,
+            });
+        }
+        let vocab = s.table.len();
+        if let Some(bad) = req.prompt.iter().find(|&&t| t as usize >= vocab) {
+            return Err(SchedulerError::InvalidParams(format!(
+                "token id {bad} is outside the vocabulary of {vocab} tokens"
+            )));
+        }
+        req.sampling
+            .validate()
+            .map_err(|e| SchedulerError::InvalidParams(e.to_string()))?;
+        let bpp = s.bytes_per_position.max(1);
+        let budget_positions = s.config.kv_cache_bytes / bpp;
+        let mut max_new = req.max_tokens.unwrap_or(usize::MAX).min(s.limit - n);
+        if n + max_new > budget_positions {
+            if req.max_tokens.is_some() || n + 1 > budget_positions {
+                return Err(SchedulerError::TooLarge {
+                    needed_mib: ((n + max_new) * bpp).div_ceil(1 << 20),
+                    positions: n + max_new,
+                    limit_mib: s.config.kv_cache_bytes >> 20,
+                });
+            }
+            // No limit asked for: generate as far as the budget allows.
+            max_new = budget_positions - n;
+        }
+        let reserve = (n + max_new) * bpp;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let cancel = CancelHandle::default();
+        let id = s.next_id.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut inbox = s.inbox();
+            if inbox.stopping {
+                return Err(SchedulerError::Stopped);
+            }
+            let in_flight = inbox.queue.len() + inbox.active;
+            if in_flight >= s.config.max_sequences + s.config.max_queue {
+                let avg = f64::from_bits(s.avg_request_secs.load(Ordering::Relaxed));
+                let waves = inbox.queue.len() as f64 / s.config.max_sequences as f64 + 1.0;
+                let secs = (avg * waves).ceil().clamp(1.0, 60.0);
+                return Err(SchedulerError::Busy {
+                    retry_after: Duration::from_secs(secs as u64),
+                    queued: inbox.queue.len(),
+                });
+            }
+            inbox.queue.push_back(Pending {
+                id,
+                max_new,
+                reserve,
+                tx,
+                cancel: cancel.clone(),
+                submitted: Instant::now(),
+                req,
+            });
+        }
+        s.wake.notify_one();
+        tracing::debug!(id, prompt_tokens = n, max_new, "queued");
+        Ok(Generation {
+            id,
+            rx,
+            cancel,
+            prompt_tokens: n,
+        })
+    }
+
+    /// The current load.
+    pub fn stats(&self) -> Stats {
+        let s = self.shared();
+        let queued = s.inbox().queue.len();
+        Stats {
+            queued,
+            active: s.active.load(Ordering::Relaxed),
+            kv_cache_bytes: s.kv_bytes.load(Ordering::Relaxed),
+            kv_reserved_bytes: s.kv_reserved.load(Ordering::Relaxed),
+            kv_budget_bytes: s.config.kv_cache_bytes,
+            prefix_cache_entries: s.prefix_entries.load(Ordering::Relaxed),
+            prefix_cache_bytes: s.prefix_bytes.load(Ordering::Relaxed),
+            prefix_reused_tokens: s.prefix_reused.load(Ordering::Relaxed),
+            steps: s.steps.load(Ordering::Relaxed),
+            batch_tokens: s.batch_tokens.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Cancels every queued and running generation (each ends with
+    /// [`StopReason::Cancelled`]); new requests are still accepted.
+    pub fn cancel_all(&self) {
+        self.shared().inbox().cancel_all = true;
+        self.shared().wake.notify_all();
+    }
+
+    /// Refuses new requests from now on; running ones go on.
+    pub fn stop_accepting(&self) {
+        self.shared().inbox().stopping = true;
+        self.shared().wake.notify_all();
+    }
+}
+
+/// One admitted sequence.
+struct Seq<'m> {
+    id: u64,
+    tx: mpsc::UnboundedSender<Event>,
+    cancel: CancelHandle,
+    /// Prompt and generated tokens; the cache holds the first `cache.len()`.
+    all: Vec<u32>,
+    prompt_len: usize,
+    cached_tokens: usize,
+    cache: KvCache,
+    reserved: usize,
+    max_new: usize,
+    generated: usize,
+    sampler: Sampler,
+    decoder: StreamDecoder<'m>,
+    stops: StopMatcher,
+    json: Option<(JsonState, JsonState)>,
+    logprobs: Option<usize>,
+    ignore_eos: bool,
+    submitted: Instant,
+    admitted: Instant,
+    first_token: Option<Instant>,
+    last_event: Instant,
+    /// Copy of the logits for constrained sampling.
+    masked: Vec<f32>,
+}
+
+impl Seq<'_> {
+    fn pending(&self) -> usize {
+        self.all.len() - self.cache.len()
+    }
+
+    fn gone(&self) -> bool {
+        self.cancel.is_cancelled() || self.tx.is_closed()
+    }
+}
+
+/// How many times a refused token is masked and sampling retried before
+/// computing the full mask.
+const CONSTRAINT_RETRIES: usize = 16;
+
+fn run(s: &Shared) {
+    let model: &LoadedModel = &s.model;
+    let mut ctx = ForwardCtx::new(s.config.threads);
+    let mut active: Vec<Seq<'_>> = Vec::new();
+    let mut prefix = PrefixCache::new(s.config.prefix_cache_entries, s.config.min_prefix_reuse);
+    let mut reserved = 0usize;
+    tracing::debug!(model = %model.meta.name, limit = s.limit, "scheduler started");
+    loop {
+        // Admission, under the inbox lock.
+        {
+            let mut inbox = s.inbox();
+            if inbox.cancel_all {
+                inbox.cancel_all = false;
+                for p in inbox.queue.drain(..) {
+                    p.cancel.cancel();
+                    let _ = p.tx.send(Event::Finished(cancelled_before_start(&p)));
+                }
+                for seq in &active {
+                    seq.cancel.cancel();
+                }
+            }
+            while active.is_empty() && inbox.queue.is_empty() {
+                if inbox.stopping {
+                    tracing::debug!(model = %model.meta.name, "scheduler stopped");
+                    return;
+                }
+                inbox = s.wake.wait(inbox).unwrap_or_else(|p| p.into_inner());
+                if inbox.cancel_all {
+                    inbox.cancel_all = false;
+                    for p in inbox.queue.drain(..) {
+                        p.cancel.cancel();
+                        let _ = p.tx.send(Event::Finished(cancelled_before_start(&p)));
+                    }
+                }
+            }
+            while active.len() < s.config.max_sequences {
+                let Some(front) = inbox.queue.front() else {
+                    break;
+                };
+                if front.cancel.is_cancelled() || front.tx.is_closed() {
+                    if let Some(p) = inbox.queue.pop_front() {
+                        let _ = p.tx.send(Event::Finished(cancelled_before_start(&p)));
+                    }
+                    continue;
+                }
+                let need = front.reserve;
+                while reserved + need + prefix.bytes() > s.config.kv_cache_bytes
+                    && prefix.evict_lru().is_some()
+                {}
+                if reserved + need + prefix.bytes() > s.config.kv_cache_bytes {
+                    break;
+                }
+                let Some(p) = inbox.queue.pop_front() else {
+                    break;
+                };
+                inbox.active += 1;
+                reserved += need;
+                match admit(s, model, &mut prefix, p) {
+                    Ok(seq) => active.push(seq),
+                    Err((tx, e)) => {
+                        inbox.active -= 1;
+                        reserved -= need;
+                        let _ = tx.send(Event::Failed(e));
+                    }
+                }
+            }
+        }
+
+        // Consumers that went away: stop within this step.
+        let mut i = 0;
+        while i < active.len() {
+            if active[i].gone() {
+                let seq = active.remove(i);
+                finish(s, &mut prefix, &mut reserved, seq, StopReason::Cancelled);
+            } else {
+                i += 1;
+            }
+        }
+        if active.is_empty() {
+            publish(s, &active, &prefix, reserved);
+            continue;
+        }
+
+        step(s, model, &mut ctx, &mut active, &mut prefix, &mut reserved);
+        publish(s, &active, &prefix, reserved);
+    }
+}
+
+fn cancelled_before_start(p: &Pending) -> Finished {
+    Finished {
+        reason: StopReason::Cancelled,
+        tail: String::new(),
+        usage: Usage {
+            prompt_tokens: p.req.prompt.len(),
+            ..Usage::default()
+        },
+        timings: Timings {
+            queued: p.submitted.elapsed(),
+            ..Timings::default()
+        },
+    }
+}
+
+/// Turns a queued request into a sequence, starting from the longest cached
+/// prefix of its prompt.
+fn admit<'m>(
+    s: &Shared,
+    model: &'m LoadedModel,
+    prefix: &mut PrefixCache,
+    p: Pending,
+) -> Result<Seq<'m>, (mpsc::UnboundedSender<Event>, SchedulerError)> {
+    let sampler = match Sampler::new(p.req.sampling.clone()) {
+        Ok(x) => x,
+        Err(e) => {
+            let e = SchedulerError::InvalidParams(e.to_string());
+            return Err((p.tx, e));
+        }
+    };
+    let prompt = &p.req.prompt;
+    // The last prompt token always runs, to produce the first logits.
+    let (cache, cached) = match prefix.take_for(prompt, prompt.len() - 1) {
+        Some((cache, n)) if cache.limit() == s.limit => (cache, n),
+        _ => (model.model.new_cache(s.config.context), 0),
+    };
+    s.prefix_reused.fetch_add(cached as u64, Ordering::Relaxed);
+    let now = Instant::now();
+    tracing::debug!(
+        id = p.id,
+        cached,
+        queued_ms = (now - p.submitted).as_millis() as u64,
+        "admitted"
+    );
+    let json = p
+        .req
+        .grammar
+        .as_ref()
+        .map(|g| (JsonState::new(g.clone()), JsonState::new(g.clone())));
+    Ok(Seq {
+        id: p.id,
+        all: p.req.prompt.clone(),
+        prompt_len: p.req.prompt.len(),
+        cached_tokens: cached,
+        cache,
+        reserved: p.reserve,
+        max_new: p.max_new,
+        generated: 0,
+        sampler,
+        decoder: StreamDecoder::new(&model.tokenizer, true),
+        stops: StopMatcher::new(p.req.stop.clone()),
+        json,
+        logprobs: p.req.logprobs,
+        ignore_eos: p.req.ignore_eos,
+        submitted: p.submitted,
+        admitted: now,
+        first_token: None,
+        last_event: p.submitted,
+        masked: Vec::new(),
+        tx: p.tx,
+        cancel: p.cancel,
+    })
+}
+
+/// One forward pass over every active sequence, and what follows from it.
+fn step<'m>(
+    s: &Shared,
+    model: &'m LoadedModel,
+    ctx: &mut ForwardCtx,
+    active: &mut Vec<Seq<'m>>,
+    prefix: &mut PrefixCache,
+    reserved: &mut usize,
+) {
+    let decoding = active.iter().filter(|q| q.pending() == 1).count();
+    let mut prefill_budget = if decoding > 0 {
+        s.config.prefill_chunk
+    } else {
+        s.config.max_batch_tokens
+    };
+    // (index in `active`, tokens to run, wants logits), decoders first.
+    let mut plan: Vec<(usize, usize, bool)> = Vec::with_capacity(active.len());
+    for (i, q) in active.iter().enumerate() {
+        if q.pending() == 1 {
+            plan.push((i, 1, true));
+        }
+    }
+    for (i, q) in active.iter().enumerate() {
+        let p = q.pending();
+        if p > 1 && prefill_budget > 0 {
+            let n = p.min(prefill_budget);
+            prefill_budget -= n;
+            plan.push((i, n, n == p));
+        }
+    }
+    plan.sort_by_key(|&(i, _, _)| i);
+    let n_tokens: usize = plan.iter().map(|p| p.1).sum();
+    let span = tracing::trace_span!("step", seqs = plan.len(), tokens = n_tokens, decoding);
+    let _enter = span.enter();
+
+    let result = {
+        let mut inputs: Vec<SeqInput<'_>> = Vec::with_capacity(plan.len());
+        let mut k = 0;
+        for (i, q) in active.iter_mut().enumerate() {
+            if k < plan.len() && plan[k].0 == i {
+                let (_, n, last) = plan[k];
+                let start = q.cache.len();
+                inputs.push(SeqInput {
+                    tokens: &q.all[start..start + n],
+                    cache: &mut q.cache,
+                    logits: if last {
+                        LogitsFor::Last
+                    } else {
+                        LogitsFor::None
+                    },
+                });
+                k += 1;
+            }
+        }
+        std::panic::catch_unwind(AssertUnwindSafe(|| {
+            model
+                .model
+                .forward(ctx, &mut inputs, &mut Hooks::none())
+                .map_err(|e| e.to_string())
+        }))
+    };
+    s.steps.fetch_add(1, Ordering::Relaxed);
+    s.batch_tokens.fetch_add(n_tokens as u64, Ordering::Relaxed);
+    let failure = match result {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e),
+        Err(panic) => Some(
+            panic
+                .downcast_ref::<&str>()
+                .map(|m| (*m).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "the forward pass panicked".to_owned()),
+        ),
+    };
+    if let Some(message) = failure {
+        // The batch's sequences cannot go on (their caches may be half
+        // written); the others, and the scheduler, can.
+        tracing::error!(error = %message, seqs = plan.len(), "forward pass failed");
+        for &(i, _, _) in plan.iter().rev() {
+            let seq = active.remove(i);
+            *reserved -= seq.reserved;
+            release_slot(s);
+            let _ = seq
+                .tx
+                .send(Event::Failed(SchedulerError::Engine(message.clone())));
+        }
+        return;
+    }
+
+    let mut done: Vec<(usize, StopReason)> = Vec::new();
+    for (b, &(i, _, wants)) in plan.iter().enumerate() {
+        if !wants {
+            continue;
+        }
+        let Some(logits) = ctx.last_logits(b) else {
+            continue;
+        };
+        if let Some(reason) = sample(s, model, &mut active[i], logits) {
+            done.push((i, reason));
+        }
+    }
+    for &(i, reason) in done.iter().rev() {
+        let seq = active.remove(i);
+        finish(s, prefix, reserved, seq, reason);
+    }
+}
+
+/// Chooses and reports the next token; returns why the sequence ends, if it does.
+fn sample(s: &Shared, model: &LoadedModel, q: &mut Seq<'_>, logits: &[f32]) -> Option<StopReason> {
+    let id = match choose(s, q, logits) {
+        Some(id) => id,
+        None => {
+            // The constraint allows no token of this vocabulary: end here
+            // rather than emit invalid output.
+            return Some(StopReason::EndOfGeneration);
+        }
+    };
+    let now = Instant::now();
+    q.generated += 1;
+    q.all.push(id);
+    if q.first_token.is_none() {
+        q.first_token = Some(now);
+    }
+    let eog = !q.ignore_eos && model.tokenizer.is_end_of_generation(id);
+    let piece = if eog {
+        q.decoder.finish()
+    } else {
+        q.decoder.push(id)
+    };
+    let (text, hit) = q.stops.push(&piece);
+    let lp = q.logprobs.map(|k| logprobs(logits, id, k));
+    let latency = now - q.last_event;
+    q.last_event = now;
+    if q.tx
+        .send(Event::Token(Token {
+            id,
+            text,
+            logprobs: lp,
+            latency,
+        }))
+        .is_err()
+    {
+        return Some(StopReason::Cancelled);
+    }
+    if hit {
+        return Some(StopReason::StopString);
+    }
+    if eog {
+        return Some(StopReason::EndOfGeneration);
+    }
+    if let Some((state, _)) = &mut q.json {
+        s.table.advance(state, id);
+        if state.is_done() {
+            return Some(StopReason::EndOfGeneration);
+        }
+    }
+    if q.generated >= q.max_new {
+        return Some(StopReason::MaxTokens);
+    }
+    if q.cache.len() + q.pending() > q.cache.limit() {
+        return Some(StopReason::ContextFull);
+    }
+    None
+}
+
+/// The next token: sampled as usual, or, under a JSON constraint, sampled
+/// from the allowed tokens. `None` if the constraint allows none.
+fn choose(s: &Shared, q: &mut Seq<'_>, logits: &[f32]) -> Option<u32> {
+    let Some((state, scratch)) = &mut q.json else {
+        return Some(q.sampler.sample(logits, &q.all));
+    };
+    let table = &s.table;
+    q.masked.clear();
+    q.masked.extend_from_slice(logits);
+    for _ in 0..CONSTRAINT_RETRIES {
+        let id = q.sampler.sample(&q.masked, &q.all);
+        if table.allows(state, id, scratch) {
+            return Some(id);
+        }
+        if let Some(l) = q.masked.get_mut(id as usize) {
+            *l = f32::NEG_INFINITY;
+        }
+    }
+    // Many refusals: mask the whole vocabulary once.
+    let mut any = false;
+    for (id, l) in q.masked.iter_mut().enumerate() {
+        if *l == f32::NEG_INFINITY {
+            continue;
+        }
+        if table.allows(state, id as u32, scratch) {
+            any = true;
+        } else {
+            *l = f32::NEG_INFINITY;
+        }
+    }
+    if !any {
+        return None;
+    }
+    let id = q.sampler.sample(&q.masked, &q.all);
+    table.allows(state, id, scratch).then_some(id)
+}
+
+/// Reports the end of a sequence and hands its cache to the prefix cache.
+fn finish(
+    s: &Shared,
+    prefix: &mut PrefixCache,
+    reserved: &mut usize,
+    mut q: Seq<'_>,
+    reason: StopReason,
+) {
+    *reserved -= q.reserved;
+    let mut tail = String::new();
+    if !matches!(reason, StopReason::StopString | StopReason::EndOfGeneration) {
+        let rest = q.decoder.finish();
+        let (ready, _) = q.stops.push(&rest);
+        tail.push_str(&ready);
+        tail.push_str(&q.stops.flush());
+    }
+    let now = Instant::now();
+    let first = q.first_token.unwrap_or(now);
+    let finished = Finished {
+        reason,
+        tail,
+        usage: Usage {
+            prompt_tokens: q.prompt_len,
+            cached_tokens: q.cached_tokens,
+            completion_tokens: q.generated,
+        },
+        timings: Timings {
+            queued: q.admitted - q.submitted,
+            time_to_first_token: first - q.submitted,
+            decode: now - first,
+        },
+    };
+    tracing::debug!(
+        id = q.id,
+        reason = ?reason,
+        prompt_tokens = q.prompt_len,
+        cached_tokens = q.cached_tokens,
+        completion_tokens = q.generated,
+        "finished"
+    );
+    let _ = q.tx.send(Event::Finished(finished));
+    let secs = (now - q.submitted).as_secs_f64();
+    let old = f64::from_bits(s.avg_request_secs.load(Ordering::Relaxed));
+    s.avg_request_secs
+        .store((old * 0.8 + secs * 0.2).to_bits(), Ordering::Relaxed);
+    release_slot(s);
+    // Keep the cache for the next request with the same prefix, if the
+    // budget has room for it beside the running sequences' reservations.
+    let len = q.cache.len();
+    if len > 0 && *reserved + prefix.bytes() + q.cache.memory_bytes() <= s.config.kv_cache_bytes {
+        q.all.truncate(len);
+        prefix.insert(q.all, q.cache);
+    }
+}
+
+fn release_slot(s: &Shared) {
+    let mut inbox = s.inbox();
+    inbox.active = inbox.active.saturating_sub(1);
+}
+
+fn publish(s: &Shared, active: &[Seq<'_>], prefix: &PrefixCache, reserved: usize) {
+    let held: usize = active.iter().map(|q| q.cache.memory_bytes()).sum();
+    let pb = prefix.bytes();
+    s.active.store(active.len(), Ordering::Relaxed);
+    s.kv_bytes.store(held + pb, Ordering::Relaxed);
+    s.kv_reserved.store(reserved, Ordering::Relaxed);
+    s.prefix_entries.store(prefix.len(), Ordering::Relaxed);
+    s.prefix_bytes.store(pb, Ordering::Relaxed);
+}
