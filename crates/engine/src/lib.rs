@@ -17,6 +17,7 @@ pub mod kv_cache;
 pub mod loaded;
 pub mod model;
 pub mod sampler;
+pub mod stop;
 pub mod weights;
 
 pub use batch::{LogitRow, LogitsFor, SeqInput};
@@ -28,3 +29,4 @@ pub use kv_cache::KvCache;
 pub use loaded::{LoadedModel, ModelMeta};
 pub use model::{ForwardCtx, Model, ModelInfo};
 pub use sampler::{Sampler, SamplingParams};
+pub use stop::StopMatcher;
