@@ -4,6 +4,7 @@
 //! [`ARCHITECTURES`]; the rest of the engine (loading, cache, sampling,
 //! hooks, server) is untouched. ARCHITECTURE.md has the recipe.
 
+pub mod gemma3;
 pub mod llama;
 
 use lucid_gguf::{GgufFile, Metadata};
@@ -25,7 +26,7 @@ pub trait Architecture: Sync {
 }
 
 /// Every family lucid runs.
-pub static ARCHITECTURES: &[&dyn Architecture] = &[&llama::Llama];
+pub static ARCHITECTURES: &[&dyn Architecture] = &[&llama::Llama, &gemma3::Gemma3];
 
 /// The family of a GGUF file, by its `general.architecture`.
 pub fn for_gguf(file: &GgufFile) -> Result<&'static dyn Architecture> {
