@@ -39,6 +39,18 @@ pub enum EngineError {
         dtype: DType,
     },
 
+    #[error("{source_name}: tensor '{name}' is stored as {stored}, which lucid cannot use")]
+    UnsupportedTensorType {
+        source_name: String,
+        name: String,
+        stored: String,
+    },
+
+    #[error(
+        "lucid cannot convert weights to {dtype}; it writes F32, F16, BF16, Q8_0, Q5_0, Q5_1, Q4_0, Q4_1 and Q4_K"
+    )]
+    QuantizeType { dtype: DType },
+
     #[error("{source_name}: {message}")]
     Config {
         source_name: String,

@@ -4,11 +4,22 @@
 use std::path::{Path, PathBuf};
 
 use lucid_gguf::GgufFile;
+use lucid_tensor::DType;
 use lucid_tokenizer::Tokenizer;
 
 use crate::chat::ChatTemplate;
 use crate::error::{EngineError, Result};
+use crate::hf::HfCheckpoint;
 use crate::model::Model;
+
+/// How to load a model.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LoadOptions {
+    /// Convert the f32/f16/bf16 matrices to this type while loading
+    /// (`Q8_0`, `Q4K`, ...); norms, biases, position embeddings and weights
+    /// that are already quantized stay as they are.
+    pub quantize: Option<DType>,
+}
 
 /// Facts about a model's file that are not part of its computation.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -45,44 +56,68 @@ impl std::fmt::Debug for LoadedModel {
 }
 
 impl LoadedModel {
-    /// Opens the model at `path`: a GGUF file.
+    /// Opens the model at `path`: a GGUF file or a Hugging Face checkpoint
+    /// directory (see [`LoadedModel::load_with`]).
     pub fn load(path: &Path) -> Result<LoadedModel> {
+        Self::load_with(path, &LoadOptions::default())
+    }
+
+    /// Opens the model at `path`, told apart by content: a directory with a
+    /// `config.json` (or that file, or one of its `.safetensors` files) is a
+    /// Hugging Face checkpoint; anything else must be a GGUF file.
+    pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
+        if let Some(t) = opts.quantize {
+            crate::quantize::check_target(t)?;
+        }
+        if let Some(dir) = HfCheckpoint::dir_of(path) {
+            return Self::from_hf(&HfCheckpoint::open(&dir)?, opts);
+        }
         if path.is_dir() {
             return Err(EngineError::Open {
                 path: path.display().to_string(),
-                message: "is a directory, and lucid reads models from GGUF files".into(),
+                message: "is a directory without a config.json: neither a GGUF file nor a Hugging Face checkpoint".into(),
             });
         }
         let file = GgufFile::open(path)?;
-        Self::from_gguf(&file)
+        match opts.quantize {
+            None => Self::from_gguf(&file),
+            Some(t) => {
+                let converted = crate::quantize::quantize_gguf(&file, t)?;
+                let mut loaded = Self::from_gguf(&converted)?;
+                loaded.meta = ModelMeta {
+                    tensor_types: loaded.meta.tensor_types,
+                    n_params: loaded.meta.n_params,
+                    ..gguf_meta(&file)
+                };
+                Ok(loaded)
+            }
+        }
+    }
+
+    /// Builds the model from a Hugging Face checkpoint: the family that
+    /// `architectures[0]` names, `tokenizer.json` and `tokenizer_config.json`.
+    pub fn from_hf(ckpt: &HfCheckpoint, opts: &LoadOptions) -> Result<LoadedModel> {
+        let model = crate::arch::load_hf(ckpt, opts)?;
+        let tokenizer = ckpt.tokenizer()?;
+        check_vocab(&ckpt.source_name(), &tokenizer, model.as_ref())?;
+        let template = chat_template(&tokenizer)?;
+        Ok(LoadedModel {
+            meta: ckpt.meta(),
+            model,
+            tokenizer,
+            template,
+        })
     }
 
     /// Builds the model from an open GGUF file.
     pub fn from_gguf(file: &GgufFile) -> Result<LoadedModel> {
         let model = crate::arch::load_gguf(file)?;
         let tokenizer = Tokenizer::from_gguf(file.metadata())?;
-        if tokenizer.vocab_size() > model.info().vocab_size {
-            return Err(EngineError::Config {
-                source_name: file
-                    .path()
-                    .map_or_else(String::new, |p| p.display().to_string()),
-                message: format!(
-                    "the tokenizer has {} tokens but the model only {} embeddings",
-                    tokenizer.vocab_size(),
-                    model.info().vocab_size
-                ),
-            });
-        }
-        let token = |id: Option<u32>| {
-            id.and_then(|i| tokenizer.token_text(i))
-                .unwrap_or("")
-                .to_string()
-        };
-        let template = ChatTemplate::new(
-            tokenizer.chat_template(),
-            &token(tokenizer.bos()),
-            &token(tokenizer.eos()),
-        )?;
+        let source_name = file
+            .path()
+            .map_or_else(String::new, |p| p.display().to_string());
+        check_vocab(&source_name, &tokenizer, model.as_ref())?;
+        let template = chat_template(&tokenizer)?;
         Ok(LoadedModel {
             meta: gguf_meta(file),
             model,
@@ -90,6 +125,35 @@ impl LoadedModel {
             template,
         })
     }
+}
+
+/// A tokenizer with more tokens than the model has embeddings would hand the
+/// model ids it cannot look up.
+fn check_vocab(source_name: &str, tokenizer: &Tokenizer, model: &dyn Model) -> Result<()> {
+    if tokenizer.vocab_size() > model.info().vocab_size {
+        return Err(EngineError::Config {
+            source_name: source_name.to_string(),
+            message: format!(
+                "the tokenizer has {} tokens but the model only {} embeddings",
+                tokenizer.vocab_size(),
+                model.info().vocab_size
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn chat_template(tokenizer: &Tokenizer) -> Result<ChatTemplate> {
+    let token = |id: Option<u32>| {
+        id.and_then(|i| tokenizer.token_text(i))
+            .unwrap_or("")
+            .to_string()
+    };
+    ChatTemplate::new(
+        tokenizer.chat_template(),
+        &token(tokenizer.bos()),
+        &token(tokenizer.eos()),
+    )
 }
 
 fn gguf_meta(file: &GgufFile) -> ModelMeta {

@@ -5,12 +5,20 @@
 //! hooks, server) is untouched. ARCHITECTURE.md has the recipe.
 
 pub mod gemma3;
+pub mod gpt2;
+pub mod gptj;
+pub mod gptneo;
+pub mod gptneox;
 pub mod llama;
 
 use lucid_gguf::{GgufFile, Metadata};
+use lucid_tensor::ops::Activation;
 
 use crate::error::{EngineError, Result};
+use crate::hf::{Converted, HfCheckpoint};
+use crate::loaded::LoadOptions;
 use crate::model::Model;
+use crate::weights::WeightSource;
 
 /// A model family lucid can run.
 pub trait Architecture: Sync {
@@ -23,10 +31,46 @@ pub trait Architecture: Sync {
     /// Builds the model from a GGUF file whose `general.architecture` is one
     /// of [`Architecture::gguf_names`].
     fn load_gguf(&self, file: &GgufFile) -> Result<Box<dyn Model>>;
+
+    /// The values of `architectures[0]` in Hugging Face `config.json` files
+    /// of this family (`GPT2LMHeadModel`); none if lucid cannot read them.
+    fn hf_names(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Restates a Hugging Face checkpoint in GGUF's terms: the metadata keys
+    /// and tensor names llama.cpp's converter writes for this family, with
+    /// tensors transposed, split or reordered as it does. Tensors that need
+    /// no change keep pointing into the checkpoint's memory map. This is
+    /// what `lucid quantize` writes, and what [`Architecture::load_hf`] loads.
+    fn convert_hf(&self, ckpt: &HfCheckpoint) -> Result<Converted> {
+        Err(not_from_hf(self.name(), ckpt))
+    }
+
+    /// Builds the model from a Hugging Face checkpoint whose
+    /// `architectures[0]` is one of [`Architecture::hf_names`].
+    fn load_hf(&self, ckpt: &HfCheckpoint, opts: &LoadOptions) -> Result<Box<dyn Model>> {
+        let _ = opts;
+        Err(not_from_hf(self.name(), ckpt))
+    }
+}
+
+fn not_from_hf(name: &str, ckpt: &HfCheckpoint) -> EngineError {
+    EngineError::Config {
+        source_name: ckpt.source_name(),
+        message: format!("lucid cannot load {name} models from Hugging Face checkpoints yet"),
+    }
 }
 
 /// Every family lucid runs.
-pub static ARCHITECTURES: &[&dyn Architecture] = &[&llama::Llama, &gemma3::Gemma3];
+pub static ARCHITECTURES: &[&dyn Architecture] = &[
+    &llama::Llama,
+    &gemma3::Gemma3,
+    &gpt2::Gpt2,
+    &gptneo::GptNeo,
+    &gptj::GptJ,
+    &gptneox::GptNeoX,
+];
 
 /// The family of a GGUF file, by its `general.architecture`.
 pub fn for_gguf(file: &GgufFile) -> Result<&'static dyn Architecture> {
@@ -56,6 +100,34 @@ pub fn load_gguf(file: &GgufFile) -> Result<Box<dyn Model>> {
     for_gguf(file)?.load_gguf(file)
 }
 
+/// The family of a Hugging Face checkpoint, by its `architectures[0]`.
+pub fn for_hf(ckpt: &HfCheckpoint) -> Result<&'static dyn Architecture> {
+    let arch = ckpt.architecture()?;
+    ARCHITECTURES
+        .iter()
+        .copied()
+        .find(|a| a.hf_names().contains(&arch))
+        .ok_or_else(|| EngineError::UnsupportedArchitecture {
+            source_name: ckpt.source_name(),
+            arch: arch.to_string(),
+            known: ARCHITECTURES
+                .iter()
+                .flat_map(|a| a.hf_names())
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+/// Loads the model in a Hugging Face checkpoint.
+pub fn load_hf(ckpt: &HfCheckpoint, opts: &LoadOptions) -> Result<Box<dyn Model>> {
+    for_hf(ckpt)?.load_hf(ckpt, opts)
+}
+
+/// The lucid-specific key (under `{arch}.`) for an MLP activation other
+/// than the family's usual one; see [`Hparams::activation`].
+pub const ACTIVATION_KEY: &str = "lucid.activation";
+
 /// Reads `{arch}.{key}` hyperparameters from GGUF metadata.
 pub struct Hparams<'a> {
     meta: &'a Metadata,
@@ -74,6 +146,54 @@ impl<'a> Hparams<'a> {
                 |p| p.display().to_string(),
             ),
         })
+    }
+
+    /// Reads the metadata of a model that is not in a file: a Hugging Face
+    /// checkpoint restated in GGUF's terms ([`Architecture::convert_hf`]).
+    pub fn from_metadata(meta: &'a Metadata, source_name: String) -> Result<Hparams<'a>> {
+        Ok(Hparams {
+            prefix: meta.str("general.architecture")?,
+            meta,
+            source_name,
+        })
+    }
+
+    /// `{arch}.{key}` as a boolean, if present.
+    pub fn opt_bool(&self, key: &str) -> Result<Option<bool>> {
+        Ok(self.meta.opt_bool(&self.key(key))?)
+    }
+
+    /// `{arch}.vocab_size`, or else the rows of `token_embd.weight`.
+    pub fn vocab_size(&self, weights: &dyn WeightSource) -> Result<usize> {
+        if let Some(v) = self.opt_usize("vocab_size")? {
+            return Ok(v);
+        }
+        weights
+            .weight("token_embd.weight")
+            .and_then(|t| t.shape.get(1).copied())
+            .ok_or_else(|| EngineError::MissingTensor {
+                source_name: self.source_name.clone(),
+                name: "token_embd.weight".into(),
+            })
+    }
+
+    /// The MLP's activation. llama.cpp's files have no key for it (each
+    /// family has its own), so lucid writes `{arch}.lucid.activation` only
+    /// where a checkpoint uses another one than its family's (GPT-NeoX-20B's
+    /// `gelu_fast` against Pythia's `gelu`), and reads it here with the
+    /// family's as the default.
+    pub fn activation(&self, default: Activation) -> Result<Activation> {
+        match self.opt_str(ACTIVATION_KEY)? {
+            None => Ok(default),
+            Some(name) => crate::hf::activation_by_name(name)
+                .ok_or_else(|| self.invalid(ACTIVATION_KEY, "names no activation lucid runs")),
+        }
+    }
+
+    /// The raw value of `{arch}.{key}`, for types without a getter here
+    /// (arrays of booleans).
+    pub fn value(&self, key: &str) -> Option<&'a lucid_gguf::Value> {
+        self.meta.get(&self.key(key))
     }
 
     fn key(&self, key: &str) -> String {

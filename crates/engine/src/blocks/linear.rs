@@ -40,6 +40,38 @@ impl Linear {
         Linear::load(loader, name, in_features, out_features).map(Some)
     }
 
+    /// Loads a fused projection (`{name}.weight` with the rows of every
+    /// part, GPT-2's and GPT-NeoX's query-key-value matrix) as one layer per
+    /// part of `outs[i]` rows, in order. The parts share the fused weight's
+    /// bytes: nothing is copied.
+    pub fn load_fused<const N: usize>(
+        loader: &Loader<'_>,
+        name: &str,
+        in_features: usize,
+        outs: [usize; N],
+    ) -> Result<[Linear; N]> {
+        let fused = Linear::load(loader, name, in_features, outs.iter().sum())?;
+        // The loader checked the shape, so every row range is in bounds.
+        let row_bytes = fused.weight.data.len() / fused.out_features().max(1);
+        let mut first = 0;
+        Ok(outs.map(|rows| {
+            let part = Linear {
+                weight: Weight {
+                    name: fused.weight.name.clone(),
+                    dtype: fused.weight.dtype,
+                    shape: vec![in_features, rows],
+                    data: fused
+                        .weight
+                        .data
+                        .slice(first * row_bytes..(first + rows) * row_bytes),
+                },
+                bias: fused.bias.as_ref().map(|b| b[first..first + rows].to_vec()),
+            };
+            first += rows;
+            part
+        }))
+    }
+
     pub fn in_features(&self) -> usize {
         self.weight.matrix().cols
     }

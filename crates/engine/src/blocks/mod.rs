@@ -9,10 +9,12 @@ pub mod attention;
 pub mod linear;
 pub mod mlp;
 pub mod norm;
+pub mod position;
 pub mod rope;
 
 pub use attention::{Attention, AttentionShape};
 pub use linear::Linear;
 pub use mlp::{GatedMlp, Mlp};
 pub use norm::Norm;
+pub use position::LearnedPositions;
 pub use rope::{Rope, RopeScaling, RopeStyle};

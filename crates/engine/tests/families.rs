@@ -1,0 +1,790 @@
+//! The model families lucid loads from Hugging Face checkpoints, held to
+//! what transformers computes.
+//!
+//! The fixtures in `tests/fixtures/families` are tiny randomly initialised
+//! models saved by transformers, with the logits, block outputs, final norm
+//! and attention probabilities it computed for three prompts, and a greedy
+//! continuation (`scripts/fixtures/make_fixtures.py` made them). Each family
+//! is checked as a checkpoint directory, as GGUF files written by
+//! `lucid quantize` (f32, f16, q8_0), and quantized while loading (q8_0,
+//! q4_k), and its hook points are checked against transformers' values.
+//!
+//! Tolerances on the logits of all prompts (their values lie within about
+//! ±4), as the largest absolute error and as the normalized mean squared
+//! error (NMSE, `sum((a - b)²) / sum(b²)`, llama.cpp's test-backend-ops
+//! measure). lucid keeps keys and values in f16, as llama.cpp does; against
+//! transformers' f32 that rounding is the largest difference left (with an
+//! f32 cache these errors were 2e-6 to 6e-6), so:
+//! - f32 weights, and the f16/bf16 fixtures (whose references transformers
+//!   computed in f32 from the stored half-precision weights): 1e-2, NMSE
+//!   1e-6. Measured: 6e-4 to 4.6e-3 (GPT-Neo, whose unscaled scores make the
+//!   rounded keys count most), NMSE up to 3e-7. Hidden states 1e-2,
+//!   attention probabilities 5e-3.
+//! - GGUF f16 written from f32 weights: 2e-2, NMSE 2e-6. Measured: 3.8e-3,
+//!   NMSE 4e-7.
+//! - q8_0 (weights and, as in llama.cpp, activations): 0.5, NMSE 3e-3.
+//!   Measured: 0.07 to 0.19, NMSE 3e-4 to 1e-3.
+//! - q4_k (Q4_K where rows are 256 values, elsewhere Q5_0, llama.cpp's
+//!   fallback): 2.5, NMSE 8e-2. Measured: 0.5 to 1.1, NMSE 2e-2 to 4e-2.
+//!   These random models amplify weight noise more than trained ones;
+//!   llama.cpp shows the same errors on the same files (see
+//!   scripts/fixtures/check_with_llama_cpp.py).
+//!
+//! The measured errors are printed with `--nocapture`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use lucid_engine::arch::{self, ARCHITECTURES};
+use lucid_engine::hf::Converted;
+use lucid_engine::{
+    EngineError, ForwardCtx, HfCheckpoint, HookData, HookPoint, Hooks, LoadOptions, LoadedModel,
+    LogitsFor, Observer, SeqInput,
+};
+use lucid_gguf::{DType, GgufFile, Value};
+use lucid_tensor::ops;
+use serde_json::Value as Json;
+
+fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/families")
+}
+
+/// Every fixture directory, sorted.
+fn fixtures() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(fixtures_dir())
+        .expect("tests/fixtures/families exists")
+        .map(|e| e.expect("readable fixture entry").path())
+        .filter(|p| p.join("config.json").is_file())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+fn fixture(name: &str) -> PathBuf {
+    fixtures_dir().join(name)
+}
+
+/// What transformers computed for one fixture.
+struct Reference {
+    json: Json,
+    tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
+}
+
+impl Reference {
+    fn load(dir: &Path) -> Reference {
+        let json: Json = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("reference.json")).expect("reference.json"),
+        )
+        .expect("reference.json is JSON");
+        let bytes =
+            std::fs::read(dir.join("reference.safetensors")).expect("reference.safetensors");
+        let st = safetensors::SafeTensors::deserialize(&bytes).expect("valid safetensors");
+        let tensors = st
+            .tensors()
+            .into_iter()
+            .map(|(name, view)| {
+                assert_eq!(view.dtype(), safetensors::Dtype::F32, "{name}");
+                let data = view
+                    .data()
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect();
+                (name, (view.shape().to_vec(), data))
+            })
+            .collect();
+        Reference { json, tensors }
+    }
+
+    fn prompts(&self) -> Vec<(String, Vec<u32>)> {
+        self.json["prompts"]
+            .as_array()
+            .expect("prompts")
+            .iter()
+            .map(|p| {
+                let ids = p["ids"]
+                    .as_array()
+                    .expect("ids")
+                    .iter()
+                    .map(|v| v.as_u64().expect("id") as u32)
+                    .collect();
+                (p["text"].as_str().expect("text").to_string(), ids)
+            })
+            .collect()
+    }
+
+    fn greedy(&self) -> (usize, Vec<u32>) {
+        let g = &self.json["greedy"];
+        let tokens = g["tokens"]
+            .as_array()
+            .expect("greedy tokens")
+            .iter()
+            .map(|v| v.as_u64().expect("token") as u32)
+            .collect();
+        (
+            g["prompt"].as_u64().expect("greedy prompt") as usize,
+            tokens,
+        )
+    }
+
+    fn tensor(&self, name: &str) -> &[f32] {
+        &self
+            .tensors
+            .get(name)
+            .unwrap_or_else(|| panic!("reference has no {name}"))
+            .1
+    }
+}
+
+/// Collects every hook point of the first sequence.
+#[derive(Default)]
+struct Collect {
+    seen: HashMap<HookPoint, (Vec<usize>, Vec<f32>)>,
+}
+
+impl Observer for Collect {
+    fn wants(&self, _: HookPoint) -> bool {
+        true
+    }
+
+    fn observe(&mut self, point: HookPoint, data: HookData<'_>) {
+        if data.seq == 0 {
+            self.seen
+                .insert(point, (data.shape.to_vec(), data.data.to_vec()));
+        }
+    }
+}
+
+/// The logits of every position of `tokens`, and what the hooks saw.
+fn run(model: &LoadedModel, tokens: &[u32]) -> (Vec<f32>, Collect) {
+    let mut ctx = ForwardCtx::new(2);
+    let mut cache = model.model.new_cache(None);
+    let mut collect = Collect::default();
+    let mut seqs = [SeqInput {
+        tokens,
+        cache: &mut cache,
+        logits: LogitsFor::All,
+    }];
+    model
+        .model
+        .forward(&mut ctx, &mut seqs, &mut Hooks::new(&mut collect))
+        .expect("forward pass");
+    (ctx.logits().to_vec(), collect)
+}
+
+/// Greedy decoding one token at a time through the cache.
+fn greedy(model: &LoadedModel, prompt: &[u32], n: usize) -> Vec<u32> {
+    let mut ctx = ForwardCtx::new(2);
+    let mut cache = model.model.new_cache(None);
+    let mut next = prompt.to_vec();
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let mut seqs = [SeqInput {
+            tokens: &next,
+            cache: &mut cache,
+            logits: LogitsFor::Last,
+        }];
+        model
+            .model
+            .forward(&mut ctx, &mut seqs, &mut Hooks::none())
+            .expect("forward pass");
+        let id = lucid_engine::sampler::argmax(ctx.last_logits(0).expect("last logits"));
+        out.push(id);
+        next = vec![id];
+    }
+    out
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "lengths differ");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// Checks the logits of every prompt against transformers': the largest
+/// absolute error under `bound`, and for quantized weights the normalized
+/// mean squared error (`sum((a - b)²) / sum(b²)`, as llama.cpp's
+/// test-backend-ops measures) under `nmse_bound`. Returns both.
+fn check_logits(
+    label: &str,
+    model: &LoadedModel,
+    reference: &Reference,
+    bound: f32,
+    nmse_bound: f64,
+) -> (f32, f64) {
+    let mut worst = 0f32;
+    let (mut err2, mut ref2) = (0f64, 0f64);
+    let mut span = 0f32;
+    for (p, (_, ids)) in reference.prompts().iter().enumerate() {
+        let (logits, _) = run(model, ids);
+        let expected = reference.tensor(&format!("p{p}.logits"));
+        worst = worst.max(max_abs_diff(&logits, expected));
+        for (a, b) in logits.iter().zip(expected) {
+            err2 += ((a - b) as f64).powi(2);
+            ref2 += (*b as f64).powi(2);
+            span = span.max(b.abs());
+        }
+    }
+    let nmse = err2 / ref2.max(f64::MIN_POSITIVE);
+    eprintln!(
+        "{label}: max |logit error| = {worst:.2e} (bound {bound:.0e}), nmse {nmse:.1e}, logits within ±{span:.1}"
+    );
+    assert!(
+        worst < bound,
+        "{label}: logits differ by {worst}, more than {bound}"
+    );
+    assert!(
+        nmse < nmse_bound,
+        "{label}: nmse {nmse} is more than {nmse_bound}"
+    );
+    (worst, nmse)
+}
+
+fn check_tokens(label: &str, model: &LoadedModel, reference: &Reference) {
+    for (text, ids) in reference.prompts() {
+        let got = model.tokenizer.encode(&text, true, false).expect("encode");
+        assert_eq!(got, ids, "{label}: tokens of {text:?}");
+    }
+}
+
+fn check_greedy(label: &str, model: &LoadedModel, reference: &Reference) {
+    let (p, expected) = reference.greedy();
+    let prompt = &reference.prompts()[p].1;
+    assert_eq!(
+        greedy(model, prompt, expected.len()),
+        expected,
+        "{label}: greedy continuation"
+    );
+}
+
+fn load(path: &Path, quantize: Option<DType>) -> LoadedModel {
+    LoadedModel::load_with(path, &LoadOptions { quantize })
+        .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()))
+}
+
+fn write_gguf(dir: &Path, out: &Path, target: DType) {
+    lucid_engine::quantize::quantize_file(dir, out, target)
+        .unwrap_or_else(|e| panic!("writing {}: {e}", out.display()));
+}
+
+/// One fixture through every format.
+fn check_family(name: &str) {
+    let dir = fixture(name);
+    let reference = Reference::load(&dir);
+
+    let hf = load(&dir, None);
+    check_tokens(&format!("{name} (checkpoint)"), &hf, &reference);
+    check_logits(
+        &format!("{name} (checkpoint)"),
+        &hf,
+        &reference,
+        LOGITS.0,
+        LOGITS.1,
+    );
+    check_greedy(&format!("{name} (checkpoint)"), &hf, &reference);
+    check_hooks(name, &dir, &hf, &reference);
+
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    let f32_path = tmp.path().join(format!("{name}-f32.gguf"));
+    write_gguf(&dir, &f32_path, DType::F32);
+    let gguf = load(&f32_path, None);
+    check_tokens(&format!("{name} (GGUF f32)"), &gguf, &reference);
+    check_logits(
+        &format!("{name} (GGUF f32)"),
+        &gguf,
+        &reference,
+        LOGITS.0,
+        LOGITS.1,
+    );
+    check_greedy(&format!("{name} (GGUF f32)"), &gguf, &reference);
+
+    let f16_path = tmp.path().join(format!("{name}-f16.gguf"));
+    write_gguf(&dir, &f16_path, DType::F16);
+    let f16 = load(&f16_path, None);
+    check_logits(&format!("{name} (GGUF f16)"), &f16, &reference, 2e-2, 2e-6);
+
+    let q8_path = tmp.path().join(format!("{name}-q8_0.gguf"));
+    write_gguf(&dir, &q8_path, DType::Q8_0);
+    let q8_file = load(&q8_path, None);
+    check_logits(
+        &format!("{name} (GGUF q8_0)"),
+        &q8_file,
+        &reference,
+        0.5,
+        3e-3,
+    );
+
+    // Quantizing while loading gives the same weights as quantizing into a
+    // file, whether the source is the checkpoint or a GGUF file.
+    let q8_hf = load(&dir, Some(DType::Q8_0));
+    let q8_gguf = load(&f32_path, Some(DType::Q8_0));
+    let ids = &reference.prompts()[0].1;
+    let (a, b, c) = (
+        run(&q8_file, ids).0,
+        run(&q8_hf, ids).0,
+        run(&q8_gguf, ids).0,
+    );
+    assert!(
+        max_abs_diff(&a, &b) < 1e-5,
+        "{name}: q8_0 at load differs from the file"
+    );
+    assert!(
+        max_abs_diff(&a, &c) < 1e-5,
+        "{name}: q8_0 of a GGUF differs from the file"
+    );
+
+    let q4 = load(&dir, Some(DType::Q4K));
+    check_logits(
+        &format!("{name} (q4_k at load)"),
+        &q4,
+        &reference,
+        2.5,
+        8e-2,
+    );
+}
+
+/// Bounds on the logits of a model with f32 or reference-precision weights:
+/// the f16 KV cache's rounding (see the top of this file).
+const LOGITS: (f32, f64) = (1e-2, 1e-6);
+const HIDDEN: f32 = 1e-2;
+const ATTENTION: f32 = 5e-3;
+
+/// Hook points against transformers' values: the embeddings, each block's
+/// output, the final norm, attention probabilities (rows sum to one), and
+/// the logit lens at the last layer, which must give the logits.
+fn check_hooks(name: &str, dir: &Path, model: &LoadedModel, reference: &Reference) {
+    let n_layers = model.model.info().n_layers;
+    let ckpt = HfCheckpoint::open(dir).expect("checkpoint");
+    let family = arch::for_hf(&ckpt).expect("a known family");
+    let converted = family.convert_hf(&ckpt).expect("conversion");
+    let mut worst_hidden = 0f32;
+    let mut worst_attn = 0f32;
+    for (p, (_, ids)) in reference.prompts().iter().enumerate() {
+        let (logits, hooks) = run(model, ids);
+        let got = |point: HookPoint| -> &(Vec<usize>, Vec<f32>) {
+            hooks
+                .seen
+                .get(&point)
+                .unwrap_or_else(|| panic!("{name}: no values at {point}"))
+        };
+        for point in [HookPoint::Embed, HookPoint::FinalNorm] {
+            let key = match point {
+                HookPoint::Embed => format!("p{p}.embed"),
+                _ => format!("p{p}.ln_final"),
+            };
+            worst_hidden = worst_hidden.max(max_abs_diff(&got(point).1, reference.tensor(&key)));
+        }
+        for l in 0..n_layers {
+            let resid = &got(HookPoint::ResidPost(l)).1;
+            let err = max_abs_diff(resid, reference.tensor(&format!("p{p}.resid_post.{l}")));
+            worst_hidden = worst_hidden.max(err);
+            // Every block reports its parts, and they add up.
+            let pre = &got(HookPoint::ResidPre(l)).1;
+            let attn_out = &got(HookPoint::AttnOut(l)).1;
+            let mlp_out = &got(HookPoint::MlpOut(l)).1;
+            let sum: Vec<f32> = (0..pre.len())
+                .map(|i| pre[i] + attn_out[i] + mlp_out[i])
+                .collect();
+            assert!(
+                max_abs_diff(&sum, resid) < 1e-4,
+                "{name}: resid_pre + attn_out + mlp_out != resid_post at layer {l}"
+            );
+
+            let (shape, pattern) = got(HookPoint::AttnPattern(l));
+            assert_eq!(shape, &[model.model.info().n_heads, ids.len(), ids.len()]);
+            for row in pattern.chunks_exact(ids.len()) {
+                let s: f32 = row.iter().sum();
+                assert!((s - 1.0).abs() < 1e-5, "{name}: attention row sums to {s}");
+            }
+            let err = max_abs_diff(pattern, reference.tensor(&format!("p{p}.attn.{l}")));
+            worst_attn = worst_attn.max(err);
+        }
+        // The logit lens at the last layer is the model's own output.
+        let last = &got(HookPoint::ResidPost(n_layers - 1)).1;
+        let lens = logit_lens(&converted, last);
+        let err = max_abs_diff(&lens, &logits);
+        assert!(
+            err < 1e-4,
+            "{name}: logit lens of the last layer is off by {err}"
+        );
+        assert_eq!(got(HookPoint::Logits).1, logits);
+    }
+    eprintln!(
+        "{name} (hooks): max error hidden states {worst_hidden:.2e}, attention {worst_attn:.2e}"
+    );
+    assert!(
+        worst_hidden < HIDDEN,
+        "{name}: hidden states off by {worst_hidden}"
+    );
+    assert!(
+        worst_attn < ATTENTION,
+        "{name}: attention probabilities off by {worst_attn}"
+    );
+}
+
+/// The final norm and the unembedding applied to rows of the residual
+/// stream, computed here from the weights rather than by the model.
+fn logit_lens(c: &Converted, resid: &[f32]) -> Vec<f32> {
+    let arch = c
+        .metadata
+        .get("general.architecture")
+        .and_then(Value::as_str)
+        .expect("architecture");
+    let eps = match c
+        .metadata
+        .get(&format!("{arch}.attention.layer_norm_epsilon"))
+    {
+        Some(Value::F32(e)) => *e,
+        _ => 1e-5,
+    };
+    let vec = |n: &str| c.get(n).map(|w| w.to_f32());
+    let norm_w = vec("output_norm.weight").expect("output_norm.weight");
+    let norm_b = vec("output_norm.bias");
+    let head = c
+        .get("output.weight")
+        .or_else(|| c.get("token_embd.weight"))
+        .expect("unembedding");
+    let head_w = head.to_f32();
+    let head_b = vec("output.bias");
+    let d = norm_w.len();
+    let mut out = Vec::new();
+    let mut normed = vec![0f32; d];
+    for row in resid.chunks_exact(d) {
+        ops::layer_norm(row, &norm_w, norm_b.as_deref(), eps, &mut normed);
+        for (v, w) in head_w.chunks_exact(d).enumerate() {
+            let bias = head_b.as_ref().map_or(0.0, |b| b[v]);
+            out.push(ops::dot(&normed, w) + bias);
+        }
+    }
+    out
+}
+
+#[test]
+fn gpt2() {
+    // Saved in three shards: reads model.safetensors.index.json.
+    assert!(
+        fixture("gpt2")
+            .join("model.safetensors.index.json")
+            .is_file()
+    );
+    check_family("gpt2");
+}
+
+#[test]
+fn gptneo() {
+    // Stored in bfloat16, with a local-attention window shorter than the prompts.
+    check_family("gptneo");
+}
+
+#[test]
+fn gptj() {
+    // Stored in float16.
+    check_family("gptj");
+}
+
+#[test]
+fn gptneox_parallel_residual() {
+    // Pythia's layout, with Pythia's config keys (rotary_pct, rotary_emb_base).
+    check_family("gptneox");
+}
+
+#[test]
+fn gptneox_sequential_residual() {
+    // use_parallel_residual = false, with transformers 5's rope_parameters.
+    check_family("gptneox-sequential");
+}
+
+/// Adding a family that reads Hugging Face checkpoints without adding a
+/// fixture for it fails here.
+#[test]
+fn every_family_with_hugging_face_names_has_a_fixture() {
+    let classes: Vec<String> = fixtures()
+        .iter()
+        .map(|d| {
+            let ckpt = HfCheckpoint::open(d).expect("fixture opens");
+            ckpt.architecture().expect("architecture").to_string()
+        })
+        .collect();
+    for a in ARCHITECTURES {
+        for hf_name in a.hf_names() {
+            assert!(
+                classes.iter().any(|c| c == hf_name),
+                "family {} reads {hf_name} checkpoints but tests/fixtures/families has none; \
+                 add it to scripts/fixtures/make_fixtures.py",
+                a.name()
+            );
+        }
+    }
+}
+
+/// Several sequences in one forward pass give each the logits it gets
+/// alone: the fused projections split by rows work for a batch.
+#[test]
+fn batched_sequences_match_single_runs() {
+    for name in ["gpt2", "gptneox"] {
+        let dir = fixture(name);
+        let reference = Reference::load(&dir);
+        let model = load(&dir, None);
+        let prompts = reference.prompts();
+        let mut ctx = ForwardCtx::new(2);
+        let mut c0 = model.model.new_cache(None);
+        let mut c1 = model.model.new_cache(None);
+        let mut seqs = [
+            SeqInput {
+                tokens: &prompts[0].1,
+                cache: &mut c0,
+                logits: LogitsFor::All,
+            },
+            SeqInput {
+                tokens: &prompts[1].1,
+                cache: &mut c1,
+                logits: LogitsFor::All,
+            },
+        ];
+        model
+            .model
+            .forward(&mut ctx, &mut seqs, &mut Hooks::none())
+            .expect("forward pass");
+        let v = model.model.info().vocab_size;
+        let n0 = prompts[0].1.len();
+        let logits = ctx.logits();
+        let e0 = max_abs_diff(&logits[..n0 * v], &run(&model, &prompts[0].1).0);
+        let e1 = max_abs_diff(&logits[n0 * v..], &run(&model, &prompts[1].1).0);
+        assert!(
+            e0 < 1e-5 && e1 < 1e-5,
+            "{name}: batched logits off by {e0}, {e1}"
+        );
+    }
+}
+
+/// A file written for a family that llama.cpp knows carries llama.cpp's
+/// names, keys and tokenizer.
+#[test]
+fn written_gguf_uses_llama_cpp_names_and_keys() {
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    let out = tmp.path().join("gpt2.gguf");
+    let summary =
+        lucid_engine::quantize::quantize_file(&fixture("gpt2"), &out, DType::Q8_0).expect("write");
+    assert_eq!(summary.architecture, "gpt2");
+    let f = GgufFile::open(&out).expect("reads back");
+    let m = f.metadata();
+    assert_eq!(m.u32("gpt2.block_count").ok(), Some(2));
+    assert_eq!(m.u32("gpt2.embedding_length").ok(), Some(64));
+    assert_eq!(m.u32("gpt2.feed_forward_length").ok(), Some(256));
+    assert_eq!(m.u32("gpt2.attention.head_count").ok(), Some(4));
+    assert_eq!(m.u32("gpt2.context_length").ok(), Some(64));
+    assert!(
+        m.opt_f32("gpt2.attention.layer_norm_epsilon")
+            .ok()
+            .flatten()
+            .is_some()
+    );
+    assert_eq!(m.u32("general.file_type").ok(), Some(7));
+    assert_eq!(m.str("tokenizer.ggml.model").ok(), Some("gpt2"));
+    assert_eq!(m.str("tokenizer.ggml.pre").ok(), Some("gpt-2"));
+    assert_eq!(
+        m.str_array("tokenizer.ggml.tokens")
+            .map(<[String]>::len)
+            .ok(),
+        Some(384)
+    );
+    assert!(
+        m.str_array("tokenizer.ggml.merges")
+            .is_ok_and(|a| !a.is_empty())
+    );
+    assert_eq!(m.u32("tokenizer.ggml.eos_token_id").ok(), Some(0));
+    for name in [
+        "token_embd.weight",
+        "position_embd.weight",
+        "blk.0.attn_norm.weight",
+        "blk.0.attn_norm.bias",
+        "blk.1.attn_qkv.weight",
+        "blk.1.attn_qkv.bias",
+        "blk.1.attn_output.weight",
+        "blk.1.ffn_norm.bias",
+        "blk.1.ffn_up.weight",
+        "blk.1.ffn_down.bias",
+        "output_norm.weight",
+        "output_norm.bias",
+    ] {
+        assert!(f.tensor(name).is_some(), "{name}");
+    }
+    let t = |n: &str| f.tensor(n).expect(n);
+    assert_eq!(t("blk.0.attn_qkv.weight").shape, [64, 192]);
+    assert_eq!(t("blk.0.attn_qkv.weight").dtype, DType::Q8_0);
+    assert_eq!(t("blk.0.ffn_down.weight").shape, [256, 64]);
+    // Norms, biases and position embeddings are not quantized.
+    assert_eq!(t("position_embd.weight").dtype, DType::F32);
+    assert_eq!(t("blk.0.attn_qkv.bias").dtype, DType::F32);
+
+    // GPT-NeoX: the fused projection regrouped, the output separate.
+    let out = tmp.path().join("neox.gguf");
+    lucid_engine::quantize::quantize_file(&fixture("gptneox"), &out, DType::F16).expect("write");
+    let f = GgufFile::open(&out).expect("reads back");
+    let m = f.metadata();
+    assert_eq!(m.str("general.architecture").ok(), Some("gptneox"));
+    assert_eq!(m.u32("gptneox.rope.dimension_count").ok(), Some(4));
+    assert_eq!(m.bool("gptneox.use_parallel_residual").ok(), Some(true));
+    assert!(f.tensor("output.weight").is_some());
+    assert!(
+        m.get("gptneox.lucid.activation").is_none(),
+        "Pythia's gelu is the default"
+    );
+
+    // q4_k where rows are whole 256-value blocks, llama.cpp's Q5_0 fallback
+    // elsewhere; vectors of a half-precision checkpoint are written as f32.
+    let out = tmp.path().join("gptj.gguf");
+    lucid_engine::quantize::quantize_file(&fixture("gptj"), &out, DType::Q4K).expect("write");
+    let f = GgufFile::open(&out).expect("reads back");
+    let t = |n: &str| f.tensor(n).expect(n).dtype;
+    assert_eq!(t("blk.0.ffn_down.weight"), DType::Q4K);
+    assert_eq!(t("blk.0.ffn_up.weight"), DType::Q5_0);
+    assert_eq!(t("blk.0.attn_norm.weight"), DType::F32);
+    assert_eq!(t("output.bias"), DType::F32);
+    assert_eq!(f.metadata().u32("gptj.rope.dimension_count").ok(), Some(8));
+}
+
+#[test]
+fn bad_checkpoints_are_typed_errors() {
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    let copy = |name: &str| {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        for e in std::fs::read_dir(fixture(name)).expect("fixture") {
+            let p = e.expect("entry").path();
+            std::fs::copy(&p, dir.join(p.file_name().expect("name"))).expect("copy");
+        }
+        dir
+    };
+
+    // An architecture lucid does not know names the ones it does.
+    let dir = copy("gptj");
+    let cfg = std::fs::read_to_string(dir.join("config.json")).expect("config");
+    std::fs::write(
+        dir.join("config.json"),
+        cfg.replace("GPTJForCausalLM", "BloomForCausalLM"),
+    )
+    .expect("write");
+    match LoadedModel::load(&dir) {
+        Err(EngineError::UnsupportedArchitecture { arch, known, .. }) => {
+            assert_eq!(arch, "BloomForCausalLM");
+            assert!(known.contains("GPTNeoXForCausalLM"), "{known}");
+        }
+        other => panic!("expected an unsupported architecture, got {other:?}"),
+    }
+
+    // A shard that the index lists but is not there names the file.
+    let dir = copy("gpt2");
+    std::fs::remove_file(dir.join("model-00002-of-00003.safetensors")).expect("rm");
+    let err = LoadedModel::load(&dir).expect_err("missing shard");
+    assert!(err.to_string().contains("model-00002-of-00003"), "{err}");
+
+    // A tensor the family needs that the checkpoint lacks is named.
+    let dir = copy("gptneo");
+    let st = std::fs::read(dir.join("model.safetensors")).expect("read");
+    let parsed = safetensors::SafeTensors::deserialize(&st).expect("parse");
+    let kept: Vec<(String, safetensors::tensor::TensorView<'_>)> = parsed
+        .tensors()
+        .into_iter()
+        .filter(|(n, _)| n != "transformer.h.1.ln_2.bias")
+        .collect();
+    safetensors::serialize_to_file(kept, None, &dir.join("model.safetensors")).expect("write");
+    match LoadedModel::load(&dir) {
+        Err(EngineError::MissingTensor { name, .. }) => {
+            assert_eq!(name, "transformer.h.1.ln_2.bias");
+        }
+        other => panic!("expected a missing tensor, got {other:?}"),
+    }
+
+    // Without tokenizer.json there is no tokenizer to run.
+    let dir = copy("gptneox");
+    std::fs::remove_file(dir.join("tokenizer.json")).expect("rm");
+    let err = LoadedModel::load(&dir).expect_err("no tokenizer");
+    assert!(err.to_string().contains("tokenizer.json"), "{err}");
+
+    // A directory that is no checkpoint.
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    assert!(matches!(
+        LoadedModel::load(&empty),
+        Err(EngineError::Open { .. })
+    ));
+
+    // Quantizing to a type lucid cannot write.
+    assert!(matches!(
+        LoadedModel::load_with(
+            &fixture("gpt2"),
+            &LoadOptions {
+                quantize: Some(DType::Q6K)
+            }
+        ),
+        Err(EngineError::QuantizeType { .. })
+    ));
+}
+
+/// Older GPT-2-style uploads have `vocab.json` and `merges.txt` but no
+/// `tokenizer.json`; they tokenize the same.
+#[test]
+fn vocab_json_and_merges_txt_without_tokenizer_json() {
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    let dir = tmp.path().join("gpt2");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    for e in std::fs::read_dir(fixture("gpt2")).expect("fixture") {
+        let p = e.expect("entry").path();
+        std::fs::copy(&p, dir.join(p.file_name().expect("name"))).expect("copy");
+    }
+    let tok: Json = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("tokenizer.json")).expect("tokenizer.json"),
+    )
+    .expect("JSON");
+    std::fs::write(
+        dir.join("vocab.json"),
+        serde_json::to_string(&tok["model"]["vocab"]).expect("JSON"),
+    )
+    .expect("write");
+    let mut merges = String::from("#version: 0.2\n");
+    for m in tok["model"]["merges"].as_array().expect("merges") {
+        let pair: Vec<&str> = m
+            .as_array()
+            .expect("pair")
+            .iter()
+            .map(|s| s.as_str().expect("text"))
+            .collect();
+        merges.push_str(&format!("{}\n", pair.join(" ")));
+    }
+    std::fs::write(dir.join("merges.txt"), merges).expect("write");
+    std::fs::remove_file(dir.join("tokenizer.json")).expect("rm");
+
+    let reference = Reference::load(&dir);
+    let model = load(&dir, None);
+    check_tokens("gpt2 (vocab.json)", &model, &reference);
+    assert_eq!(model.tokenizer.eos(), Some(0));
+    assert!(
+        model.tokenizer.is_control(0),
+        "<|endoftext|> is a control token"
+    );
+    let out = tmp.path().join("gpt2.gguf");
+    write_gguf(&dir, &out, DType::F32);
+    check_tokens("gpt2 (vocab.json, GGUF)", &load(&out, None), &reference);
+}
+
+/// A checkpoint is found from its directory, its config.json or one of its
+/// safetensors files.
+#[test]
+fn checkpoint_detected_by_content() {
+    let dir = fixture("gptj");
+    for p in [
+        dir.clone(),
+        dir.join("config.json"),
+        dir.join("model.safetensors"),
+    ] {
+        assert_eq!(
+            HfCheckpoint::dir_of(&p).as_deref(),
+            Some(dir.as_path()),
+            "{}",
+            p.display()
+        );
+    }
+    assert_eq!(HfCheckpoint::dir_of(&dir.join("reference.json")), None);
+}
