@@ -221,6 +221,7 @@ impl Gemma3Model {
                 vocab_size: c.vocab_size,
                 context_length: c.context_length,
                 kv_width: shape.kv_width(),
+                kv_precision: loader.kv_precision(),
             },
             embed_scale: (c.d_model as f32).sqrt(),
             rope_global: Rope::new(
