@@ -1,11 +1,12 @@
-//! The catalog documents compiled into the binary.
+//! The catalog and license documents compiled into the binary.
 //!
-//! Adding a model is one file in `catalog/models/` and one line here. A test
-//! checks that every file in that folder is listed, so a forgotten line fails
-//! the build's tests rather than silently shipping a smaller catalog.
+//! Adding a model family or a license is one file in `catalog/models/` or
+//! `catalog/licenses/` and one line here. A test checks that every file in
+//! those folders is listed, so a forgotten line fails the build's tests rather
+//! than silently shipping a smaller catalog.
 
 /// `(file name, TOML text)` of every built-in catalog document, in the order
-/// `lucid list`-style listings show them.
+/// listings show them.
 pub(crate) const DOCUMENTS: &[(&str, &str)] = &[
     (
         "smollm2.toml",
@@ -14,5 +15,121 @@ pub(crate) const DOCUMENTS: &[(&str, &str)] = &[
     (
         "gemma3.toml",
         include_str!("../../../catalog/models/gemma3.toml"),
+    ),
+    (
+        "gpt2.toml",
+        include_str!("../../../catalog/models/gpt2.toml"),
+    ),
+    (
+        "gpt-neo.toml",
+        include_str!("../../../catalog/models/gpt-neo.toml"),
+    ),
+    (
+        "gpt-j.toml",
+        include_str!("../../../catalog/models/gpt-j.toml"),
+    ),
+    (
+        "pythia.toml",
+        include_str!("../../../catalog/models/pythia.toml"),
+    ),
+    (
+        "gpt-neox.toml",
+        include_str!("../../../catalog/models/gpt-neox.toml"),
+    ),
+    (
+        "llama3.toml",
+        include_str!("../../../catalog/models/llama3.toml"),
+    ),
+    (
+        "qwen2.5.toml",
+        include_str!("../../../catalog/models/qwen2.5.toml"),
+    ),
+    (
+        "mistral.toml",
+        include_str!("../../../catalog/models/mistral.toml"),
+    ),
+    (
+        "apertus.toml",
+        include_str!("../../../catalog/models/apertus.toml"),
+    ),
+    (
+        "openai.toml",
+        include_str!("../../../catalog/models/openai.toml"),
+    ),
+    (
+        "anthropic.toml",
+        include_str!("../../../catalog/models/anthropic.toml"),
+    ),
+    (
+        "gemini.toml",
+        include_str!("../../../catalog/models/gemini.toml"),
+    ),
+];
+
+/// `(file name, TOML text)` of every license in the knowledge base.
+pub(crate) const LICENSES: &[(&str, &str)] = &[
+    (
+        "apache-2.0.toml",
+        include_str!("../../../catalog/licenses/apache-2.0.toml"),
+    ),
+    (
+        "mit.toml",
+        include_str!("../../../catalog/licenses/mit.toml"),
+    ),
+    (
+        "gpl-3.0.toml",
+        include_str!("../../../catalog/licenses/gpl-3.0.toml"),
+    ),
+    (
+        "cc-by-4.0.toml",
+        include_str!("../../../catalog/licenses/cc-by-4.0.toml"),
+    ),
+    (
+        "cc-by-nc-4.0.toml",
+        include_str!("../../../catalog/licenses/cc-by-nc-4.0.toml"),
+    ),
+    (
+        "llama2.toml",
+        include_str!("../../../catalog/licenses/llama2.toml"),
+    ),
+    (
+        "llama3.toml",
+        include_str!("../../../catalog/licenses/llama3.toml"),
+    ),
+    (
+        "llama3.1.toml",
+        include_str!("../../../catalog/licenses/llama3.1.toml"),
+    ),
+    (
+        "llama3.2.toml",
+        include_str!("../../../catalog/licenses/llama3.2.toml"),
+    ),
+    (
+        "gemma.toml",
+        include_str!("../../../catalog/licenses/gemma.toml"),
+    ),
+    (
+        "bigscience-bloom-rail-1.0.toml",
+        include_str!("../../../catalog/licenses/bigscience-bloom-rail-1.0.toml"),
+    ),
+    (
+        "qwen.toml",
+        include_str!("../../../catalog/licenses/qwen.toml"),
+    ),
+    (
+        "qwen-research.toml",
+        include_str!("../../../catalog/licenses/qwen-research.toml"),
+    ),
+    (
+        "openai-api-terms.toml",
+        include_str!("../../../catalog/licenses/openai-api-terms.toml"),
+    ),
+    (
+        "anthropic-api-terms.toml",
+        include_str!("../../../catalog/licenses/anthropic-api-terms.toml"),
+    ),
+    (
+        "google-gemini-api-terms.toml",
+        include_str!("../../../catalog/licenses/google-gemini-api-terms.toml"),
     ),
 ];

@@ -5,7 +5,17 @@ use std::sync::OnceLock;
 
 use crate::CatalogError;
 use crate::builtin::DOCUMENTS;
-use crate::entry::ModelEntry;
+use crate::entry::{ModelEntry, Source};
+
+/// A catalog document that lists a family of models.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Family {
+    /// The family's name; the document is named after it.
+    #[allow(dead_code)]
+    family: String,
+    models: Vec<ModelEntry>,
+}
 
 /// A validated set of model entries whose names and aliases are unique,
 /// ignoring ASCII case.
@@ -27,23 +37,34 @@ impl Catalog {
         })
     }
 
-    /// Parses and validates catalog documents given as `(origin, toml)` pairs,
-    /// one model per document. `origin` names the document in errors.
+    /// Parses and validates catalog documents given as `(origin, toml)` pairs.
+    /// A document is either one model (its fields at the top level) or a
+    /// family (`family = "..."` and a `[[models]]` table per model). `origin`
+    /// names the document in errors.
     pub fn from_documents<'a>(
         documents: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Catalog, CatalogError> {
         let mut entries = Vec::new();
         for (origin, text) in documents {
-            let entry: ModelEntry = toml::from_str(text).map_err(|e| CatalogError::Parse {
+            let parse_error = |e| CatalogError::Parse {
                 origin: origin.to_owned(),
                 source: Box::new(e),
-            })?;
-            entry.validate().map_err(|problem| CatalogError::Invalid {
-                origin: origin.to_owned(),
-                model: entry.name.clone(),
-                problem,
-            })?;
-            entries.push(entry);
+            };
+            let table: toml::Table = toml::from_str(text).map_err(parse_error)?;
+            let models = if table.contains_key("models") {
+                let family: Family = toml::from_str(text).map_err(parse_error)?;
+                family.models
+            } else {
+                vec![toml::from_str::<ModelEntry>(text).map_err(parse_error)?]
+            };
+            for entry in models {
+                entry.validate().map_err(|problem| CatalogError::Invalid {
+                    origin: origin.to_owned(),
+                    model: entry.name.clone(),
+                    problem,
+                })?;
+                entries.push(entry);
+            }
         }
         Catalog::from_entries(entries)
     }
@@ -87,6 +108,19 @@ impl Catalog {
         self.entries.iter().find(|e| e.answers_to(name))
     }
 
+    /// The entry whose upstream repository, or one of whose Hugging Face
+    /// sources, is `repo` (`owner/name`, ignoring ASCII case).
+    pub fn find_by_repo(&self, repo: &str) -> Option<&ModelEntry> {
+        self.entries.iter().find(|e| {
+            e.upstream
+                .as_ref()
+                .is_some_and(|u| u.repo.eq_ignore_ascii_case(repo))
+                || e.sources.iter().any(
+                    |s| matches!(s, Source::HuggingFace(h) if h.repo.eq_ignore_ascii_case(repo)),
+                )
+        })
+    }
+
     /// Canonical names close to `name`, closest first, for "did you mean"
     /// messages.
     pub fn suggest(&self, name: &str) -> Vec<&str> {
@@ -120,14 +154,20 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Format, ModelKind, Source};
+    use crate::{Format, ModelKind};
 
     #[test]
     fn every_builtin_entry_parses_and_validates() {
         let catalog = Catalog::from_documents(DOCUMENTS.iter().copied()).unwrap();
-        assert_eq!(catalog.models().len(), DOCUMENTS.len());
+        assert!(catalog.models().len() >= DOCUMENTS.len());
         for entry in catalog.models() {
-            assert!(entry.is_downloadable() || !entry.kind.has_weights());
+            // A model with weights can be pulled, or at least says where its
+            // original weights are.
+            assert!(
+                entry.is_downloadable() || entry.upstream.is_some() || !entry.kind.has_weights(),
+                "{}",
+                entry.name
+            );
             // Every weight file can be fetched from at least one network
             // source, not only from a local mirror.
             for file in &entry.files {
@@ -156,11 +196,15 @@ mod tests {
         listed.sort();
         assert_eq!(on_disk, listed, "catalog/models and builtin.rs disagree");
         for (file, text) in DOCUMENTS {
-            let entry: ModelEntry = toml::from_str(text).unwrap();
+            let table: toml::Table = toml::from_str(text).unwrap();
+            let name = match table.get("family") {
+                Some(family) => family.as_str().unwrap().to_owned(),
+                None => toml::from_str::<ModelEntry>(text).unwrap().name,
+            };
             assert_eq!(
-                format!("{}.toml", entry.name),
+                format!("{name}.toml"),
                 *file,
-                "a document is named after its model"
+                "a document is named after its model or family"
             );
         }
     }
@@ -274,8 +318,31 @@ mod tests {
             ("gemma", vec!["gemma3"]),
             ("gema3", vec!["gemma3"]),
             ("gemma-3-270", vec!["gemma3"]),
-            ("llama3", vec![]),
-            ("qwen", vec![]),
+            (
+                "llama3.2",
+                vec!["llama-3.2-1b-instruct", "llama-3.2-3b-instruct"],
+            ),
+            (
+                "qwen2.5-7b",
+                vec![
+                    "qwen2.5-7b-instruct",
+                    "qwen2.5-3b-instruct",
+                    "qwen2.5-72b-instruct",
+                ],
+            ),
+            (
+                "pythia-12",
+                vec![
+                    "pythia-12b",
+                    "pythia-1b",
+                    "pythia-1.4b",
+                    "pythia-160m",
+                    "pythia-410m",
+                    "pythia-70m",
+                ],
+            ),
+            ("gpt4o", vec!["gpt-4o", "gpt2"]),
+            ("nothing-like-it", vec![]),
         ] {
             assert_eq!(catalog.suggest(query), expect, "{query}");
         }
@@ -361,6 +428,8 @@ mod tests {
         let text = r#"
             name = "some-api-model"
             kind = "proprietary-api"
+            provider = "vendor"
+            endpoint = "https://api.example.com/v1"
             publisher = "Vendor"
             license = "proprietary"
             context_length = 128000

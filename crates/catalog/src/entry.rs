@@ -27,12 +27,25 @@ pub struct ModelEntry {
     pub description: Option<String>,
     pub kind: ModelKind,
     pub publisher: String,
-    /// The architecture as GGUF names it (`llama`, `gemma3`, …).
+    /// The architecture as GGUF names it (`llama`, `gemma3`, …), or, for an
+    /// architecture llama.cpp has no name for, as the Hugging Face
+    /// `model_type` names it (`gpt_neo`).
     #[serde(default)]
     pub architecture: Option<String>,
     /// The exact number of parameters, where known.
     #[serde(default)]
     pub parameters: Option<u64>,
+    /// The parameter count as the publisher rounds it (`135M`, `7B`), for
+    /// models whose exact count is not recorded.
+    #[serde(default)]
+    pub size_label: Option<String>,
+    /// Who serves an API model (`openai`, `anthropic`, `gemini`), as the
+    /// providers crate names vendors.
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// The base URL of the API that serves the model, for API models.
+    #[serde(default)]
+    pub endpoint: Option<String>,
     /// The context length the model was trained for, in tokens.
     #[serde(default)]
     pub context_length: Option<u64>,
@@ -50,6 +63,54 @@ pub struct ModelEntry {
     /// Where the files come from, tried in order.
     #[serde(default)]
     pub sources: Vec<Source>,
+    /// The publisher's original release of the weights, for provenance.
+    /// Unlike `files`, these are never pulled: their hashes are recorded only
+    /// where they are known, and a file without a hash cannot be verified.
+    #[serde(default)]
+    pub upstream: Option<Upstream>,
+}
+
+/// A Hugging Face repository that holds a model's original weights.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    /// `owner/name` on the Hugging Face hub.
+    pub repo: String,
+    /// A branch, tag or commit; `main` when left out.
+    #[serde(default = "default_revision")]
+    pub revision: String,
+    /// Files of the repository worth naming: the config, the tokenizer, the
+    /// weights or the index of their shards.
+    #[serde(default)]
+    pub files: Vec<UpstreamFile>,
+}
+
+/// One file of an upstream repository. Its hash and size are absent unless
+/// they are actually known; nothing is made up to fill them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamFile {
+    /// The file's path inside the repository.
+    pub path: String,
+    #[serde(default)]
+    pub sha256: Option<Sha256Digest>,
+    #[serde(default)]
+    pub size: Option<u64>,
+}
+
+impl Upstream {
+    /// The page of the repository on the Hugging Face hub.
+    pub fn url(&self) -> String {
+        format!("https://huggingface.co/{}", self.repo)
+    }
+
+    /// The download URL of one of its files.
+    pub fn file_url(&self, path: &str) -> String {
+        format!(
+            "https://huggingface.co/{}/resolve/{}/{}",
+            self.repo, self.revision, path
+        )
+    }
 }
 
 /// Who makes a model available, and how.
@@ -346,8 +407,16 @@ impl ModelEntry {
         if self.context_length == Some(0) {
             return Err("context_length is 0".to_owned());
         }
+        if let Some(endpoint) = &self.endpoint
+            && !endpoint.starts_with("https://")
+        {
+            return Err(format!("endpoint `{endpoint}` is not an https:// URL"));
+        }
+        if let Some(upstream) = &self.upstream {
+            check_upstream(upstream)?;
+        }
         if !self.kind.has_weights() {
-            if !self.files.is_empty() || !self.sources.is_empty() {
+            if !self.files.is_empty() || !self.sources.is_empty() || self.upstream.is_some() {
                 return Err(format!(
                     "a {} model has no files or sources to pull",
                     self.kind
@@ -355,10 +424,13 @@ impl ModelEntry {
             }
             return Ok(());
         }
-        if self.files.is_empty() {
-            return Err(format!("a {} model needs at least one file", self.kind));
+        if self.files.is_empty() && self.upstream.is_none() {
+            return Err(format!(
+                "a {} model needs at least one file or an upstream",
+                self.kind
+            ));
         }
-        if self.format.is_none() {
+        if !self.files.is_empty() && self.format.is_none() {
             return Err("a model with files needs a format".to_owned());
         }
         if self.architecture.as_deref().is_none_or(|a| a.is_empty()) {
@@ -401,13 +473,7 @@ impl ModelEntry {
         match source {
             Source::Local(_) => {}
             Source::HuggingFace(s) => {
-                let parts: Vec<&str> = s.repo.split('/').collect();
-                if parts.len() != 2 || parts.iter().any(|p| p.is_empty() || *p == "..") {
-                    return Err(format!(
-                        "Hugging Face repo `{}` is not `owner/name`",
-                        s.repo
-                    ));
-                }
+                check_repo(&s.repo)?;
                 if s.revision.is_empty() || s.revision.contains("..") {
                     return Err(format!(
                         "Hugging Face revision `{}` is not valid",
@@ -444,6 +510,39 @@ impl ModelEntry {
         }
         Ok(())
     }
+}
+
+fn check_upstream(upstream: &Upstream) -> Result<(), String> {
+    check_repo(&upstream.repo)?;
+    if upstream.revision.is_empty() || upstream.revision.contains("..") {
+        return Err(format!(
+            "upstream revision `{}` is not valid",
+            upstream.revision
+        ));
+    }
+    for (i, file) in upstream.files.iter().enumerate() {
+        if file.path.is_empty() || file.path.split('/').any(|p| p.is_empty() || p == "..") {
+            return Err(format!(
+                "upstream file `{}` is not a path in the repo",
+                file.path
+            ));
+        }
+        if file.size == Some(0) {
+            return Err(format!("upstream file `{}` has size 0", file.path));
+        }
+        if upstream.files[..i].iter().any(|f| f.path == file.path) {
+            return Err(format!("upstream file `{}` is listed twice", file.path));
+        }
+    }
+    Ok(())
+}
+
+fn check_repo(repo: &str) -> Result<(), String> {
+    let parts: Vec<&str> = repo.split('/').collect();
+    if parts.len() != 2 || parts.iter().any(|p| p.is_empty() || *p == "..") {
+        return Err(format!("Hugging Face repo `{repo}` is not `owner/name`"));
+    }
+    Ok(())
 }
 
 /// The canonical name becomes a directory in the store, so it is kept to a
