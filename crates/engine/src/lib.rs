@@ -19,6 +19,7 @@ pub mod loaded;
 pub mod model;
 pub mod quantize;
 pub mod sampler;
+pub mod stop;
 pub mod weights;
 
 pub use batch::{LogitRow, LogitsFor, SeqInput};
@@ -31,3 +32,4 @@ pub use kv_cache::KvCache;
 pub use loaded::{LoadOptions, LoadedModel, ModelMeta};
 pub use model::{ForwardCtx, Model, ModelInfo};
 pub use sampler::{Sampler, SamplingParams};
+pub use stop::StopMatcher;

@@ -9,7 +9,7 @@ use crate::blocks::linear::{Compute, Linear};
 use crate::blocks::norm::Norm;
 use crate::error::{EngineError, Result};
 use crate::hooks::{HookPoint, Hooks};
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{KvCache, KvPrecision};
 use crate::weights::Weight;
 
 /// A model's shape, in the numbers people compare models by.
@@ -28,6 +28,8 @@ pub struct ModelInfo {
     pub context_length: usize,
     /// Width of one layer's key row and value row in the cache.
     pub kv_width: usize,
+    /// How the KV cache stores keys and values.
+    pub kv_precision: KvPrecision,
 }
 
 /// A loaded model of some family: its weights and its forward pass.
@@ -49,7 +51,13 @@ pub trait Model: Send + Sync {
     fn new_cache(&self, limit: Option<usize>) -> KvCache {
         let info = self.info();
         let limit = limit.map_or(info.context_length, |l| l.min(info.context_length));
-        KvCache::new(info.n_layers, info.kv_width, info.kv_width, limit)
+        KvCache::new(
+            info.n_layers,
+            info.kv_width,
+            info.kv_width,
+            limit,
+            info.kv_precision,
+        )
     }
 }
 

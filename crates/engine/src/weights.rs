@@ -10,6 +10,7 @@ use lucid_tensor::quant::dequantize_row;
 use lucid_tensor::{DType, WeightMatrix, kernels};
 
 use crate::error::{EngineError, Result};
+use crate::kv_cache::KvPrecision;
 
 /// One stored tensor. `shape` is in ggml order: `shape[0]` is the length of
 /// a row (the input features of a matrix), `shape[1]` the number of rows.
@@ -85,11 +86,16 @@ impl WeightSource for GgufFile {
 /// forward pass can index them without further checks.
 pub struct Loader<'a> {
     source: &'a dyn WeightSource,
+    /// Whether every matrix loaded so far is f32.
+    all_f32: std::cell::Cell<bool>,
 }
 
 impl<'a> Loader<'a> {
     pub fn new(source: &'a dyn WeightSource) -> Loader<'a> {
-        Loader { source }
+        Loader {
+            source,
+            all_f32: std::cell::Cell::new(true),
+        }
     }
 
     pub fn source_name(&self) -> String {
@@ -131,7 +137,20 @@ impl<'a> Loader<'a> {
                 dtype: w.dtype,
             });
         }
+        if w.dtype != DType::F32 {
+            self.all_f32.set(false);
+        }
         Ok(Some(w))
+    }
+
+    /// The KV cache precision for the matrices loaded so far: f32 when all
+    /// are f32 (a reference-precision model), else half precision.
+    pub fn kv_precision(&self) -> KvPrecision {
+        if self.all_f32.get() {
+            KvPrecision::F32
+        } else {
+            KvPrecision::F16
+        }
     }
 
     /// A vector of `len` values, converted to `f32`.

@@ -7,11 +7,13 @@
 //! - Teacher-forced: the prompt, then each golden token in turn, run through
 //!   lucid the way llama.cpp made the goldens; at every step lucid's logits on
 //!   llama.cpp's top-5 tokens are compared with llama.cpp's. The target is 1.0
-//!   logit. llama.cpp's own CPU configurations disagree with each other by more
-//!   than that at a few steps (the goldens record it in `self_disagreement`),
-//!   so the test requires: every difference within llama.cpp's own measured
-//!   disagreement and at most 0.5% of them above 1.0. The largest difference,
-//!   and the largest in log-probabilities (logit minus log-sum-exp), are printed.
+//!   logit, but llama.cpp's own CPU configurations (flash attention off, an
+//!   f32 cache, one-token prompt evaluation, one batch) disagree with the
+//!   goldens by more than that at some steps: up to 1.26 for SmolLM2 and 3.5
+//!   for Gemma 3, as the goldens' `self_disagreement` records. So the test
+//!   holds lucid to llama.cpp's own spread: its largest difference and its
+//!   99th percentile may not exceed the largest of llama.cpp's
+//!   configurations. It prints the largest difference and how many exceed 1.0.
 //! - Free-running: lucid's greedy tokens equal llama.cpp's up to the first
 //!   step where llama.cpp's top-2 margin is under 0.5 (a near-tie), after
 //!   which divergence is legitimate.
@@ -25,8 +27,6 @@ use std::ops::ControlFlow;
 use lucid_engine::{GenerateParams, Hooks, LoadedModel, LogitsFor, SamplingParams, Session};
 
 const TARGET: f32 = 1.0;
-/// At most this share of top-5 comparisons may exceed [`TARGET`].
-const MAX_SHARE_OVER_TARGET: f64 = 0.005;
 const NEAR_TIE: f64 = 0.5;
 
 struct Case {
@@ -87,13 +87,23 @@ fn cases(golden: &serde_json::Value) -> Vec<Case> {
 pub fn check_model(golden_file: &str) {
     let golden = common::golden(golden_file);
     let model = LoadedModel::load(&common::model_path(golden["file"].as_str().unwrap())).unwrap();
-    let self_disagreement = golden["reference"]["self_disagreement"]["max_top5_abs_diff"]
-        .as_f64()
-        .unwrap() as f32;
+    // llama.cpp's own spread: the largest maximum and 99th percentile of its
+    // configurations against the goldens.
+    let configs = golden["reference"]["self_disagreement"]["configs"]
+        .as_array()
+        .unwrap();
+    let spread = |key: &str| {
+        configs
+            .iter()
+            .map(|c| c[key].as_f64().unwrap() as f32)
+            .fold(0.0, f32::max)
+    };
+    let (self_max, self_p99) = (spread("max_top5_abs_diff"), spread("p99_top5_abs_diff"));
     let cases = cases(&golden);
     assert!(cases.len() >= 6, "the goldens need at least six prompts");
     let (mut worst, mut worst_lp) = ((0f32, String::new()), 0f32);
     let (mut n, mut over) = (0usize, 0usize);
+    let mut diffs: Vec<f32> = Vec::new();
     for case in &cases {
         // The prompt tokenizes as llama.cpp tokenized it.
         assert_eq!(
@@ -121,6 +131,7 @@ pub fn check_model(golden_file: &str) {
                 let diff = (got - want).abs();
                 let diff_lp = ((got - lse) - (want - step.logsumexp)).abs();
                 n += 1;
+                diffs.push(diff);
                 over += usize::from(diff > TARGET);
                 worst_lp = worst_lp.max(diff_lp);
                 if diff > worst.0 {
@@ -133,7 +144,7 @@ pub fn check_model(golden_file: &str) {
                     );
                 }
                 assert!(
-                    diff <= self_disagreement,
+                    diff <= self_max,
                     "{:?} step {i} token {id}: lucid {got} vs llama.cpp {want}",
                     case.prompt
                 );
@@ -163,18 +174,27 @@ pub fn check_model(golden_file: &str) {
             case.prompt
         );
     }
+    diffs.sort_by(f32::total_cmp);
+    let p99 = diffs[n * 99 / 100];
+    let mean = diffs.iter().sum::<f32>() / n as f32;
     eprintln!(
-        "{golden_file}: largest top-5 logit difference {:.4} at {}; {over} of {n} comparisons above {TARGET}; \
+        "{golden_file}: top-5 logit differences: mean {mean:.4}, p99 {p99:.4} (llama.cpp's own: {self_p99:.4}), \
+         largest {:.4} (llama.cpp's own: {self_max:.4}) at {}; {over} of {n} above {TARGET}; \
          largest log-probability difference {worst_lp:.4}",
         worst.0, worst.1
     );
     assert!(
-        (over as f64) <= MAX_SHARE_OVER_TARGET * n as f64,
-        "{over} of {n} top-5 logits differ by more than {TARGET}"
+        p99 <= self_p99,
+        "99th percentile {p99} exceeds llama.cpp's own {self_p99}"
     );
 }
 
 #[test]
 fn smollm2_matches_llama_cpp() {
     check_model("llama/smollm2.json");
+}
+
+#[test]
+fn gemma3_matches_llama_cpp() {
+    check_model("llama/gemma3.json");
 }

@@ -253,6 +253,7 @@ impl GptJModel {
                 vocab_size: c.vocab_size,
                 context_length: c.context_length,
                 kv_width: shape.kv_width(),
+                kv_precision: loader.kv_precision(),
             },
             rope: Rope::new(c.rope_dims, ROPE_BASE, RopeStyle::Normal, RopeScaling::None),
             output_norm: Norm::layer(loader, "output_norm", d, c.norm_eps)?,

@@ -304,6 +304,7 @@ impl GptNeoModel {
                 vocab_size: c.vocab_size,
                 context_length: c.context_length,
                 kv_width: shape.kv_width(),
+                kv_precision: loader.kv_precision(),
             },
             positions: LearnedPositions::load(loader, "position_embd", c.context_length, d)?,
             output_norm: Norm::layer(loader, "output_norm", d, c.norm_eps)?,

@@ -306,6 +306,7 @@ impl GptNeoXModel {
                 vocab_size: c.vocab_size,
                 context_length: c.context_length,
                 kv_width: shape.kv_width(),
+                kv_precision: loader.kv_precision(),
             },
             tok_embd: loader.matrix("token_embd.weight", c.vocab_size, d)?,
             // GPT-NeoX never ties its output to the embeddings.

@@ -193,6 +193,7 @@ impl LlamaModel {
                 vocab_size: c.vocab_size,
                 context_length: c.context_length,
                 kv_width: shape.kv_width(),
+                kv_precision: loader.kv_precision(),
             },
             rope: Rope::new(c.rope_dims, c.rope_base, c.rope_style, rope_scaling),
             output_norm: Norm::rms(loader, "output_norm", c.d_model, c.norm_eps)?,

@@ -4,6 +4,7 @@
 //! [`ARCHITECTURES`]; the rest of the engine (loading, cache, sampling,
 //! hooks, server) is untouched. ARCHITECTURE.md has the recipe.
 
+pub mod gemma3;
 pub mod gpt2;
 pub mod gptj;
 pub mod gptneo;
@@ -64,6 +65,7 @@ fn not_from_hf(name: &str, ckpt: &HfCheckpoint) -> EngineError {
 /// Every family lucid runs.
 pub static ARCHITECTURES: &[&dyn Architecture] = &[
     &llama::Llama,
+    &gemma3::Gemma3,
     &gpt2::Gpt2,
     &gptneo::GptNeo,
     &gptj::GptJ,

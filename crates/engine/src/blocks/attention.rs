@@ -72,14 +72,12 @@ impl Attention {
         let (qw, kvw) = (s.q_width(), s.kv_width());
         for (seq, span) in seqs.iter_mut().zip(spans) {
             let cache = &mut seq.cache.layers[layer];
-            ops::extend_f16(
-                &mut cache.k,
-                &k[span.offset * kvw..(span.offset + span.len) * kvw],
-            );
-            ops::extend_f16(
-                &mut cache.v,
-                &v[span.offset * kvw..(span.offset + span.len) * kvw],
-            );
+            cache
+                .k
+                .extend(&k[span.offset * kvw..(span.offset + span.len) * kvw]);
+            cache
+                .v
+                .extend(&v[span.offset * kvw..(span.offset + span.len) * kvw]);
         }
         let n_threads = pool.n_threads();
         let max_keys = spans
@@ -123,9 +121,10 @@ impl Attention {
                 let cache = &caches[seq].cache.layers[layer];
                 let sc = &mut scores[first_key..=pos];
                 for (j, score) in sc.iter_mut().enumerate() {
-                    let key =
-                        &cache.k[(first_key + j) * kvw + kv_head * s.head_dim..][..s.head_dim];
-                    let mut x = ops::dot_f16(qv, key) * self.scale;
+                    let mut x = cache
+                        .k
+                        .dot((first_key + j) * kvw + kv_head * s.head_dim, qv)
+                        * self.scale;
                     if let Some(cap) = self.softcap {
                         x = cap * (x / cap).tanh();
                     }
@@ -136,9 +135,9 @@ impl Attention {
                 let o = unsafe { out_ptr.slice(row * qw + head * s.head_dim, s.head_dim) };
                 o.fill(0.0);
                 for (j, p) in sc.iter().enumerate() {
-                    let val =
-                        &cache.v[(first_key + j) * kvw + kv_head * s.head_dim..][..s.head_dim];
-                    ops::axpy_f16(*p, val, o);
+                    cache
+                        .v
+                        .axpy(*p, (first_key + j) * kvw + kv_head * s.head_dim, o);
                 }
             }
         });
@@ -175,9 +174,10 @@ impl Attention {
                     let qv = &q[(span.offset + t) * qw + head * s.head_dim..][..s.head_dim];
                     let row = &mut pattern[(head * span.len + t) * n_keys..][..n_keys];
                     for j in first_key..=pos {
-                        let key = &caches[seq].cache.layers[layer].k
-                            [j * kvw + (head / group) * s.head_dim..][..s.head_dim];
-                        let mut x = ops::dot_f16(qv, key) * self.scale;
+                        let mut x = caches[seq].cache.layers[layer]
+                            .k
+                            .dot(j * kvw + (head / group) * s.head_dim, qv)
+                            * self.scale;
                         if let Some(cap) = self.softcap {
                             x = cap * (x / cap).tanh();
                         }

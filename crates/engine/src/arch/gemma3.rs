@@ -1,0 +1,334 @@
+//! Gemma 3: RMSNorm before and after both attention and MLP, per-head
+//! query/key norms, a GeGLU MLP, an embedding scaled by √d_model, and
+//! sliding-window attention on most layers with a global layer every few,
+//! each kind with its own RoPE base.
+
+use lucid_gguf::GgufFile;
+use lucid_tensor::ops::{self, Activation};
+
+use crate::arch::{Architecture, Hparams};
+use crate::batch::SeqInput;
+use crate::blocks::{
+    Attention, AttentionShape, GatedMlp, Linear, Norm, Rope, RopeScaling, RopeStyle,
+};
+use crate::error::Result;
+use crate::hooks::{HookPoint, Hooks};
+use crate::model::{ForwardCtx, Model, ModelInfo};
+use crate::weights::{Loader, Weight};
+
+/// The registry entry.
+pub struct Gemma3;
+
+impl Architecture for Gemma3 {
+    fn name(&self) -> &'static str {
+        "gemma3"
+    }
+
+    fn gguf_names(&self) -> &'static [&'static str] {
+        &["gemma3"]
+    }
+
+    fn load_gguf(&self, file: &GgufFile) -> Result<Box<dyn Model>> {
+        let hp = Hparams::new(file)?;
+        let config = Gemma3Config::from_gguf(&hp, file)?;
+        Ok(Box::new(Gemma3Model::load(config, &Loader::new(file))?))
+    }
+}
+
+/// The hyperparameters of a Gemma 3 model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gemma3Config {
+    pub n_layers: usize,
+    pub d_model: usize,
+    pub d_ff: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub vocab_size: usize,
+    pub context_length: usize,
+    pub norm_eps: f32,
+    /// RoPE base of the global layers.
+    pub rope_base: f32,
+    /// RoPE base of the sliding-window layers.
+    pub rope_base_local: f32,
+    pub rope_scaling: RopeScaling,
+    /// Tokens a sliding-window layer sees, itself included.
+    pub sliding_window: Option<usize>,
+    /// Which layers use the sliding window.
+    pub is_local: Vec<bool>,
+    /// Multiplies the queries (Gemma's `query_pre_attn_scalar`).
+    pub attention_scale: f32,
+    pub final_logit_softcap: Option<f32>,
+}
+
+impl Gemma3Config {
+    fn from_gguf(hp: &Hparams<'_>, file: &GgufFile) -> Result<Gemma3Config> {
+        let n_layers = hp.usize("block_count")?;
+        let d_model = hp.usize("embedding_length")?;
+        let n_heads = hp.usize("attention.head_count")?;
+        let n_kv_heads = hp.opt_usize("attention.head_count_kv")?.unwrap_or(n_heads);
+        if n_heads % n_kv_heads != 0 {
+            return Err(hp.invalid(
+                "attention.head_count_kv",
+                "must divide attention.head_count",
+            ));
+        }
+        let head_dim = hp
+            .opt_usize("attention.key_length")?
+            .unwrap_or(d_model / n_heads);
+        if hp
+            .opt_usize("attention.value_length")?
+            .is_some_and(|v| v != head_dim)
+        {
+            return Err(hp.invalid("attention.value_length", "must equal attention.key_length"));
+        }
+        let sliding_window = hp.opt_usize("attention.sliding_window")?;
+        // Every `pattern`-th layer is global; the others slide (llama.cpp's
+        // default of 6 when the file does not say).
+        let pattern = hp
+            .opt_usize("attention.sliding_window_pattern")?
+            .unwrap_or(6);
+        let is_local = (0..n_layers)
+            .map(|l| sliding_window.is_some() && l % pattern < pattern - 1)
+            .collect();
+        let vocab_size = file
+            .tensor("token_embd.weight")
+            .and_then(|t| t.shape.get(1).copied())
+            .unwrap_or(0);
+        let rope_scaling = match (
+            hp.opt_str("rope.scaling.type")?,
+            hp.opt_f32("rope.scaling.factor")?,
+        ) {
+            (Some("linear"), Some(f)) if f > 0.0 => RopeScaling::Linear(f),
+            _ => RopeScaling::None,
+        };
+        Ok(Gemma3Config {
+            n_layers,
+            d_model,
+            d_ff: hp.usize("feed_forward_length")?,
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            vocab_size,
+            context_length: hp.usize("context_length")?,
+            norm_eps: hp
+                .opt_f32("attention.layer_norm_rms_epsilon")?
+                .unwrap_or(1e-6),
+            rope_base: hp.opt_f32("rope.freq_base")?.unwrap_or(1_000_000.0),
+            rope_base_local: hp.opt_f32("rope.freq_base_swa")?.unwrap_or(10_000.0),
+            rope_scaling,
+            sliding_window,
+            is_local,
+            attention_scale: 1.0 / (head_dim as f32).sqrt(),
+            final_logit_softcap: hp.opt_f32("final_logit_softcapping")?.filter(|c| *c > 0.0),
+        })
+    }
+}
+
+struct Block {
+    attn_norm: Norm,
+    wq: Linear,
+    wk: Linear,
+    wv: Linear,
+    q_norm: Norm,
+    k_norm: Norm,
+    wo: Linear,
+    attn_post_norm: Norm,
+    attn: Attention,
+    local: bool,
+    ffn_norm: Norm,
+    mlp: GatedMlp,
+    ffn_post_norm: Norm,
+}
+
+/// A loaded Gemma 3 model.
+pub struct Gemma3Model {
+    info: ModelInfo,
+    config: Gemma3Config,
+    tok_embd: Weight,
+    embed_scale: f32,
+    blocks: Vec<Block>,
+    output_norm: Norm,
+    output: Linear,
+    rope_global: Rope,
+    rope_local: Rope,
+}
+
+impl Gemma3Model {
+    pub fn load(config: Gemma3Config, loader: &Loader<'_>) -> Result<Gemma3Model> {
+        let c = &config;
+        let shape = AttentionShape {
+            n_heads: c.n_heads,
+            n_kv_heads: c.n_kv_heads,
+            head_dim: c.head_dim,
+        };
+        let tok_embd = loader.matrix("token_embd.weight", c.vocab_size, c.d_model)?;
+        let output = match Linear::opt_load(loader, "output", c.d_model, c.vocab_size)? {
+            Some(l) => l,
+            None => Linear {
+                weight: tok_embd.clone(),
+                bias: None,
+            },
+        };
+        // GGUF files store Gemma's norm weights with the 1 already added, so
+        // every norm here is a plain RMSNorm.
+        let rms = |name: String, width: usize| Norm::rms(loader, &name, width, c.norm_eps);
+        let blocks = (0..c.n_layers)
+            .map(|i| {
+                let p = format!("blk.{i}");
+                let local = c.is_local[i];
+                Ok(Block {
+                    attn_norm: rms(format!("{p}.attn_norm"), c.d_model)?,
+                    wq: Linear::load(loader, &format!("{p}.attn_q"), c.d_model, shape.q_width())?,
+                    wk: Linear::load(loader, &format!("{p}.attn_k"), c.d_model, shape.kv_width())?,
+                    wv: Linear::load(loader, &format!("{p}.attn_v"), c.d_model, shape.kv_width())?,
+                    q_norm: rms(format!("{p}.attn_q_norm"), c.head_dim)?,
+                    k_norm: rms(format!("{p}.attn_k_norm"), c.head_dim)?,
+                    wo: Linear::load(
+                        loader,
+                        &format!("{p}.attn_output"),
+                        shape.q_width(),
+                        c.d_model,
+                    )?,
+                    attn_post_norm: rms(format!("{p}.post_attention_norm"), c.d_model)?,
+                    attn: Attention {
+                        shape,
+                        scale: c.attention_scale,
+                        window: if local { c.sliding_window } else { None },
+                        softcap: None,
+                    },
+                    local,
+                    ffn_norm: rms(format!("{p}.ffn_norm"), c.d_model)?,
+                    mlp: GatedMlp {
+                        gate: Linear::load(loader, &format!("{p}.ffn_gate"), c.d_model, c.d_ff)?,
+                        up: Linear::load(loader, &format!("{p}.ffn_up"), c.d_model, c.d_ff)?,
+                        down: Linear::load(loader, &format!("{p}.ffn_down"), c.d_ff, c.d_model)?,
+                        act: Activation::GeluTanh,
+                    },
+                    ffn_post_norm: rms(format!("{p}.post_ffw_norm"), c.d_model)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Gemma3Model {
+            info: ModelInfo {
+                architecture: "gemma3",
+                n_layers: c.n_layers,
+                d_model: c.d_model,
+                n_heads: c.n_heads,
+                n_kv_heads: c.n_kv_heads,
+                head_dim: c.head_dim,
+                d_ff: c.d_ff,
+                vocab_size: c.vocab_size,
+                context_length: c.context_length,
+                kv_width: shape.kv_width(),
+                kv_precision: loader.kv_precision(),
+            },
+            embed_scale: (c.d_model as f32).sqrt(),
+            rope_global: Rope::new(
+                c.head_dim,
+                c.rope_base,
+                RopeStyle::NeoX,
+                c.rope_scaling.clone(),
+            ),
+            rope_local: Rope::new(
+                c.head_dim,
+                c.rope_base_local,
+                RopeStyle::NeoX,
+                RopeScaling::None,
+            ),
+            output_norm: Norm::rms(loader, "output_norm", c.d_model, c.norm_eps)?,
+            tok_embd,
+            output,
+            blocks,
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &Gemma3Config {
+        &self.config
+    }
+}
+
+impl Model for Gemma3Model {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn forward(
+        &self,
+        ctx: &mut ForwardCtx,
+        seqs: &mut [SeqInput<'_>],
+        hooks: &mut Hooks<'_>,
+    ) -> Result<()> {
+        let n = ctx.begin(&self.info, seqs)?;
+        let d = self.info.d_model;
+        let shape = AttentionShape {
+            n_heads: self.info.n_heads,
+            n_kv_heads: self.info.n_kv_heads,
+            head_dim: self.info.head_dim,
+        };
+        let mut buf = std::mem::take(&mut ctx.buf);
+        buf.size(n, d, shape.q_width(), shape.kv_width());
+        ctx.embed(&self.tok_embd, Some(self.embed_scale), &mut buf.x);
+        hooks.rows(HookPoint::Embed, &ctx.spans, d, &buf.x);
+        for (l, b) in self.blocks.iter().enumerate() {
+            hooks.rows(HookPoint::ResidPre(l), &ctx.spans, d, &buf.x);
+            b.attn_norm.forward(&buf.x, &mut buf.h);
+            ctx.compute.linears(
+                &buf.h,
+                &mut [
+                    (&b.wq, &mut buf.q),
+                    (&b.wk, &mut buf.k),
+                    (&b.wv, &mut buf.v),
+                ],
+            );
+            b.q_norm.forward_inplace(&mut buf.q, &mut buf.tmp);
+            b.k_norm.forward_inplace(&mut buf.k, &mut buf.tmp);
+            let rope = if b.local {
+                &self.rope_local
+            } else {
+                &self.rope_global
+            };
+            rope.apply(&mut buf.q, shape.n_heads, shape.head_dim, &ctx.positions);
+            rope.apply(&mut buf.k, shape.n_kv_heads, shape.head_dim, &ctx.positions);
+            b.attn.forward(
+                &ctx.compute.pool,
+                l,
+                &buf.q,
+                &buf.k,
+                &buf.v,
+                seqs,
+                &ctx.spans,
+                &mut buf.attn,
+                &mut buf.attn_scratch,
+                hooks,
+            );
+            ctx.compute.linear(&buf.attn, &b.wo, &mut buf.o);
+            b.attn_post_norm.forward_inplace(&mut buf.o, &mut buf.tmp);
+            hooks.rows(HookPoint::AttnOut(l), &ctx.spans, d, &buf.o);
+            ops::add_assign(&mut buf.x, &buf.o);
+            b.ffn_norm.forward(&buf.x, &mut buf.h);
+            b.mlp.forward(
+                &mut ctx.compute,
+                &buf.h,
+                &mut buf.gate,
+                &mut buf.up,
+                &mut buf.o,
+            );
+            b.ffn_post_norm.forward_inplace(&mut buf.o, &mut buf.tmp);
+            hooks.rows(HookPoint::MlpOut(l), &ctx.spans, d, &buf.o);
+            ops::add_assign(&mut buf.x, &buf.o);
+            hooks.rows(HookPoint::ResidPost(l), &ctx.spans, d, &buf.x);
+        }
+        ctx.output(
+            &buf.x,
+            &self.output_norm,
+            &self.output,
+            self.config.final_logit_softcap,
+            hooks,
+        );
+        ctx.buf = buf;
+        ctx.commit(seqs);
+        Ok(())
+    }
+}
