@@ -17,6 +17,7 @@ pub mod hooks;
 pub mod kv_cache;
 pub mod loaded;
 pub mod model;
+pub mod perplexity;
 pub mod quantize;
 pub mod sampler;
 pub mod stop;
