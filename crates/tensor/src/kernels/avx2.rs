@@ -327,3 +327,271 @@ unsafe fn quantize_block32(x: &[f32]) -> (f32, [i8; 32]) {
     unsafe { _mm256_storeu_si256(q.as_mut_ptr().cast(), p) };
     (d, q)
 }
+
+// ---------------------------------------------------------------------------
+// k-quants against Q8_K activations. Each 256-value block is worked in
+// integer arithmetic: unsigned weight values times signed activations with
+// `maddubs` (pairs into i16), times the group scales with `madd` (into i32).
+// Offsets that make the values unsigned (Q3_K's 4, Q6_K's 32) and the minimums
+// of Q2_K/Q4_K/Q5_K are folded in afterwards through the activations' group
+// sums (`bsums`), so the inner loops stay unsigned.
+// ---------------------------------------------------------------------------
+
+/// Sixteen i16 lanes: `lo` for the first eight, `hi` for the last eight.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn split_scale(lo: i16, hi: i16) -> __m256i {
+    _mm256_setr_epi16(
+        lo, lo, lo, lo, lo, lo, lo, lo, hi, hi, hi, hi, hi, hi, hi, hi,
+    )
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load32u(b: &[u8]) -> __m256i {
+    debug_assert!(b.len() >= 32);
+    // SAFETY: the caller passes at least 32 bytes.
+    unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load32i(b: &[i8]) -> __m256i {
+    debug_assert!(b.len() >= 32);
+    // SAFETY: as above.
+    unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
+}
+
+/// Horizontal sum of eight i32 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum_i32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+    _mm_cvtsi128_si32(s)
+}
+
+/// `out[t] = dot(w, a[t])` for Q4_K weights.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_q4k<const NT: usize>(w: &[BlockQ4K], a: [&[BlockQ8K]; NT], out: &mut [f32]) {
+    let mut acc = [0f32; NT];
+    let low = _mm256_set1_epi8(0x0f);
+    for (i, wb) in w.iter().enumerate() {
+        let mut sc = [0i16; 8];
+        let mut mn = [0i32; 8];
+        for g in 0..8 {
+            let (s, m) = crate::quant::scale_min_k4(g, &wb.scales);
+            sc[g] = s as i16;
+            mn[g] = m as i32;
+        }
+        let (d, dmin) = (half(wb.d), half(wb.dmin));
+        let mut sumi = [_mm256_setzero_si256(); NT];
+        for c in 0..4 {
+            let q = unsafe { load32u(&wb.qs[32 * c..]) };
+            let q_lo = _mm256_and_si256(q, low);
+            let q_hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), low);
+            let s_lo = _mm256_set1_epi16(sc[2 * c]);
+            let s_hi = _mm256_set1_epi16(sc[2 * c + 1]);
+            for t in 0..NT {
+                let ab = &a[t][i];
+                let p_lo = _mm256_maddubs_epi16(q_lo, unsafe { load32i(&ab.qs[64 * c..]) });
+                let p_hi = _mm256_maddubs_epi16(q_hi, unsafe { load32i(&ab.qs[64 * c + 32..]) });
+                let p =
+                    _mm256_add_epi32(_mm256_madd_epi16(s_lo, p_lo), _mm256_madd_epi16(s_hi, p_hi));
+                sumi[t] = _mm256_add_epi32(sumi[t], p);
+            }
+        }
+        for t in 0..NT {
+            let ab = &a[t][i];
+            let mut summs = 0i32;
+            for g in 0..8 {
+                summs += mn[g] * (ab.bsum(2 * g) as i32 + ab.bsum(2 * g + 1) as i32);
+            }
+            acc[t] += ab.scale() * (d * hsum_i32(sumi[t]) as f32 - dmin * summs as f32);
+        }
+    }
+    out[..NT].copy_from_slice(&acc);
+}
+
+/// `out[t] = dot(w, a[t])` for Q5_K weights.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_q5k<const NT: usize>(w: &[BlockQ5K], a: [&[BlockQ8K]; NT], out: &mut [f32]) {
+    let mut acc = [0f32; NT];
+    let low = _mm256_set1_epi8(0x0f);
+    let one = _mm256_set1_epi8(1);
+    for (i, wb) in w.iter().enumerate() {
+        let mut sc = [0i16; 8];
+        let mut mn = [0i32; 8];
+        for g in 0..8 {
+            let (s, m) = crate::quant::scale_min_k4(g, &wb.scales);
+            sc[g] = s as i16;
+            mn[g] = m as i32;
+        }
+        let (d, dmin) = (half(wb.d), half(wb.dmin));
+        let qh = unsafe { load32u(&wb.qh) };
+        let mut sumi = [_mm256_setzero_si256(); NT];
+        for c in 0..4 {
+            let q = unsafe { load32u(&wb.qs[32 * c..]) };
+            // The fifth bits of groups 2c and 2c+1 are bits 2c and 2c+1 of qh.
+            let h = _mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c as i32));
+            let h_lo = _mm256_slli_epi16::<4>(_mm256_and_si256(h, one));
+            let h_hi = _mm256_slli_epi16::<3>(_mm256_and_si256(h, _mm256_set1_epi8(2)));
+            let q_lo = _mm256_or_si256(_mm256_and_si256(q, low), h_lo);
+            let q_hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(q), low), h_hi);
+            let s_lo = _mm256_set1_epi16(sc[2 * c]);
+            let s_hi = _mm256_set1_epi16(sc[2 * c + 1]);
+            for t in 0..NT {
+                let ab = &a[t][i];
+                let p_lo = _mm256_maddubs_epi16(q_lo, unsafe { load32i(&ab.qs[64 * c..]) });
+                let p_hi = _mm256_maddubs_epi16(q_hi, unsafe { load32i(&ab.qs[64 * c + 32..]) });
+                let p =
+                    _mm256_add_epi32(_mm256_madd_epi16(s_lo, p_lo), _mm256_madd_epi16(s_hi, p_hi));
+                sumi[t] = _mm256_add_epi32(sumi[t], p);
+            }
+        }
+        for t in 0..NT {
+            let ab = &a[t][i];
+            let mut summs = 0i32;
+            for g in 0..8 {
+                summs += mn[g] * (ab.bsum(2 * g) as i32 + ab.bsum(2 * g + 1) as i32);
+            }
+            acc[t] += ab.scale() * (d * hsum_i32(sumi[t]) as f32 - dmin * summs as f32);
+        }
+    }
+    out[..NT].copy_from_slice(&acc);
+}
+
+/// `out[t] = dot(w, a[t])` for Q6_K weights.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_q6k<const NT: usize>(w: &[BlockQ6K], a: [&[BlockQ8K]; NT], out: &mut [f32]) {
+    let mut acc = [0f32; NT];
+    let low = _mm256_set1_epi8(0x0f);
+    let three = _mm256_set1_epi8(3);
+    for (i, wb) in w.iter().enumerate() {
+        let d = half(wb.d);
+        let mut sumi = [_mm256_setzero_si256(); NT];
+        for h in 0..2 {
+            let ql0 = unsafe { load32u(&wb.ql[64 * h..]) };
+            let ql1 = unsafe { load32u(&wb.ql[64 * h + 32..]) };
+            let qh = unsafe { load32u(&wb.qh[32 * h..]) };
+            // Unsigned values 0..63; the offset of 32 is folded in below.
+            let q = [
+                _mm256_or_si256(
+                    _mm256_and_si256(ql0, low),
+                    _mm256_slli_epi16::<4>(_mm256_and_si256(qh, three)),
+                ),
+                _mm256_or_si256(
+                    _mm256_and_si256(ql1, low),
+                    _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<2>(qh), three)),
+                ),
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(ql0), low),
+                    _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<4>(qh), three)),
+                ),
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(ql1), low),
+                    _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<6>(qh), three)),
+                ),
+            ];
+            for (k, qk) in q.iter().enumerate() {
+                let s = split_scale(
+                    wb.scales[8 * h + 2 * k] as i16,
+                    wb.scales[8 * h + 2 * k + 1] as i16,
+                );
+                for t in 0..NT {
+                    let ab = &a[t][i];
+                    let p =
+                        _mm256_maddubs_epi16(*qk, unsafe { load32i(&ab.qs[128 * h + 32 * k..]) });
+                    sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(s, p));
+                }
+            }
+        }
+        for t in 0..NT {
+            let ab = &a[t][i];
+            let mut offset = 0i32;
+            for g in 0..16 {
+                offset += wb.scales[g] as i32 * ab.bsum(g) as i32;
+            }
+            acc[t] += d * ab.scale() * (hsum_i32(sumi[t]) - 32 * offset) as f32;
+        }
+    }
+    out[..NT].copy_from_slice(&acc);
+}
+
+/// `out[t] = dot(w, a[t])` for Q2_K weights.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_q2k<const NT: usize>(w: &[BlockQ2K], a: [&[BlockQ8K]; NT], out: &mut [f32]) {
+    let mut acc = [0f32; NT];
+    let three = _mm256_set1_epi8(3);
+    for (i, wb) in w.iter().enumerate() {
+        let (d, dmin) = (half(wb.d), half(wb.dmin));
+        let mut sumi = [_mm256_setzero_si256(); NT];
+        for h in 0..2 {
+            let q = unsafe { load32u(&wb.qs[32 * h..]) };
+            for j in 0..4 {
+                let v =
+                    _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * j as i32)), three);
+                let g = 8 * h + 2 * j;
+                let s = split_scale((wb.scales[g] & 0xf) as i16, (wb.scales[g + 1] & 0xf) as i16);
+                for t in 0..NT {
+                    let ab = &a[t][i];
+                    let p = _mm256_maddubs_epi16(v, unsafe { load32i(&ab.qs[128 * h + 32 * j..]) });
+                    sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(s, p));
+                }
+            }
+        }
+        for t in 0..NT {
+            let ab = &a[t][i];
+            let mut summs = 0i32;
+            for g in 0..16 {
+                summs += (wb.scales[g] >> 4) as i32 * ab.bsum(g) as i32;
+            }
+            acc[t] += ab.scale() * (d * hsum_i32(sumi[t]) as f32 - dmin * summs as f32);
+        }
+    }
+    out[..NT].copy_from_slice(&acc);
+}
+
+/// `out[t] = dot(w, a[t])` for Q3_K weights.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_q3k<const NT: usize>(w: &[BlockQ3K], a: [&[BlockQ8K]; NT], out: &mut [f32]) {
+    let mut acc = [0f32; NT];
+    let three = _mm256_set1_epi8(3);
+    let one = _mm256_set1_epi8(1);
+    for (i, wb) in w.iter().enumerate() {
+        let d = half(wb.d);
+        let scales = crate::quant::q3k_scales(&wb.scales);
+        let hm = unsafe { load32u(&wb.hmask) };
+        let mut sumi = [_mm256_setzero_si256(); NT];
+        for h in 0..2 {
+            let q = unsafe { load32u(&wb.qs[32 * h..]) };
+            for j in 0..4 {
+                // Value + 4 = low two bits + 4 × high bit, in 0..7.
+                let low2 =
+                    _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * j as i32)), three);
+                let hbit = _mm256_and_si256(
+                    _mm256_srl_epi16(hm, _mm_cvtsi32_si128((4 * h + j) as i32)),
+                    one,
+                );
+                let v = _mm256_or_si256(low2, _mm256_slli_epi16::<2>(hbit));
+                let g = 8 * h + 2 * j;
+                let s = split_scale(scales[g] as i16, scales[g + 1] as i16);
+                for t in 0..NT {
+                    let ab = &a[t][i];
+                    let p = _mm256_maddubs_epi16(v, unsafe { load32i(&ab.qs[128 * h + 32 * j..]) });
+                    sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(s, p));
+                }
+            }
+        }
+        for t in 0..NT {
+            let ab = &a[t][i];
+            let mut offset = 0i32;
+            for g in 0..16 {
+                offset += scales[g] as i32 * ab.bsum(g) as i32;
+            }
+            acc[t] += d * ab.scale() * (hsum_i32(sumi[t]) - 4 * offset) as f32;
+        }
+    }
+    out[..NT].copy_from_slice(&acc);
+}

@@ -201,6 +201,11 @@ fn dot_rows_nt<const NT: usize>(
                 DType::Q8_0 => {
                     return avx2::dot_q8_0::<NT>(cast_slice(w), block_rows(a, first), out);
                 }
+                DType::Q2K => return avx2::dot_q2k::<NT>(cast_slice(w), block_rows(a, first), out),
+                DType::Q3K => return avx2::dot_q3k::<NT>(cast_slice(w), block_rows(a, first), out),
+                DType::Q4K => return avx2::dot_q4k::<NT>(cast_slice(w), block_rows(a, first), out),
+                DType::Q5K => return avx2::dot_q5k::<NT>(cast_slice(w), block_rows(a, first), out),
+                DType::Q6K => return avx2::dot_q6k::<NT>(cast_slice(w), block_rows(a, first), out),
                 _ => {}
             }
         }
