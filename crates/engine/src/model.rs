@@ -46,6 +46,13 @@ pub trait Model: Send + Sync {
         hooks: &mut Hooks<'_>,
     ) -> Result<()>;
 
+    /// The final norm and the unembedding (and any final softcap) applied to
+    /// arbitrary residual-stream rows `[n, d_model]`, leaving `[n, vocab]`
+    /// logits in `out`: what the model would predict had the stream stopped
+    /// there (the logit lens). Applied to the last block's output it gives
+    /// the model's own logits.
+    fn unembed(&self, ctx: &mut ForwardCtx, resid_rows: &[f32], out: &mut Vec<f32>) -> Result<()>;
+
     /// An empty cache for one sequence of up to `limit` positions (the
     /// model's context length when `None` or larger).
     fn new_cache(&self, limit: Option<usize>) -> KvCache {
@@ -250,6 +257,45 @@ impl ForwardCtx {
         if hooks.wants(HookPoint::FinalNorm) || hooks.wants(HookPoint::Logits) {
             self.report_output_rows(hooks, d);
         }
+    }
+
+    /// The output head on arbitrary residual rows, for [`Model::unembed`]:
+    /// the final norm, the unembedding and an optional softcap, as
+    /// [`ForwardCtx::output`] applies them to the rows that need logits.
+    pub fn unembed(
+        &mut self,
+        rows: &[f32],
+        norm: &Norm,
+        head: &Linear,
+        softcap: Option<f32>,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        let d = norm.width();
+        if d == 0 || !rows.len().is_multiple_of(d) {
+            return Err(EngineError::TensorShape {
+                source_name: "unembed".into(),
+                name: "residual rows".into(),
+                expected: vec![rows.len() / d.max(1), d],
+                found: vec![rows.len()],
+            });
+        }
+        let n = rows.len() / d;
+        let mut normed = std::mem::take(&mut self.final_rows);
+        normed.resize(n * d, 0.0);
+        norm.forward(rows, &mut normed);
+        let vocab = head.out_features();
+        out.clear();
+        out.resize(n * vocab, 0.0);
+        if n > 0 {
+            self.compute.linear(&normed, head, out);
+        }
+        self.final_rows = normed;
+        if let Some(cap) = softcap {
+            for v in out.iter_mut() {
+                *v = cap * (*v / cap).tanh();
+            }
+        }
+        Ok(())
     }
 
     fn report_output_rows(&self, hooks: &mut Hooks<'_>, d: usize) {

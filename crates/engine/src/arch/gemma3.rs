@@ -254,6 +254,16 @@ impl Model for Gemma3Model {
         &self.info
     }
 
+    fn unembed(&self, ctx: &mut ForwardCtx, resid_rows: &[f32], out: &mut Vec<f32>) -> Result<()> {
+        ctx.unembed(
+            resid_rows,
+            &self.output_norm,
+            &self.output,
+            self.config.final_logit_softcap,
+            out,
+        )
+    }
+
     fn forward(
         &self,
         ctx: &mut ForwardCtx,

@@ -274,6 +274,10 @@ impl Model for GptJModel {
         &self.info
     }
 
+    fn unembed(&self, ctx: &mut ForwardCtx, resid_rows: &[f32], out: &mut Vec<f32>) -> Result<()> {
+        ctx.unembed(resid_rows, &self.output_norm, &self.output, None, out)
+    }
+
     fn forward(
         &self,
         ctx: &mut ForwardCtx,

@@ -325,6 +325,10 @@ impl Model for GptNeoModel {
         &self.info
     }
 
+    fn unembed(&self, ctx: &mut ForwardCtx, resid_rows: &[f32], out: &mut Vec<f32>) -> Result<()> {
+        ctx.unembed(resid_rows, &self.output_norm, &self.output, None, out)
+    }
+
     fn forward(
         &self,
         ctx: &mut ForwardCtx,
