@@ -1,8 +1,79 @@
-//! `lucid show`: describe a model: its architecture, sizes, tensors and license.
+//! `lucid show`: describe a model in plain words — its architecture and
+//! sizes, the tensor types its file uses, and its license.
+
+use lucid_engine::LoadedModel;
+
+use crate::local;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// A catalog name or a path to a model file.
+    model: String,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("lucid show is not built yet")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let model = local::load(&args.model)?;
+    print!("{}", describe(&model));
+    Ok(())
+}
+
+/// The description `lucid show` prints.
+pub fn describe(model: &LoadedModel) -> String {
+    let i = model.model.info();
+    let m = &model.meta;
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<22}{v}\n"));
+    line("model", m.name.clone());
+    line("file", format!("{} ({})", m.path.display(), bytes(m.file_size)));
+    line("architecture", format!("{} (decoder-only transformer)", i.architecture));
+    line("parameters", format!("{} ({:.0}M)", m.n_params, m.n_params as f64 / 1e6));
+    line("layers", i.n_layers.to_string());
+    line("hidden size", i.d_model.to_string());
+    line("feed-forward size", i.d_ff.to_string());
+    let grouping = if i.n_kv_heads == i.n_heads {
+        "multi-head attention".to_string()
+    } else if i.n_kv_heads == 1 {
+        "multi-query attention".to_string()
+    } else {
+        format!("grouped-query attention, {} query heads per key/value head", i.n_heads / i.n_kv_heads)
+    };
+    line("attention heads", format!("{} query, {} key/value ({grouping})", i.n_heads, i.n_kv_heads));
+    line("head size", i.head_dim.to_string());
+    line("context length", format!("{} tokens", i.context_length));
+    line("vocabulary", format!("{} tokens", i.vocab_size));
+    line(
+        "KV cache",
+        format!("{} per token ({:?})", bytes((i.kv_width * 2 * i.n_layers * kv_elem(i)) as u64), i.kv_precision),
+    );
+    let types = m
+        .tensor_types
+        .iter()
+        .map(|(t, n, b)| format!("{t} × {n} ({})", bytes(*b)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    line("tensor types", types);
+    line("license", m.license.clone().unwrap_or_else(|| "not stated in the file".into()));
+    line(
+        "chat template",
+        if model.template.is_fallback { "none in the file (ChatML is used)".into() } else { "from the file".into() },
+    );
+    out
+}
+
+fn kv_elem(i: &lucid_engine::ModelInfo) -> usize {
+    match i.kv_precision {
+        lucid_engine::kv_cache::KvPrecision::F16 => 2,
+        lucid_engine::kv_cache::KvPrecision::F32 => 4,
+    }
+}
+
+fn bytes(b: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{b} B") } else { format!("{v:.1} {}", UNITS[u]) }
 }

