@@ -43,6 +43,9 @@ pub struct Activations {
     rows: usize,
     f32s: Vec<f32>,
     bytes: Vec<u8>,
+    /// The same rows split for the AVX-512 tile kernels, when they run.
+    #[cfg(target_arch = "x86_64")]
+    split: kernels::TileActs,
 }
 
 impl Activations {
@@ -63,6 +66,16 @@ impl Activations {
             let row_bytes = dtype.row_bytes(n).unwrap_or(0);
             self.bytes.resize(row_bytes * self.rows, 0);
             kernels::quantize_rows(isa, dtype, x, n, &mut self.bytes);
+            #[cfg(target_arch = "x86_64")]
+            if isa == Isa::Avx512 {
+                match dtype {
+                    DType::Q8_0 | DType::Q8_1 => {
+                        self.split.blocks.fill(&self.bytes, n, dtype == DType::Q8_1)
+                    }
+                    DType::Q8K => self.split.k.fill(&self.bytes, n),
+                    _ => {}
+                }
+            }
         }
     }
 
@@ -112,6 +125,9 @@ pub fn matmuls(pool: &ThreadPool, isa: Isa, jobs: &mut [MatmulJob<'_>]) {
         out: SharedMut<f32>,
         chunk: usize,
         first_chunk: usize,
+        /// The activations split for the AVX-512 tiles, when they apply.
+        #[cfg(target_arch = "x86_64")]
+        split: Option<&'a kernels::TileActs>,
     }
     let n_threads = pool.n_threads();
     let mut parts = Vec::with_capacity(jobs.len());
@@ -127,9 +143,16 @@ pub fn matmuls(pool: &ThreadPool, isa: Isa, jobs: &mut [MatmulJob<'_>]) {
             "matmul: output too small"
         );
         // Aim for several chunks per thread so dynamic claiming can balance.
+        let tiles = kernels::has_tiles(isa, job.w.dtype);
         let chunk = (job.w.rows / (n_threads * 8))
             .clamp(1, 64)
-            .max(if n_tokens > 1 { 4 } else { 1 });
+            .max(if n_tokens > 1 || tiles { 4 } else { 1 });
+        // Tiles take four rows at a time.
+        let chunk = if tiles {
+            chunk.next_multiple_of(4)
+        } else {
+            chunk
+        };
         let n_chunks = job.w.rows.div_ceil(chunk);
         parts.push(Part {
             w: job.w,
@@ -138,6 +161,8 @@ pub fn matmuls(pool: &ThreadPool, isa: Isa, jobs: &mut [MatmulJob<'_>]) {
             out: SharedMut::new(job.out),
             chunk,
             first_chunk: total_chunks,
+            #[cfg(target_arch = "x86_64")]
+            split: tiles.then_some(&job.x.split),
         });
         total_chunks += n_chunks;
     }
@@ -155,6 +180,29 @@ pub fn matmuls(pool: &ThreadPool, isa: Isa, jobs: &mut [MatmulJob<'_>]) {
             let p = &parts[part];
             let r0 = (c - p.first_chunk) * p.chunk;
             let r1 = (r0 + p.chunk).min(p.w.rows);
+            #[cfg(target_arch = "x86_64")]
+            if let Some(split) = p.split {
+                let mut tile = [[0f32; 4]; 4];
+                let mut r = r0;
+                while r < r1 {
+                    let nr = if r + 4 <= r1 { 4 } else { 1 };
+                    let rows: [&[u8]; 4] = std::array::from_fn(|k| p.w.row((r + k).min(r1 - 1)));
+                    let mut t = 0;
+                    while t < p.n_tokens {
+                        let nt = (p.n_tokens - t).min(4);
+                        kernels::tile(p.w.dtype, &rows[..nr], split, t, nt, &mut tile);
+                        for (k, row) in tile[..nr].iter().enumerate() {
+                            for (j, v) in row[..nt].iter().enumerate() {
+                                // SAFETY: (t + j, r + k) is written by this chunk alone.
+                                unsafe { p.out.slice((t + j) * p.w.rows + r + k, 1)[0] = *v };
+                            }
+                        }
+                        t += nt;
+                    }
+                    r += nr;
+                }
+                continue;
+            }
             let mut tmp = [0f32; 4];
             for r in r0..r1 {
                 let w_row = p.w.row(r);

@@ -11,7 +11,7 @@ use crate::kernels::Isa;
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     #[cfg(target_arch = "x86_64")]
-    if Isa::current() == Isa::Avx2 {
+    if Isa::current().has_avx2() {
         // SAFETY: Avx2 is only detected on CPUs with the features.
         return unsafe { avx2::dot(&a[..n], &b[..n]) };
     }
@@ -23,7 +23,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
     let n = x.len().min(y.len());
     #[cfg(target_arch = "x86_64")]
-    if Isa::current() == Isa::Avx2 {
+    if Isa::current().has_avx2() {
         // SAFETY: as above.
         return unsafe { avx2::axpy(alpha, &x[..n], &mut y[..n]) };
     }
@@ -37,7 +37,7 @@ pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
 pub fn dot_f16(a: &[f32], b: &[u16]) -> f32 {
     let n = a.len().min(b.len());
     #[cfg(target_arch = "x86_64")]
-    if Isa::current() == Isa::Avx2 {
+    if Isa::current().has_avx2() {
         // SAFETY: Avx2 is only detected on CPUs with AVX2, FMA and F16C.
         return unsafe { avx2::dot_f16(&a[..n], &b[..n]) };
     }
@@ -53,7 +53,7 @@ pub fn dot_f16(a: &[f32], b: &[u16]) -> f32 {
 pub fn axpy_f16(alpha: f32, x: &[u16], y: &mut [f32]) {
     let n = x.len().min(y.len());
     #[cfg(target_arch = "x86_64")]
-    if Isa::current() == Isa::Avx2 {
+    if Isa::current().has_avx2() {
         // SAFETY: as above.
         return unsafe { avx2::axpy_f16(alpha, &x[..n], &mut y[..n]) };
     }

@@ -184,3 +184,70 @@ fn dot_types_are_what_llama_cpp_uses() {
     assert_eq!(dot_type(DType::Q6K), DType::Q8K);
     assert_eq!(dot_type(DType::F16), DType::F32);
 }
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx512_tiles_match_the_scalar_reference() {
+    if Isa::detect() != Isa::Avx512 {
+        eprintln!("this CPU has no AVX-512 VNNI: nothing to test");
+        return;
+    }
+    let mut rng = StdRng::seed_from_u64(5);
+    for wtype in [
+        DType::Q4_0,
+        DType::Q4_1,
+        DType::Q5_0,
+        DType::Q8_0,
+        DType::Q4K,
+        DType::Q6K,
+    ] {
+        assert!(kernels::has_tiles(Isa::Avx512, wtype));
+        // An odd number of blocks exercises the single-block tail.
+        let sizes = if wtype.block_len() == 256 {
+            [256, 1024]
+        } else {
+            [32 * 7, 1024]
+        };
+        for n in sizes {
+            let rows: Vec<Vec<u8>> = (0..4).map(|_| random_row(&mut rng, wtype, n)).collect();
+            let x = random_f32(&mut rng, 4 * n);
+            let acts = prepare(Isa::Avx512, wtype, &x, n);
+            let reference = prepare(Isa::Scalar, wtype, &x, n);
+            let mut split = kernels::TileActs::default();
+            match acts.rows() {
+                ActRows::Blocks {
+                    data,
+                    dtype: DType::Q8K,
+                    ..
+                } => split.k.fill(data, n),
+                ActRows::Blocks { data, dtype, .. } => {
+                    split.blocks.fill(data, n, dtype == DType::Q8_1)
+                }
+                ActRows::F32 { .. } => unreachable!(),
+            }
+            for nr in [1, 4] {
+                for nt in 1..=4 {
+                    let refs: Vec<&[u8]> = rows[..nr].iter().map(Vec::as_slice).collect();
+                    let mut out = [[0f32; 4]; 4];
+                    kernels::tile(wtype, &refs, &split, 4 - nt, nt, &mut out);
+                    for r in 0..nr {
+                        for t in 0..nt {
+                            let want = kernels::dot_scalar(
+                                wtype,
+                                n,
+                                &rows[r],
+                                reference.rows(),
+                                4 - nt + t,
+                            );
+                            let got = out[r][t];
+                            assert!(
+                                (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                                "{wtype} n={n} tile {nr}x{nt} [{r}][{t}]: {got} vs {want}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -7,6 +7,8 @@
 //! the inner loops are integer dot products.
 
 pub mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub mod avx512;
 pub mod scalar;
 
 use std::sync::OnceLock;
@@ -23,6 +25,9 @@ pub enum Isa {
     Scalar,
     /// x86-64 with AVX2, FMA and F16C.
     Avx2,
+    /// AVX2 plus AVX-512 (F, BW, VL, DQ) with VNNI: tiled kernels for the
+    /// 32-value block types, AVX2 for the rest.
+    Avx512,
 }
 
 impl Isa {
@@ -37,9 +42,24 @@ impl Isa {
             && is_x86_feature_detected!("fma")
             && is_x86_feature_detected!("f16c")
         {
-            return Isa::Avx2;
+            let avx512 = is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("avx512dq")
+                && is_x86_feature_detected!("avx512vnni");
+            let wanted = std::env::var("LUCID_ISA").is_ok_and(|v| v.eq_ignore_ascii_case("avx2"));
+            return if avx512 && !wanted {
+                Isa::Avx512
+            } else {
+                Isa::Avx2
+            };
         }
         Isa::Scalar
+    }
+
+    /// Whether the AVX2 kernels can run.
+    pub fn has_avx2(self) -> bool {
+        matches!(self, Isa::Avx2 | Isa::Avx512)
     }
 
     /// The instruction set detected once for this process.
@@ -51,8 +71,12 @@ impl Isa {
     /// Every instruction set this CPU can run, the reference first.
     pub fn available() -> Vec<Isa> {
         let mut v = vec![Isa::Scalar];
-        if Isa::detect() == Isa::Avx2 {
+        let best = Isa::detect();
+        if best.has_avx2() {
             v.push(Isa::Avx2);
+        }
+        if best == Isa::Avx512 {
+            v.push(Isa::Avx512);
         }
         v
     }
@@ -61,6 +85,7 @@ impl Isa {
         match self {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512-vnni",
         }
     }
 }
@@ -88,11 +113,11 @@ pub fn quantize_rows(isa: Isa, dtype: DType, x: &[f32], n: usize, out: &mut [u8]
         match (isa, dtype) {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: Isa::Avx2 is only chosen when the CPU has the features.
-            (Isa::Avx2, DType::Q8_0) => unsafe {
+            (Isa::Avx2 | Isa::Avx512, DType::Q8_0) => unsafe {
                 avx2::quantize_q8_0(x, bytemuck::cast_slice_mut(out))
             },
             #[cfg(target_arch = "x86_64")]
-            (Isa::Avx2, DType::Q8_1) => unsafe {
+            (Isa::Avx2 | Isa::Avx512, DType::Q8_1) => unsafe {
                 avx2::quantize_q8_1(x, bytemuck::cast_slice_mut(out))
             },
             _ => crate::quant::quantize_row(dtype, x, out),
@@ -179,8 +204,8 @@ fn dot_rows_nt<const NT: usize>(
     out: &mut [f32],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx2 {
-        // SAFETY: Isa::Avx2 is only chosen when the CPU has the features.
+    if isa.has_avx2() {
+        // SAFETY: these ISAs are only chosen when the CPU has the features.
         unsafe {
             match wtype {
                 DType::F32 => return avx2::dot_f32::<NT>(cast_slice(w), f32_rows(a, first), out),
@@ -251,5 +276,73 @@ pub fn dot_scalar(wtype: DType, _n: usize, w: &[u8], a: ActRows<'_>, t: usize) -
         DType::Q5K => scalar::dot_q5k_q8k(cast_slice(w), block_rows::<BlockQ8K, 1>(a, t)[0]),
         DType::Q6K => scalar::dot_q6k_q8k(cast_slice(w), block_rows::<BlockQ8K, 1>(a, t)[0]),
         DType::Q8_1 | DType::Q8K => panic!("{wtype} is an activation format, not a weight format"),
+    }
+}
+
+/// Whether [`tile`] handles weights of type `w` with `isa`.
+pub fn has_tiles(isa: Isa, w: DType) -> bool {
+    isa == Isa::Avx512
+        && matches!(
+            w,
+            DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q8_0 | DType::Q4K | DType::Q6K
+        )
+}
+
+/// Activations split for the AVX-512 tiles: 32-value blocks or k-quant blocks.
+#[cfg(target_arch = "x86_64")]
+#[derive(Debug, Default)]
+pub struct TileActs {
+    pub blocks: avx512::SplitActs,
+    pub k: avx512::SplitActsK,
+}
+
+/// `out[r][t] = dot(rows[r], acts row first + t)` for `rows.len()` (1 or 4)
+/// weight rows and `nt` (1 to 4) activation rows, with the AVX-512 kernels.
+/// Only for types where [`has_tiles`] holds.
+#[cfg(target_arch = "x86_64")]
+pub fn tile(
+    wtype: DType,
+    rows: &[&[u8]],
+    acts: &TileActs,
+    first: usize,
+    nt: usize,
+    out: &mut [[f32; 4]; 4],
+) {
+    macro_rules! go {
+        ($kernel:ident, $block:ty, $acts:expr) => {{
+            let r4 = rows.len() == 4;
+            let w = |k: usize| -> &[$block] { cast_slice(rows[k.min(rows.len() - 1)]) };
+            let a = |t: usize| $acts.row(first + t.min(nt - 1));
+            // SAFETY: Isa::Avx512 is only chosen when the CPU has the features.
+            unsafe {
+                match (r4, nt) {
+                    (true, 1) => avx512::$kernel::<4, 1>([w(0), w(1), w(2), w(3)], [a(0)], out),
+                    (true, 2) => {
+                        avx512::$kernel::<4, 2>([w(0), w(1), w(2), w(3)], [a(0), a(1)], out)
+                    }
+                    (true, 3) => {
+                        avx512::$kernel::<4, 3>([w(0), w(1), w(2), w(3)], [a(0), a(1), a(2)], out)
+                    }
+                    (true, _) => avx512::$kernel::<4, 4>(
+                        [w(0), w(1), w(2), w(3)],
+                        [a(0), a(1), a(2), a(3)],
+                        out,
+                    ),
+                    (false, 1) => avx512::$kernel::<1, 1>([w(0)], [a(0)], out),
+                    (false, 2) => avx512::$kernel::<1, 2>([w(0)], [a(0), a(1)], out),
+                    (false, 3) => avx512::$kernel::<1, 3>([w(0)], [a(0), a(1), a(2)], out),
+                    (false, _) => avx512::$kernel::<1, 4>([w(0)], [a(0), a(1), a(2), a(3)], out),
+                }
+            }
+        }};
+    }
+    match wtype {
+        DType::Q4_0 => go!(tile_q4_0, BlockQ4_0, acts.blocks),
+        DType::Q4_1 => go!(tile_q4_1, BlockQ4_1, acts.blocks),
+        DType::Q5_0 => go!(tile_q5_0, BlockQ5_0, acts.blocks),
+        DType::Q8_0 => go!(tile_q8_0, BlockQ8_0, acts.blocks),
+        DType::Q4K => go!(tile_q4k, BlockQ4K, acts.k),
+        DType::Q6K => go!(tile_q6k, BlockQ6K, acts.k),
+        other => panic!("no AVX-512 tile kernel for {other}"),
     }
 }
