@@ -30,7 +30,8 @@
 //! longer than the context; `param` names the field), 401 (missing or wrong
 //! API key), 404 (unknown model or route), 413 (body over the limit), 429
 //! with `Retry-After` (queues full), 502/504 (a provider failed), 503
-//! (shutting down).
+//! (shutting down), 403 (the license policy forbids a declared use of the
+//! model).
 
 pub mod body;
 pub mod error;
@@ -39,6 +40,7 @@ pub mod local_provider;
 pub mod metrics;
 pub mod ollama;
 pub mod openai;
+pub mod policy;
 pub mod prompt;
 pub mod state;
 

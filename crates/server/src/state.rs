@@ -17,6 +17,7 @@ use tokio::sync::Notify;
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::policy::LicensePolicy;
 
 /// A local model the server serves.
 #[derive(Clone, Debug)]
@@ -67,6 +68,10 @@ pub struct ServerConfig {
     /// How long in-flight streams may go on after a shutdown signal before
     /// they are cancelled.
     pub shutdown_deadline: Duration,
+    /// The uses the deployment declares; models whose license forbids one
+    /// are not loaded (checked by whoever loads them, see
+    /// [`LicensePolicy::check_local`]) and not routed to (403).
+    pub policy: lucid_catalog::Policy,
 }
 
 impl Default for ServerConfig {
@@ -75,6 +80,7 @@ impl Default for ServerConfig {
             api_key: None,
             max_body_bytes: 4 << 20,
             shutdown_deadline: Duration::from_secs(10),
+            policy: lucid_catalog::Policy::default(),
         }
     }
 }
@@ -83,6 +89,7 @@ struct Inner {
     models: Vec<LocalModel>,
     providers: Arc<ProviderRouter>,
     metrics: Metrics,
+    policy: LicensePolicy,
     config: ServerConfig,
     shutting_down: AtomicBool,
     shutdown: Notify,
@@ -117,6 +124,7 @@ impl AppState {
                 models,
                 providers,
                 metrics: Metrics::default(),
+                policy: LicensePolicy::new(config.policy.clone()),
                 config,
                 shutting_down: AtomicBool::new(false),
                 shutdown: Notify::new(),
@@ -160,6 +168,10 @@ impl AppState {
 
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    pub fn license_policy(&self) -> &LicensePolicy {
+        &self.inner.policy
     }
 
     pub fn config(&self) -> &ServerConfig {

@@ -343,3 +343,40 @@ async fn metrics_are_prometheus_text() {
         assert!(text.contains(name), "missing {name} in\n{text}");
     }
 }
+
+#[tokio::test]
+async fn the_license_policy_refuses_routing_to_a_forbidden_use() {
+    let policy = lucid_catalog::Policy {
+        intended_uses: vec!["redistribute-weights".parse().unwrap()],
+        refuse_unknown: false,
+    };
+    let state = state_with(
+        scheduler_config(),
+        lucid_server::ServerConfig {
+            policy,
+            ..server_config()
+        },
+    );
+    // SmolLM2 (Apache-2.0) may be served.
+    let lm = &state.models()[0];
+    state
+        .license_policy()
+        .check_local("smollm2", &lm.model)
+        .unwrap();
+    let app = lucid_server::ServerBuilder::new(state).build();
+    let (s, v) = post_json(
+        app,
+        "/v1/chat/completions",
+        json!({"model": "anthropic:claude-3-5-haiku-latest", "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(v["error"]["code"], "license_forbids_use");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("redistribute"),
+        "{v}"
+    );
+}

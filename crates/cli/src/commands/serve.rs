@@ -51,6 +51,13 @@ pub struct Args {
     /// Seconds running streams may go on after Ctrl-C/SIGTERM before they are cancelled.
     #[arg(long, default_value_t = 10)]
     shutdown_timeout: u64,
+    /// A use the deployment declares (commercial, distill, ...; repeatable):
+    /// models whose license forbids it are refused.
+    #[arg(long = "intended-use", value_name = "USE")]
+    intended_uses: Vec<lucid_catalog::Use>,
+    /// Also refuse models whose license lucid has no verdict on for a declared use.
+    #[arg(long)]
+    refuse_unknown_licenses: bool,
     /// The providers config file (default: ~/.config/lucid/providers.toml if it exists).
     #[arg(long)]
     providers_config: Option<std::path::PathBuf>,
@@ -58,9 +65,15 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let threads = args.threads.unwrap_or_else(local::default_threads);
+    let policy = lucid_server::policy::LicensePolicy::new(lucid_catalog::Policy {
+        intended_uses: args.intended_uses.clone(),
+        refuse_unknown: args.refuse_unknown_licenses,
+    });
     let mut models = Vec::new();
     for name in &args.models {
         let loaded = Arc::new(local::load(name)?);
+        // Refuse before serving a model whose license forbids a declared use.
+        policy.check_local(name, &loaded)?;
         let scheduler = Scheduler::start(
             loaded.clone(),
             SchedulerConfig {
@@ -98,6 +111,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             api_key: args.api_key.clone().filter(|k| !k.is_empty()),
             max_body_bytes: args.max_body_bytes,
             shutdown_deadline: Duration::from_secs(args.shutdown_timeout),
+            policy: policy.policy().clone(),
         },
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -542,6 +542,7 @@ async fn remote_chat(
     n: usize,
     include_usage: bool,
 ) -> Result<Response, ApiError> {
+    state.license_policy().check_remote(&req.model)?;
     if n != 1 {
         return Err(ApiError::invalid(
             "n",

@@ -60,6 +60,7 @@ pub fn server_config() -> ServerConfig {
         api_key: Some(KEY.to_owned()),
         max_body_bytes: 64 << 10,
         shutdown_deadline: Duration::from_secs(2),
+        ..ServerConfig::default()
     }
 }
 
