@@ -1,7 +1,7 @@
 //! The byte-level automaton that decides, for a [`Grammar`], whether a text
 //! can still become valid JSON of the right shape.
 //!
-//! It is a pushdown automaton: a stack of [`Frame`]s, one per open value
+//! It is a pushdown automaton: a stack of frames, one per open value
 //! (object, array, string, number, literal). Feeding a byte either moves the
 //! top frame on, pushes a child, pops a finished value (a number or an
 //! ambiguous literal pops when a byte arrives that cannot continue it, and

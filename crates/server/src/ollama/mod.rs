@@ -362,7 +362,12 @@ async fn chat_handler(
     if state.is_shutting_down() {
         return Err(ApiError::shutting_down().into());
     }
-    if req.tools.is_some() {
+    // The client sends `"tools": []` when it has none.
+    if req
+        .tools
+        .as_ref()
+        .is_some_and(|t| !t.is_null() && t.as_array().is_none_or(|a| !a.is_empty()))
+    {
         return Err(ApiError::invalid("tools", "tools are not supported").into());
     }
     let lm = state.require_model(&req.model)?.clone();
