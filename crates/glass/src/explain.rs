@@ -52,13 +52,11 @@ pub fn token_text(model: &LoadedModel, id: u32) -> String {
 /// What the caller hears while a run goes on.
 #[derive(Debug)]
 pub enum Event<'a> {
-    /// A step is done; `lens` holds the lens columns of the positions its
-    /// pass read (empty without a lens).
-    Step {
-        index: usize,
-        step: &'a Step,
-        lens: &'a [LensColumn],
-    },
+    /// A step's prediction is made (sent before its lens is computed, which
+    /// can take much longer than the forward pass).
+    Step { index: usize, step: &'a Step },
+    /// The lens columns of the positions the last forward pass read.
+    Lens { columns: &'a [LensColumn] },
 }
 
 /// Runs `model` over `prompt` on `threads` threads, recording what
@@ -132,9 +130,14 @@ pub fn explain_with(
             None => Vec::new(),
         };
         let step = make_step(model, &logits, id, position, options.top_k, attended);
-        let n_before = lens_columns.len();
-        if options.lens {
+        steps.push(step);
+        let mut flow = on_event(Event::Step {
+            index,
+            step: &steps[index],
+        });
+        if options.lens && flow.is_continue() {
             let t = Instant::now();
+            let n_before = lens_columns.len();
             lens_pass(
                 model,
                 &mut ctx,
@@ -144,13 +147,10 @@ pub fn explain_with(
                 &mut lens_columns,
             )?;
             timings.lens_ms += ms(t);
+            flow = on_event(Event::Lens {
+                columns: &lens_columns[n_before..],
+            });
         }
-        steps.push(step);
-        let flow = on_event(Event::Step {
-            index,
-            step: &steps[index],
-            lens: &lens_columns[n_before..],
-        });
         history.push(id);
         if options.stop_at_end_of_generation && model.tokenizer.is_end_of_generation(id) {
             stop = StopReason::EndOfGeneration;
@@ -172,15 +172,7 @@ pub fn explain_with(
     let chosen: Vec<u32> = steps.iter().map(|s| s.chosen.id).collect();
     timings.total_ms = ms(start);
     Ok(Trace {
-        model: ModelSummary {
-            architecture: info.architecture.to_string(),
-            n_layers: info.n_layers,
-            n_heads: info.n_heads,
-            n_kv_heads: info.n_kv_heads,
-            d_model: info.d_model,
-            vocab_size: info.vocab_size,
-            context_length: info.context_length,
-        },
+        model: ModelSummary::of(info),
         tokens: prompt
             .iter()
             .map(|&id| Token {

@@ -51,6 +51,21 @@ pub struct ModelSummary {
     pub context_length: usize,
 }
 
+impl ModelSummary {
+    /// The summary of a model's shape.
+    pub fn of(info: &lucid_engine::ModelInfo) -> ModelSummary {
+        ModelSummary {
+            architecture: info.architecture.to_string(),
+            n_layers: info.n_layers,
+            n_heads: info.n_heads,
+            n_kv_heads: info.n_kv_heads,
+            d_model: info.d_model,
+            vocab_size: info.vocab_size,
+            context_length: info.context_length,
+        }
+    }
+}
+
 /// A token: its id and the text it stands for (invalid UTF-8, as in a token
 /// holding part of a character, shows as U+FFFD).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
