@@ -178,7 +178,7 @@ impl Drop for Owner {
 }
 
 /// A handle to one model's scheduler. Cheap to clone; the scheduler thread
-/// stops when the last handle is dropped or [`Scheduler::shutdown`] is called.
+/// stops when the last handle is dropped (after cancelling what is left).
 #[derive(Clone)]
 pub struct Scheduler {
     owner: Arc<Owner>,

@@ -1,8 +1,140 @@
-//! `lucid serve`: serve models over an OpenAI- and Ollama-compatible HTTP API, with the glass-box web page.
+//! `lucid serve`: serve models over an OpenAI- and Ollama-compatible HTTP API.
+//!
+//! Loads each `--model` (pulling catalog models that are not in the store
+//! yet), starts one scheduler per model, registers the local models as the
+//! provider router's local provider (so `openai:…`, `anthropic:…`,
+//! `gemini:…` and `compat:…` names work beside them), binds to loopback by
+//! default and prints the address on stdout. Ctrl-C or SIGTERM stops it
+//! gracefully.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use lucid_scheduler::{Scheduler, SchedulerConfig};
+use lucid_server::{AppState, LocalModel, ServerBuilder, ServerConfig};
+
+use crate::local;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Address to listen on; loopback by default, so nothing outside this machine can connect.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on (0: any free port; the address is printed).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// A model to serve: catalog name (`smollm2`, `gemma3`) or a path (repeatable).
+    #[arg(long = "model", value_name = "NAME")]
+    models: Vec<String>,
+    /// Require `Authorization: Bearer KEY` on every route but /health.
+    #[arg(long, env = "LUCID_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Sequences generated at once per model (batched into one forward pass).
+    #[arg(long, default_value_t = 16)]
+    max_sequences: usize,
+    /// Requests that may wait per model beyond --max-sequences; more get 429.
+    #[arg(long, default_value_t = 64)]
+    max_queue: usize,
+    /// KV-cache budget per model, in MiB (running sequences and prefix cache).
+    #[arg(long, default_value_t = 1024)]
+    kv_cache_mb: usize,
+    /// Threads for the forward pass (default: the cores available).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Largest context per sequence in tokens (default: the model's).
+    #[arg(long)]
+    ctx_size: Option<usize>,
+    /// Largest request body in bytes.
+    #[arg(long, default_value_t = 4 << 20)]
+    max_body_bytes: usize,
+    /// Seconds running streams may go on after Ctrl-C/SIGTERM before they are cancelled.
+    #[arg(long, default_value_t = 10)]
+    shutdown_timeout: u64,
+    /// A use the deployment declares (commercial, distill, ...; repeatable):
+    /// models whose license forbids it are refused.
+    #[arg(long = "intended-use", value_name = "USE")]
+    intended_uses: Vec<lucid_catalog::Use>,
+    /// Also refuse models whose license lucid has no verdict on for a declared use.
+    #[arg(long)]
+    refuse_unknown_licenses: bool,
+    /// The providers config file (default: ~/.config/lucid/providers.toml if it exists).
+    #[arg(long)]
+    providers_config: Option<std::path::PathBuf>,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("lucid serve is not built yet")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let threads = args.threads.unwrap_or_else(local::default_threads);
+    let policy = lucid_server::policy::LicensePolicy::new(lucid_catalog::Policy {
+        intended_uses: args.intended_uses.clone(),
+        refuse_unknown: args.refuse_unknown_licenses,
+    });
+    let mut models = Vec::new();
+    for name in &args.models {
+        let loaded = Arc::new(local::load(name)?);
+        // Refuse before serving a model whose license forbids a declared use.
+        policy.check_local(name, &loaded)?;
+        let scheduler = Scheduler::start(
+            loaded.clone(),
+            SchedulerConfig {
+                max_sequences: args.max_sequences,
+                max_queue: args.max_queue,
+                kv_cache_bytes: args.kv_cache_mb << 20,
+                threads,
+                context: args.ctx_size,
+                ..SchedulerConfig::default()
+            },
+        );
+        let mut aliases = vec![name.clone()];
+        if let Some(entry) = lucid_catalog::Catalog::builtin().find(name) {
+            aliases.push(entry.name.clone());
+            aliases.extend(entry.aliases.iter().cloned());
+        }
+        if let Some(stem) = std::path::Path::new(name).file_stem() {
+            aliases.push(stem.to_string_lossy().into_owned());
+        }
+        let served = lucid_catalog::Catalog::builtin()
+            .find(name)
+            .map_or_else(|| name.clone(), |e| e.name.clone());
+        models.push(LocalModel::new(served, scheduler).with_aliases(aliases));
+    }
+    let config_path = args
+        .providers_config
+        .clone()
+        .or_else(|| lucid_providers::Config::default_path().filter(|p| p.is_file()));
+    let providers = lucid_providers::Router::from_env_and_config(config_path.as_deref())
+        .context("reading the providers configuration")?;
+    let state = AppState::with_local_provider(
+        models,
+        providers,
+        ServerConfig {
+            api_key: args.api_key.clone().filter(|k| !k.is_empty()),
+            max_body_bytes: args.max_body_bytes,
+            shutdown_deadline: Duration::from_secs(args.shutdown_timeout),
+            policy: policy.policy().clone(),
+        },
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
+        let addr = listener.local_addr()?;
+        println!(
+            "lucid is serving {} on http://{addr}",
+            state.model_names().join(", ")
+        );
+        if state.config().api_key.is_none() && !addr.ip().is_loopback() {
+            eprintln!(
+                "warning: listening on {addr} without --api-key: anyone who can reach it can use it"
+            );
+        }
+        let app = ServerBuilder::new(state.clone()).build();
+        lucid_server::serve(listener, app, state, lucid_server::shutdown_signal()).await?;
+        Ok::<_, anyhow::Error>(())
+    })
 }

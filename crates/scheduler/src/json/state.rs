@@ -1,7 +1,7 @@
 //! The byte-level automaton that decides, for a [`Grammar`], whether a text
 //! can still become valid JSON of the right shape.
 //!
-//! It is a pushdown automaton: a stack of [`Frame`]s, one per open value
+//! It is a pushdown automaton: a stack of frames, one per open value
 //! (object, array, string, number, literal). Feeding a byte either moves the
 //! top frame on, pushes a child, pops a finished value (a number or an
 //! ambiguous literal pops when a byte arrives that cannot continue it, and
@@ -9,8 +9,7 @@
 //! it about each candidate token's bytes on a clone, so the state is kept
 //! small: indices into the grammar and bit masks, no strings.
 //!
-//! Whitespace between tokens is allowed in runs of at most
-//! [`MAX_WS_RUN`] bytes, numbers have at most [`MAX_DIGITS`] digits per part,
+//! Whitespace between tokens is at most [`MAX_WS_RUN`] space; numbers have at most [`MAX_DIGITS`] digits per part,
 //! and strings must be valid UTF-8 without control characters: otherwise a
 //! small model can pad forever and never finish the value.
 
@@ -18,8 +17,12 @@ use std::sync::Arc;
 
 use super::schema::{Grammar, LIT_FALSE, LIT_NULL, LIT_TRUE, LitSetId, Node, NodeId};
 
-/// The longest run of whitespace allowed between JSON tokens.
-pub const MAX_WS_RUN: u8 = 16;
+/// Whitespace between JSON tokens is at most this many spaces. Small models
+/// given the freedom of llama.cpp's JSON grammar (a newline and up to 20
+/// spaces or tabs anywhere) spend their token budget on indentation and
+/// never close the value; compact JSON with single spaces is still valid
+/// JSON and always makes progress.
+pub const MAX_WS_RUN: u8 = 1;
 /// The most digits in a number's integer, fraction or exponent part.
 pub const MAX_DIGITS: u8 = 16;
 /// The deepest nesting of unconstrained (`Any`) values.
@@ -134,6 +137,7 @@ enum Frame {
 pub struct JsonState {
     grammar: Arc<Grammar>,
     stack: Vec<Frame>,
+    /// Whitespace bytes since the last other byte.
     ws_run: u8,
 }
 
@@ -210,7 +214,7 @@ impl JsonState {
             };
             match step {
                 Step::Consumed => {
-                    if is_ws(b) {
+                    if is_ws(b) && !matches!(self.stack.last(), Some(Frame::Str(_))) {
                         self.ws_run = self.ws_run.saturating_add(1);
                     } else {
                         self.ws_run = 0;
@@ -225,8 +229,9 @@ impl JsonState {
         }
     }
 
-    fn ws_ok(&self) -> bool {
-        self.ws_run < MAX_WS_RUN
+    /// Whether whitespace byte `b` may come next.
+    fn ws_ok(&self, b: u8) -> bool {
+        b == b' ' && self.ws_run < MAX_WS_RUN
     }
 
     fn complete_candidate(&self, set: LitSetId, cand: u128, pos: u16) -> Option<usize> {
@@ -236,7 +241,7 @@ impl JsonState {
 
     fn step(&mut self, b: u8) -> Step {
         let grammar = self.grammar.clone();
-        let ws_ok = self.ws_ok();
+        let ws_ok = self.ws_ok(b);
         let Some(top) = self.stack.last_mut() else {
             return Step::Refused;
         };

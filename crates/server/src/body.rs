@@ -1,0 +1,68 @@
+//! Reading a JSON request body into a wire type, with errors that name the
+//! field: malformed JSON, a wrong type or a missing field become a 400 whose
+//! `param` is the path to the field (`messages[1].content`), and a body over
+//! the size limit becomes a 413.
+//!
+//! Any content type is accepted: curl users often leave it out, and the
+//! body is parsed as JSON either way.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A request body of type `T`.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
+            if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::too_large(state.config().max_body_bytes)
+            } else {
+                ApiError::bad_request(format!("Could not read the request body: {rej}"))
+            }
+        })?;
+        parse(&bytes).map(ApiJson)
+    }
+}
+
+/// Parses `bytes` as `T`, naming the field at fault.
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "The request body is empty; send a JSON object",
+        ));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data if path != "." => ApiError::invalid(
+                path.clone(),
+                format!(
+                    "Invalid value for `{path}`: {}",
+                    strip_position(&inner.to_string())
+                ),
+            ),
+            serde_json::error::Category::Data => ApiError::bad_request(format!(
+                "Invalid request: {}",
+                strip_position(&inner.to_string())
+            )),
+            _ => ApiError::bad_request(format!("The request body is not valid JSON: {inner}")),
+        }
+    })?;
+    Ok(value)
+}
+
+/// serde_json's "at line 1 column 30" says nothing a field path does not.
+fn strip_position(msg: &str) -> &str {
+    msg.rfind(" at line ").map_or(msg, |i| &msg[..i])
+}

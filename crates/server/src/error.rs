@@ -1,0 +1,241 @@
+//! The server's one error type, [`ApiError`], and how it becomes a response:
+//! an OpenAI-shaped body (`{"error": {"message", "type", "param", "code"}}`)
+//! on OpenAI routes, Ollama's `{"error": "..."}` on Ollama routes, with the
+//! right status code and, for 429, a `Retry-After` header.
+//!
+//! Errors from the layers below (a body that does not parse, the
+//! scheduler's refusals, a provider's failures) are turned into `ApiError`
+//! here and nowhere else, so each status code is decided in one place.
+
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use lucid_providers::ProviderError;
+use lucid_scheduler::SchedulerError;
+use serde::Serialize;
+
+/// An error answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    /// OpenAI's error `type`: `invalid_request_error`, `authentication_error`, ...
+    pub kind: &'static str,
+    /// The request field at fault, as a path (`messages[0].content`).
+    pub param: Option<String>,
+    pub code: Option<&'static str>,
+    pub retry_after: Option<Duration>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+            kind,
+            param: None,
+            code: None,
+            retry_after: None,
+        }
+    }
+
+    /// 400 about one field of the request.
+    pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> ApiError {
+        ApiError {
+            param: Some(param.into()),
+            ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+        }
+    }
+
+    /// 400 about the request as a whole.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+    }
+
+    pub fn model_not_found(model: &str, available: &[String]) -> ApiError {
+        ApiError {
+            param: Some("model".into()),
+            code: Some("model_not_found"),
+            ..ApiError::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                format!(
+                    "The model `{model}` does not exist or is not loaded; this server serves: {}",
+                    if available.is_empty() {
+                        "no local models".to_owned()
+                    } else {
+                        available.join(", ")
+                    }
+                ),
+            )
+        }
+    }
+
+    pub fn unauthorized() -> ApiError {
+        ApiError {
+            code: Some("invalid_api_key"),
+            ..ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                "Incorrect or missing API key: send `Authorization: Bearer <key>`",
+            )
+        }
+    }
+
+    pub fn too_large(limit: usize) -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            format!("The request body is larger than the limit of {limit} bytes"),
+        )
+    }
+
+    pub fn not_found_route(path: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            format!("No route for {path}"),
+        )
+    }
+
+    pub fn shutting_down() -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "The server is shutting down",
+        )
+    }
+
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message)
+    }
+
+    /// An error from the scheduler, for a request whose prompt was in `prompt_param`.
+    pub fn from_scheduler(e: SchedulerError, prompt_param: &str) -> ApiError {
+        match &e {
+            SchedulerError::Busy { retry_after, .. } => ApiError {
+                retry_after: Some(*retry_after),
+                code: Some("rate_limit_exceeded"),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limit_error",
+                    e.to_string(),
+                )
+            },
+            SchedulerError::PromptTooLong { .. } => ApiError {
+                code: Some("context_length_exceeded"),
+                ..ApiError::invalid(prompt_param, e.to_string())
+            },
+            SchedulerError::EmptyPrompt => ApiError::invalid(prompt_param, e.to_string()),
+            SchedulerError::TooLarge { .. } => ApiError::invalid("max_tokens", e.to_string()),
+            SchedulerError::InvalidParams(_) => ApiError::bad_request(e.to_string()),
+            SchedulerError::Schema(s) => ApiError::invalid("response_format", s.to_string()),
+            SchedulerError::Engine(_) => ApiError::internal(e.to_string()),
+            SchedulerError::Stopped => ApiError::shutting_down(),
+        }
+    }
+
+    /// The OpenAI-shaped body.
+    pub fn openai_body(&self) -> serde_json::Value {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            error: Inner<'a>,
+        }
+        #[derive(Serialize)]
+        struct Inner<'a> {
+            message: &'a str,
+            #[serde(rename = "type")]
+            kind: &'a str,
+            param: Option<&'a str>,
+            code: Option<&'a str>,
+        }
+        serde_json::to_value(Body {
+            error: Inner {
+                message: &self.message,
+                kind: self.kind,
+                param: self.param.as_deref(),
+                code: self.code,
+            },
+        })
+        .unwrap_or_default()
+    }
+
+    fn with_headers(&self, mut res: Response) -> Response {
+        if let Some(d) = self.retry_after {
+            let secs = d.as_secs().max(1);
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                res.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        res
+    }
+}
+
+impl From<ProviderError> for ApiError {
+    /// A provider's failure: the upstream's status where it means something
+    /// to the caller (429 stays 429), else 502; our own configuration
+    /// problems are 400 or 404.
+    fn from(e: ProviderError) -> ApiError {
+        let message = e.to_string();
+        match &e {
+            ProviderError::UnknownProvider { .. } | ProviderError::InvalidModel { .. } => {
+                ApiError {
+                    code: Some("model_not_found"),
+                    param: Some("model".into()),
+                    ..ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", message)
+                }
+            }
+            ProviderError::NoLocalProvider { .. } => ApiError {
+                code: Some("model_not_found"),
+                param: Some("model".into()),
+                ..ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", message)
+            },
+            ProviderError::UnsupportedParameter { param, .. } => {
+                ApiError::invalid(param.clone(), message)
+            }
+            ProviderError::MissingApiKey { .. } => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+            }
+            ProviderError::RateLimited { retry_after, .. } => ApiError {
+                retry_after: *retry_after,
+                ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", message)
+            },
+            ProviderError::Timeout { .. } => {
+                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "server_error", message)
+            }
+            ProviderError::Cancelled { .. } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", message)
+            }
+            _ => ApiError::new(StatusCode::BAD_GATEWAY, "server_error", message),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let res = (self.status, axum::Json(self.openai_body())).into_response();
+        self.with_headers(res)
+    }
+}
+
+/// An [`ApiError`] in Ollama's shape, for the `/api/*` routes.
+#[derive(Debug)]
+pub struct OllamaError(pub ApiError);
+
+impl From<ApiError> for OllamaError {
+    fn from(e: ApiError) -> Self {
+        OllamaError(e)
+    }
+}
+
+impl IntoResponse for OllamaError {
+    fn into_response(self) -> Response {
+        let res = (
+            self.0.status,
+            axum::Json(serde_json::json!({ "error": self.0.message })),
+        )
+            .into_response();
+        self.0.with_headers(res)
+    }
+}

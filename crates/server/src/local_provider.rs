@@ -1,0 +1,174 @@
+//! The local engine as a [`Provider`], so the provider router can reach
+//! local models by bare name (a fallback to a local model, a client of the
+//! router that is not this server).
+//!
+//! The server's own handlers call the scheduler directly, since they need
+//! what the provider interface does not carry (`n`, JSON constraints, token
+//! counts per choice).
+
+use futures::StreamExt;
+use lucid_engine::{ChatMessage, Role, SamplingParams};
+use lucid_providers::{
+    ChatEvent, ChatRequest, ChatResponse, ChatStream, FinishReason, Provider, ProviderError,
+    TokenLogprob, TopLogprob, Usage, async_trait, collect_stream,
+};
+use lucid_scheduler::{Event, Request};
+
+use crate::prompt;
+use crate::state::LocalModel;
+
+/// The local models behind the [`Provider`] interface.
+#[derive(Debug, Clone)]
+pub struct LocalProvider {
+    models: Vec<LocalModel>,
+}
+
+impl LocalProvider {
+    pub fn new(models: Vec<LocalModel>) -> LocalProvider {
+        LocalProvider { models }
+    }
+
+    fn model(&self, name: &str) -> Result<&LocalModel, ProviderError> {
+        self.models
+            .iter()
+            .find(|m| m.name == name || m.aliases.iter().any(|a| a == name))
+            .ok_or_else(|| ProviderError::InvalidModel {
+                input: name.to_owned(),
+                reason: format!(
+                    "no local model of that name is loaded (loaded: {})",
+                    self.models
+                        .iter()
+                        .map(|m| m.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
+    }
+
+    fn request(&self, m: &LocalModel, req: &ChatRequest) -> Result<Request, ProviderError> {
+        let bad = |param: &str, reason: String| ProviderError::UnsupportedParameter {
+            provider: "local".into(),
+            param: param.into(),
+            reason,
+        };
+        let messages: Vec<ChatMessage> = req
+            .messages
+            .iter()
+            .map(|msg| {
+                let role = match msg.role {
+                    lucid_providers::Role::System => Role::System,
+                    lucid_providers::Role::User => Role::User,
+                    lucid_providers::Role::Assistant => Role::Assistant,
+                };
+                ChatMessage::new(role, msg.content.clone())
+            })
+            .collect();
+        let tokens = prompt::chat_tokens(&m.model, &messages, "messages")
+            .map_err(|e| bad("messages", e.message))?;
+        let p = &req.params;
+        let sampling = SamplingParams {
+            temperature: p.temperature.unwrap_or(0.8),
+            top_k: p.top_k.map_or(40, |k| k as usize),
+            top_p: p.top_p.unwrap_or(0.95),
+            presence_penalty: p.presence_penalty.unwrap_or(0.0),
+            frequency_penalty: p.frequency_penalty.unwrap_or(0.0),
+            seed: p.seed.map(|s| s as u64),
+            ..SamplingParams::default()
+        };
+        Ok(Request {
+            prompt: tokens,
+            max_tokens: p.max_tokens.map(|m| m as usize),
+            sampling,
+            stop: p.stop.clone(),
+            logprobs: p.logprobs.map(usize::from),
+            grammar: None,
+            ignore_eos: false,
+        })
+    }
+}
+
+#[async_trait]
+impl Provider for LocalProvider {
+    fn name(&self) -> &str {
+        "local"
+    }
+
+    async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, ProviderError> {
+        let stream = self.chat_stream(req).await?;
+        collect_stream("local", &req.model, stream).await
+    }
+
+    async fn chat_stream(&self, req: &ChatRequest) -> Result<ChatStream, ProviderError> {
+        let m = self.model(&req.model)?.clone();
+        let request = self.request(&m, req)?;
+        let generation = m.scheduler.submit(request).map_err(|e| match e {
+            lucid_scheduler::SchedulerError::Busy { retry_after, .. } => {
+                ProviderError::RateLimited {
+                    provider: "local".into(),
+                    retry_after: Some(retry_after),
+                    message: e.to_string(),
+                }
+            }
+            other => ProviderError::UnsupportedParameter {
+                provider: "local".into(),
+                param: "messages".into(),
+                reason: other.to_string(),
+            },
+        })?;
+        let model = m.clone();
+        let stream = generation.flat_map(move |e| {
+            let out: Vec<Result<ChatEvent, ProviderError>> = match e {
+                Event::Token(t) => {
+                    let logprobs = t.logprobs.map(|lp| {
+                        vec![TokenLogprob {
+                            token: prompt::token_text(&model.model, t.id).0,
+                            logprob: lp.logprob,
+                            top: lp
+                                .top
+                                .iter()
+                                .map(|&(id, l)| TopLogprob {
+                                    token: prompt::token_text(&model.model, id).0,
+                                    logprob: l,
+                                })
+                                .collect(),
+                        }]
+                    });
+                    if t.text.is_empty() {
+                        Vec::new()
+                    } else {
+                        vec![Ok(ChatEvent::Delta {
+                            text: t.text,
+                            logprobs,
+                        })]
+                    }
+                }
+                Event::Finished(f) => {
+                    let mut v = Vec::new();
+                    if !f.tail.is_empty() {
+                        v.push(Ok(ChatEvent::Delta {
+                            text: f.tail.clone(),
+                            logprobs: None,
+                        }));
+                    }
+                    v.push(Ok(ChatEvent::Finish {
+                        reason: match f.reason.finish_reason() {
+                            "length" => FinishReason::Length,
+                            _ => FinishReason::Stop,
+                        },
+                        usage: Some(Usage {
+                            prompt_tokens: f.usage.prompt_tokens as u32,
+                            completion_tokens: f.usage.completion_tokens as u32,
+                        }),
+                    }));
+                    v
+                }
+                Event::Failed(e) => vec![Err(ProviderError::Protocol {
+                    provider: "local".into(),
+                    detail: e.to_string(),
+                })],
+            };
+            futures::stream::iter(out)
+        });
+        Ok(stream.boxed())
+    }
+}

@@ -1,0 +1,468 @@
+//! The Ollama-compatible API: `/api/generate`, `/api/chat`, `/api/tags`,
+//! `/api/show` and `/api/version`, streamed as NDJSON (one JSON object per
+//! line, the last with `"done": true` and the timing statistics), with
+//! Ollama's error shape `{"error": "..."}`.
+//!
+//! Ollama's sampling defaults apply (temperature 0.8, top-k 40, top-p 0.9,
+//! repeat penalty 1.1 over the last 64 tokens), so an Ollama client gets the
+//! behaviour it expects.
+
+pub mod wire;
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures::StreamExt;
+use lucid_engine::{ChatMessage, Role, SamplingParams};
+use lucid_scheduler::{Event, Grammar, Json, Request};
+
+use crate::body::ApiJson;
+use crate::error::{ApiError, OllamaError};
+use crate::generate::{self, Collected};
+use crate::prompt;
+use crate::state::{AppState, LocalModel};
+use wire::*;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/generate", post(generate_handler))
+        .route("/api/chat", post(chat_handler))
+        .route("/api/tags", get(tags))
+        .route("/api/show", post(show))
+        .route("/api/version", get(version))
+}
+
+async fn version() -> impl IntoResponse {
+    axum::Json(serde_json::json!({ "version": env!("CARGO_PKG_VERSION") }))
+}
+
+fn details(m: &LocalModel) -> Details {
+    let info = m.model.model.info();
+    let quant = m
+        .model
+        .meta
+        .tensor_types
+        .first()
+        .map(|t| t.0.clone())
+        .unwrap_or_default();
+    Details {
+        parent_model: String::new(),
+        format: "gguf",
+        family: info.architecture.to_owned(),
+        families: vec![info.architecture.to_owned()],
+        parameter_size: human_params(m.model.meta.n_params),
+        quantization_level: quant,
+    }
+}
+
+fn human_params(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.1}B", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.0}M", n as f64 / 1e6),
+        n => n.to_string(),
+    }
+}
+
+async fn tags(State(state): State<AppState>) -> impl IntoResponse {
+    axum::Json(Tags {
+        models: state
+            .models()
+            .iter()
+            .map(|m| TagModel {
+                name: m.name.clone(),
+                model: m.name.clone(),
+                modified_at: rfc3339(m.created as f64),
+                size: m.model.meta.file_size,
+                digest: String::new(),
+                details: details(m),
+            })
+            .collect(),
+    })
+}
+
+async fn show(
+    State(state): State<AppState>,
+    body: Result<ApiJson<ShowRequest>, ApiError>,
+) -> Result<Response, OllamaError> {
+    let ApiJson(req) = body?;
+    let name = req
+        .model
+        .or(req.name)
+        .ok_or_else(|| ApiError::invalid("model", "model is required"))?;
+    let m = state.require_model(&name)?;
+    let info = m.model.model.info();
+    let mut model_info = serde_json::Map::new();
+    let arch = info.architecture;
+    for (k, v) in [
+        ("general.architecture", serde_json::Value::from(arch)),
+        ("general.parameter_count", m.model.meta.n_params.into()),
+        (
+            &format!("{arch}.context_length"),
+            info.context_length.into(),
+        ),
+        (&format!("{arch}.embedding_length"), info.d_model.into()),
+        (&format!("{arch}.block_count"), info.n_layers.into()),
+        (&format!("{arch}.attention.head_count"), info.n_heads.into()),
+        (
+            &format!("{arch}.attention.head_count_kv"),
+            info.n_kv_heads.into(),
+        ),
+        (&format!("{arch}.feed_forward_length"), info.d_ff.into()),
+        ("tokenizer.ggml.vocab_size", info.vocab_size.into()),
+    ] {
+        model_info.insert(k.to_string(), v);
+    }
+    for (k, v) in &m.model.meta.general {
+        model_info
+            .entry(k.clone())
+            .or_insert_with(|| v.clone().into());
+    }
+    Ok(axum::Json(Show {
+        modelfile: format!("FROM {}\n", m.model.meta.path.display()),
+        parameters: String::new(),
+        template: m
+            .model
+            .tokenizer
+            .chat_template()
+            .unwrap_or_default()
+            .to_owned(),
+        license: m.model.meta.license.clone().unwrap_or_default(),
+        details: details(m),
+        model_info,
+        capabilities: vec!["completion"],
+        modified_at: rfc3339(m.created as f64),
+    })
+    .into_response())
+}
+
+/// Ollama's defaults, overridden by `options`.
+fn sampling(o: &Options) -> Result<(SamplingParams, Option<usize>), ApiError> {
+    let s = SamplingParams {
+        temperature: o.temperature.unwrap_or(0.8),
+        top_k: o.top_k.unwrap_or(40).max(0) as usize,
+        top_p: o.top_p.unwrap_or(0.9),
+        min_p: o.min_p.unwrap_or(0.0),
+        repeat_penalty: o.repeat_penalty.unwrap_or(1.1),
+        presence_penalty: o.presence_penalty.unwrap_or(0.0),
+        frequency_penalty: o.frequency_penalty.unwrap_or(0.0),
+        penalty_last_n: o.repeat_last_n.unwrap_or(64).max(0) as usize,
+        seed: o.seed.map(|s| s as u64),
+    };
+    s.validate()
+        .map_err(|e| ApiError::invalid("options", e.to_string()))?;
+    let max = match o.num_predict {
+        None => None,
+        Some(n) if n < 0 => None,
+        Some(0) => {
+            return Err(ApiError::invalid(
+                "options.num_predict",
+                "num_predict must not be 0",
+            ));
+        }
+        Some(n) => Some(n as usize),
+    };
+    Ok((s, max))
+}
+
+fn grammar(format: Option<&Json>) -> Result<Option<Arc<Grammar>>, ApiError> {
+    match format {
+        None => Ok(None),
+        Some(Json::String(s)) if s.is_empty() => Ok(None),
+        Some(Json::String(s)) if s == "json" => Ok(Some(Arc::new(Grammar::any_value()))),
+        Some(Json::String(s)) => Err(ApiError::invalid(
+            "format",
+            format!("format must be \"json\" or a JSON schema, not \"{s}\""),
+        )),
+        Some(schema) => Grammar::from_schema(schema)
+            .map(|g| Some(Arc::new(g)))
+            .map_err(|e| ApiError::invalid("format", e.to_string())),
+    }
+}
+
+fn ndjson<T: serde::Serialize>(v: &T) -> Bytes {
+    let mut line = serde_json::to_vec(v).unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+fn ndjson_response(stream: impl futures::Stream<Item = Bytes> + Send + 'static) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream.map(Ok::<_, Infallible>)),
+    )
+        .into_response()
+}
+
+fn stats(f: &lucid_scheduler::Finished) -> Stats {
+    let ns = |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    let t = &f.timings;
+    Stats {
+        total_duration: ns(t.time_to_first_token + t.decode),
+        load_duration: 0,
+        prompt_eval_count: f.usage.prompt_tokens,
+        prompt_eval_duration: ns(t.time_to_first_token.saturating_sub(t.queued)),
+        eval_count: f.usage.completion_tokens,
+        eval_duration: ns(t.decode),
+    }
+}
+
+fn done_reason(f: &lucid_scheduler::Finished) -> &'static str {
+    generate::finish_reason(f.reason)
+}
+
+enum Kind {
+    Generate,
+    Chat,
+}
+
+/// The object for a piece of text (or the final one, with `finished`).
+fn chunk(
+    kind: &Kind,
+    model: &str,
+    text: String,
+    finished: Option<&lucid_scheduler::Finished>,
+) -> Bytes {
+    let created_at = rfc3339_now();
+    match kind {
+        Kind::Generate => ndjson(&GenerateChunk {
+            model: model.to_owned(),
+            created_at,
+            response: text,
+            done: finished.is_some(),
+            done_reason: finished.map(done_reason),
+            stats: finished.map(stats),
+        }),
+        Kind::Chat => ndjson(&ChatChunk {
+            model: model.to_owned(),
+            created_at,
+            message: ChatMessageOut {
+                role: "assistant",
+                content: text,
+            },
+            done: finished.is_some(),
+            done_reason: finished.map(done_reason),
+            stats: finished.map(stats),
+        }),
+    }
+}
+
+/// Runs one generation and answers in Ollama's shape, streamed or not.
+async fn run(
+    state: &AppState,
+    lm: LocalModel,
+    model: String,
+    req: Request,
+    stream: bool,
+    kind: Kind,
+) -> Result<Response, ApiError> {
+    let gens = generate::submit_n(&lm, &req, 1, "prompt")?;
+    let merged = generate::merge(state, &lm.name, gens, 0);
+    if !stream {
+        let c: Collected = generate::collect(merged, 1)
+            .await?
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        let fin = c.finished.unwrap_or_else(|| lucid_scheduler::Finished {
+            reason: lucid_engine::StopReason::Cancelled,
+            tail: String::new(),
+            usage: Default::default(),
+            timings: Default::default(),
+        });
+        let mut line = chunk(&kind, &model, c.text, Some(&fin)).to_vec();
+        line.pop();
+        return Ok(([(header::CONTENT_TYPE, "application/json")], line).into_response());
+    }
+    let lines = generate::drive(merged, VecDeque::new(), move |event, out| match event {
+        Some((_, Event::Token(t))) if !t.text.is_empty() => {
+            out.push_back(chunk(&kind, &model, t.text, None));
+        }
+        Some((_, Event::Token(_))) => {}
+        Some((_, Event::Finished(f))) => {
+            if !f.tail.is_empty() {
+                out.push_back(chunk(&kind, &model, f.tail.clone(), None));
+            }
+            out.push_back(chunk(&kind, &model, String::new(), Some(&f)));
+        }
+        Some((_, Event::Failed(e))) => {
+            out.push_back(ndjson(&serde_json::json!({ "error": e.to_string() })));
+        }
+        None => {}
+    });
+    Ok(ndjson_response(lines))
+}
+
+async fn generate_handler(
+    State(state): State<AppState>,
+    body: Result<ApiJson<GenerateRequest>, ApiError>,
+) -> Result<Response, OllamaError> {
+    let ApiJson(req) = body?;
+    if state.is_shutting_down() {
+        return Err(ApiError::shutting_down().into());
+    }
+    if req.images.as_ref().is_some_and(|i| !i.is_empty()) {
+        return Err(ApiError::invalid("images", "images are not supported").into());
+    }
+    if req.suffix.as_ref().is_some_and(|s| !s.is_empty()) {
+        return Err(ApiError::invalid("suffix", "suffix is not supported").into());
+    }
+    let lm = state.require_model(&req.model)?.clone();
+    let prompt_text = req.prompt.clone().unwrap_or_default();
+    if prompt_text.is_empty() {
+        // Ollama's way to load a model: answer at once, done.
+        return Ok(axum::Json(serde_json::json!({
+            "model": req.model, "created_at": rfc3339_now(), "response": "", "done": true, "done_reason": "load"
+        }))
+        .into_response());
+    }
+    let tokens = if req.raw.unwrap_or(false) {
+        prompt::raw_tokens(&lm.model, &prompt_text, "prompt")?
+    } else {
+        let mut msgs = Vec::new();
+        if let Some(s) = &req.system {
+            msgs.push(ChatMessage::new(Role::System, s.clone()));
+        }
+        msgs.push(ChatMessage::new(Role::User, prompt_text));
+        prompt::chat_tokens(&lm.model, &msgs, "prompt")?
+    };
+    let options = req.options.clone().unwrap_or_default();
+    let (sampling, max_tokens) = sampling(&options)?;
+    let request = Request {
+        prompt: tokens,
+        max_tokens,
+        sampling,
+        stop: options.stop.clone().unwrap_or_default(),
+        logprobs: None,
+        grammar: grammar(req.format.as_ref())?,
+        ignore_eos: false,
+    };
+    Ok(run(
+        &state,
+        lm,
+        req.model,
+        request,
+        req.stream.unwrap_or(true),
+        Kind::Generate,
+    )
+    .await?)
+}
+
+async fn chat_handler(
+    State(state): State<AppState>,
+    body: Result<ApiJson<ChatRequest>, ApiError>,
+) -> Result<Response, OllamaError> {
+    let ApiJson(req) = body?;
+    if state.is_shutting_down() {
+        return Err(ApiError::shutting_down().into());
+    }
+    // The client sends `"tools": []` when it has none.
+    if req
+        .tools
+        .as_ref()
+        .is_some_and(|t| !t.is_null() && t.as_array().is_none_or(|a| !a.is_empty()))
+    {
+        return Err(ApiError::invalid("tools", "tools are not supported").into());
+    }
+    let lm = state.require_model(&req.model)?.clone();
+    if req.messages.is_empty() {
+        // Ollama loads the model and answers done.
+        return Ok(axum::Json(serde_json::json!({
+            "model": req.model, "created_at": rfc3339_now(),
+            "message": {"role": "assistant", "content": ""}, "done": true, "done_reason": "load"
+        }))
+        .into_response());
+    }
+    let mut msgs = Vec::with_capacity(req.messages.len());
+    for (i, m) in req.messages.iter().enumerate() {
+        if m.images.as_ref().is_some_and(|x| !x.is_empty()) {
+            return Err(ApiError::invalid(
+                format!("messages[{i}].images"),
+                "images are not supported",
+            )
+            .into());
+        }
+        let role = match m.role.as_str() {
+            "system" => Role::System,
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            other => {
+                return Err(ApiError::invalid(
+                    format!("messages[{i}].role"),
+                    format!("role `{other}` is not supported (system, user, assistant)"),
+                )
+                .into());
+            }
+        };
+        msgs.push(ChatMessage::new(role, m.content.clone()));
+    }
+    let tokens = prompt::chat_tokens(&lm.model, &msgs, "messages")?;
+    let options = req.options.clone().unwrap_or_default();
+    let (sampling, max_tokens) = sampling(&options)?;
+    let request = Request {
+        prompt: tokens,
+        max_tokens,
+        sampling,
+        stop: options.stop.clone().unwrap_or_default(),
+        logprobs: None,
+        grammar: grammar(req.format.as_ref())?,
+        ignore_eos: false,
+    };
+    Ok(run(
+        &state,
+        lm,
+        req.model,
+        request,
+        req.stream.unwrap_or(true),
+        Kind::Chat,
+    )
+    .await?)
+}
+
+fn rfc3339_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    rfc3339(now)
+}
+
+/// `2024-07-26T12:34:56.123456789Z` for seconds since the epoch.
+pub(crate) fn rfc3339(secs: f64) -> String {
+    let whole = secs.floor() as i64;
+    let nanos = ((secs - whole as f64) * 1e9) as u32;
+    let (days, rem) = (whole.div_euclid(86_400), whole.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(super::rfc3339(0.0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(
+            super::rfc3339(1_721_997_296.5),
+            "2024-07-26T12:34:56.500000000Z"
+        );
+    }
+}

@@ -1,0 +1,157 @@
+//! Ollama's JSON, as its API documentation (`docs/api.md`) has it: request
+//! bodies of `/api/generate`, `/api/chat` and `/api/show`, and the objects
+//! sent back, one per line when streaming.
+
+use lucid_scheduler::Json;
+use serde::{Deserialize, Serialize};
+
+/// `options`: the model parameters Ollama clients send. Unknown ones are
+/// ignored, as Ollama does.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Options {
+    pub num_predict: Option<i64>,
+    pub temperature: Option<f32>,
+    pub top_k: Option<i64>,
+    pub top_p: Option<f32>,
+    pub min_p: Option<f32>,
+    pub seed: Option<i64>,
+    pub stop: Option<Vec<String>>,
+    pub repeat_penalty: Option<f32>,
+    pub repeat_last_n: Option<i64>,
+    pub presence_penalty: Option<f32>,
+    pub frequency_penalty: Option<f32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct GenerateRequest {
+    pub model: String,
+    #[serde(default)]
+    pub prompt: Option<String>,
+    #[serde(default)]
+    pub system: Option<String>,
+    #[serde(default)]
+    pub suffix: Option<String>,
+    #[serde(default)]
+    pub raw: Option<bool>,
+    #[serde(default)]
+    pub stream: Option<bool>,
+    /// `"json"` or a JSON schema.
+    #[serde(default)]
+    pub format: Option<Json>,
+    #[serde(default)]
+    pub options: Option<Options>,
+    #[serde(default)]
+    pub images: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChatMessageIn {
+    pub role: String,
+    #[serde(default)]
+    pub content: String,
+    #[serde(default)]
+    pub images: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChatRequest {
+    pub model: String,
+    #[serde(default)]
+    pub messages: Vec<ChatMessageIn>,
+    #[serde(default)]
+    pub stream: Option<bool>,
+    #[serde(default)]
+    pub format: Option<Json>,
+    #[serde(default)]
+    pub options: Option<Options>,
+    #[serde(default)]
+    pub tools: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ShowRequest {
+    #[serde(default)]
+    pub model: Option<String>,
+    /// The older name of `model`.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChatMessageOut {
+    pub role: &'static str,
+    pub content: String,
+}
+
+/// The statistics the last object of a generation carries (durations in
+/// nanoseconds).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Stats {
+    pub total_duration: u64,
+    pub load_duration: u64,
+    pub prompt_eval_count: usize,
+    pub prompt_eval_duration: u64,
+    pub eval_count: usize,
+    pub eval_duration: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GenerateChunk {
+    pub model: String,
+    pub created_at: String,
+    pub response: String,
+    pub done: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub done_reason: Option<&'static str>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<Stats>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChatChunk {
+    pub model: String,
+    pub created_at: String,
+    pub message: ChatMessageOut,
+    pub done: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub done_reason: Option<&'static str>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<Stats>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Details {
+    pub parent_model: String,
+    pub format: &'static str,
+    pub family: String,
+    pub families: Vec<String>,
+    pub parameter_size: String,
+    pub quantization_level: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TagModel {
+    pub name: String,
+    pub model: String,
+    pub modified_at: String,
+    pub size: u64,
+    pub digest: String,
+    pub details: Details,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Tags {
+    pub models: Vec<TagModel>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Show {
+    pub modelfile: String,
+    pub parameters: String,
+    pub template: String,
+    pub license: String,
+    pub details: Details,
+    pub model_info: serde_json::Map<String, serde_json::Value>,
+    pub capabilities: Vec<&'static str>,
+    pub modified_at: String,
+}

@@ -1,0 +1,382 @@
+//! The HTTP surface through `Router::oneshot` (no socket): auth, errors and
+//! their status codes, the OpenAI and Ollama response shapes, JSON mode.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use axum::http::StatusCode;
+use common::*;
+use serde_json::{Value, json};
+
+fn chat(content: &str, max_tokens: u32) -> Value {
+    json!({
+        "model": "smollm2",
+        "messages": [{"role": "user", "content": content}],
+        "max_tokens": max_tokens,
+        "temperature": 0
+    })
+}
+
+#[tokio::test]
+async fn auth_is_required_everywhere_but_health() {
+    let (s, _, _) = call(app(), "GET", "/health", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    for path in ["/v1/models", "/metrics", "/api/tags"] {
+        let (s, _, body) = call(app(), "GET", path, None, None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}");
+        let body = String::from_utf8(body).unwrap();
+        assert!(!body.contains(KEY));
+        let (s, _, _) = call(app(), "GET", path, None, Some("wrong")).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    let (s, _, body) = call(app(), "GET", "/v1/models", None, None).await;
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(v["error"]["type"], "authentication_error");
+    assert_eq!(v["error"]["code"], "invalid_api_key");
+    let (s, _, body) = call(app(), "GET", "/v1/models", None, Some(KEY)).await;
+    assert_eq!(s, StatusCode::OK);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["object"], "list");
+    assert_eq!(v["data"][0]["id"], "smollm2");
+    assert_eq!(v["data"][0]["object"], "model");
+}
+
+#[tokio::test]
+async fn bad_requests_get_openai_shaped_400s_naming_the_field() {
+    // Malformed JSON.
+    let (s, _, body) = call(
+        app(),
+        "POST",
+        "/v1/chat/completions",
+        Some("{\"model\": "),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not valid JSON"),
+        "{v}"
+    );
+    // Wrong types name the field.
+    for (body, param) in [
+        (
+            json!({"model": "smollm2", "messages": [{"role": "user", "content": 5}]}),
+            "messages[0].content",
+        ),
+        (
+            json!({"model": "smollm2", "messages": [], "max_tokens": "ten"}),
+            "max_tokens",
+        ),
+        (json!({"model": "smollm2", "messages": "hi"}), "messages"),
+        (
+            json!({"model": "smollm2", "messages": [{"role": "user", "content": "x"}], "temperature": 5}),
+            "temperature",
+        ),
+        (
+            json!({"model": "smollm2", "messages": [{"role": "user", "content": "x"}], "n": 0}),
+            "n",
+        ),
+        (
+            json!({"model": "smollm2", "messages": [{"role": "user", "content": "x"}], "top_logprobs": 3}),
+            "top_logprobs",
+        ),
+        (
+            json!({"model": "smollm2", "messages": [{"role": "tool", "content": "x"}]}),
+            "messages[0].role",
+        ),
+        (json!({"model": "smollm2", "messages": []}), "messages"),
+        (
+            json!({"model": "smollm2", "messages": [{"role": "user", "content": "x"}],
+                   "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "string", "pattern": "a+"}}}}),
+            "response_format.json_schema.schema",
+        ),
+    ] {
+        let (s, v) = post_json(app(), "/v1/chat/completions", body.clone()).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {v}");
+        assert_eq!(v["error"]["param"], param, "{body}: {v}");
+    }
+    // The unsupported schema keyword is named.
+    let (_, v) = post_json(
+        app(),
+        "/v1/chat/completions",
+        json!({"model": "smollm2", "messages": [{"role": "user", "content": "x"}],
+               "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "string", "pattern": "a+"}}}}),
+    )
+    .await;
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("pattern"),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_models_routes_and_long_prompts_and_big_bodies() {
+    let (s, v) = post_json(
+        app(),
+        "/v1/chat/completions",
+        json!({"model": "nope", "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(v["error"]["code"], "model_not_found");
+    assert!(v["error"]["message"].as_str().unwrap().contains("smollm2"));
+    let (s, _, _) = call(app(), "GET", "/v1/nothing", None, Some(KEY)).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // The test scheduler's context is 512 tokens.
+    let long = "hello ".repeat(600);
+    let (s, v) = post_json(app(), "/v1/chat/completions", chat(&long, 4)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"]["param"], "messages");
+    assert_eq!(v["error"]["code"], "context_length_exceeded");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("512"),
+        "{v}"
+    );
+    // The body limit is 64 KiB.
+    let huge =
+        json!({"model": "smollm2", "messages": [{"role": "user", "content": "x".repeat(70_000)}]})
+            .to_string();
+    let (s, _, body) = call(
+        app(),
+        "POST",
+        "/v1/chat/completions",
+        Some(&huge),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("65536"),
+        "{v}"
+    );
+    // Provider models without a key are a clear 400, not a crash.
+    let (s, v) = post_json(
+        app(),
+        "/v1/chat/completions",
+        json!({"model": "compat:nowhere", "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+}
+
+#[tokio::test]
+async fn chat_completion_shape_usage_and_logprobs() {
+    let mut body = chat("What is the capital of France?", 8);
+    body["logprobs"] = json!(true);
+    body["top_logprobs"] = json!(2);
+    let (s, v) = post_json(app(), "/v1/chat/completions", body).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["object"], "chat.completion");
+    assert!(v["id"].as_str().unwrap().starts_with("chatcmpl-"));
+    let choice = &v["choices"][0];
+    assert_eq!(choice["message"]["role"], "assistant");
+    assert!(!choice["message"]["content"].as_str().unwrap().is_empty());
+    assert!(["stop", "length"].contains(&choice["finish_reason"].as_str().unwrap()));
+    let usage = &v["usage"];
+    let completion = usage["completion_tokens"].as_u64().unwrap();
+    assert!(completion > 0 && completion <= 8);
+    assert_eq!(
+        usage["total_tokens"].as_u64().unwrap(),
+        usage["prompt_tokens"].as_u64().unwrap() + completion
+    );
+    let lps = choice["logprobs"]["content"].as_array().unwrap();
+    assert_eq!(lps.len() as u64, completion);
+    for lp in lps {
+        assert!(lp["logprob"].as_f64().unwrap() <= 0.0);
+        assert_eq!(lp["top_logprobs"].as_array().unwrap().len(), 2);
+        // Greedy: the chosen token is the most likely one.
+        assert_eq!(lp["top_logprobs"][0]["token"], lp["token"]);
+    }
+}
+
+#[tokio::test]
+async fn completions_and_n_choices() {
+    let (s, v) = post_json(
+        app(),
+        "/v1/completions",
+        json!({"model": "smollm2", "prompt": "The sky is", "max_tokens": 5, "temperature": 0.9, "seed": 3, "n": 2, "logprobs": 1}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["object"], "text_completion");
+    let choices = v["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 2);
+    assert_eq!(choices[1]["index"], 1);
+    let lp = &choices[0]["logprobs"];
+    assert_eq!(
+        lp["tokens"].as_array().unwrap().len(),
+        lp["token_logprobs"].as_array().unwrap().len()
+    );
+    // Seeded sampling repeats.
+    let (_, again) = post_json(
+        app(),
+        "/v1/completions",
+        json!({"model": "smollm2", "prompt": "The sky is", "max_tokens": 5, "temperature": 0.9, "seed": 3, "n": 2}),
+    )
+    .await;
+    assert_eq!(again["choices"][0]["text"], choices[0]["text"]);
+    assert_eq!(again["choices"][1]["text"], choices[1]["text"]);
+}
+
+#[tokio::test]
+async fn json_schema_output_validates() {
+    let schema = json!({
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "population": {"type": "integer"}, "capital": {"type": "boolean"}},
+        "required": ["city", "population", "capital"],
+        "additionalProperties": false
+    });
+    let mut body = chat("Give me a city as JSON.", 64);
+    body["response_format"] = json!({"type": "json_schema", "json_schema": {"name": "city", "schema": schema, "strict": true}});
+    let (s, v) = post_json(app(), "/v1/chat/completions", body).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let text = v["choices"][0]["message"]["content"].as_str().unwrap();
+    let parsed: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert!(
+        jsonschema::validator_for(&schema)
+            .unwrap()
+            .is_valid(&parsed),
+        "{text}"
+    );
+    // The keys come in the schema's order.
+    assert!(
+        text.find("\"city\"").unwrap() < text.find("\"population\"").unwrap(),
+        "{text}"
+    );
+
+    let mut body = chat("Describe a dog in JSON.", 32);
+    body["response_format"] = json!({"type": "json_object"});
+    let (s, v) = post_json(app(), "/v1/chat/completions", body).await;
+    assert_eq!(s, StatusCode::OK);
+    let text = v["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(text.starts_with('{'), "{text}");
+    if v["choices"][0]["finish_reason"] == "stop" {
+        assert!(serde_json::from_str::<Value>(text).unwrap().is_object());
+    }
+}
+
+#[tokio::test]
+async fn ollama_endpoints() {
+    let (s, _, body) = call(app(), "GET", "/api/version", None, Some(KEY)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(serde_json::from_slice::<Value>(&body).unwrap()["version"].is_string());
+    let (s, _, body) = call(app(), "GET", "/api/tags", None, Some(KEY)).await;
+    assert_eq!(s, StatusCode::OK);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["models"][0]["name"], "smollm2");
+    assert_eq!(v["models"][0]["details"]["format"], "gguf");
+    let (s, v) = post_json(app(), "/api/show", json!({"model": "smollm2"})).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["model_info"]["general.architecture"], "llama");
+    assert!(v["template"].as_str().unwrap().contains("im_start"));
+    // Errors in Ollama's shape.
+    let (s, v) = post_json(app(), "/api/chat", json!({"model": "nope", "messages": []})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(v["error"].as_str().unwrap().contains("nope"));
+    // Streaming chat: NDJSON, the last line done with statistics.
+    let (s, _, body) = call(
+        app(),
+        "POST",
+        "/api/chat",
+        Some(&json!({"model": "smollm2", "messages": [{"role": "user", "content": "Hi!"}], "options": {"temperature": 0, "num_predict": 6}}).to_string()),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let lines: Vec<Value> = String::from_utf8(body)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let last = lines.last().unwrap();
+    assert_eq!(last["done"], true);
+    assert!(last["eval_count"].as_u64().unwrap() <= 6);
+    assert!(
+        lines[..lines.len() - 1]
+            .iter()
+            .all(|l| l["done"] == false && l["message"]["role"] == "assistant")
+    );
+    // Non-streamed generate with a schema.
+    let (s, v) = post_json(
+        app(),
+        "/api/generate",
+        json!({"model": "smollm2", "prompt": "Is the sky blue? Answer in JSON.", "stream": false,
+               "format": {"type": "object", "properties": {"answer": {"type": "boolean"}}, "required": ["answer"]},
+               "options": {"temperature": 0, "num_predict": 20}}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["done"], true);
+    let parsed: Value = serde_json::from_str(v["response"].as_str().unwrap()).unwrap();
+    assert!(parsed["answer"].is_boolean());
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text() {
+    let _ = post_json(app(), "/v1/chat/completions", chat("Hello", 3)).await;
+    let (s, h, body) = call(app(), "GET", "/metrics", None, Some(KEY)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        h["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = String::from_utf8(body).unwrap();
+    for name in [
+        "lucid_requests_total{route=\"/v1/chat/completions\",status=\"200\"}",
+        "lucid_completion_tokens_total{model=\"smollm2\"}",
+        "lucid_time_to_first_token_seconds_bucket{model=\"smollm2\",le=\"+Inf\"}",
+        "lucid_token_latency_seconds_count{model=\"smollm2\"}",
+        "lucid_queue_depth{model=\"smollm2\"}",
+        "lucid_active_sequences{model=\"smollm2\"}",
+        "lucid_kv_cache_bytes{model=\"smollm2\"}",
+    ] {
+        assert!(text.contains(name), "missing {name} in\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn the_license_policy_refuses_routing_to_a_forbidden_use() {
+    let policy = lucid_catalog::Policy {
+        intended_uses: vec!["redistribute-weights".parse().unwrap()],
+        refuse_unknown: false,
+    };
+    let state = state_with(
+        scheduler_config(),
+        lucid_server::ServerConfig {
+            policy,
+            ..server_config()
+        },
+    );
+    // SmolLM2 (Apache-2.0) may be served.
+    let lm = &state.models()[0];
+    state
+        .license_policy()
+        .check_local("smollm2", &lm.model)
+        .unwrap();
+    let app = lucid_server::ServerBuilder::new(state).build();
+    let (s, v) = post_json(
+        app,
+        "/v1/chat/completions",
+        json!({"model": "anthropic:claude-3-5-haiku-latest", "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(v["error"]["code"], "license_forbids_use");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("redistribute"),
+        "{v}"
+    );
+}

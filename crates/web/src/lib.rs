@@ -1,0 +1,438 @@
+//! The glass box over HTTP: `POST /v1/explain` and the web page, as an
+//! [`axum::Router`] that `lucid serve` mounts beside its OpenAI and Ollama
+//! routes (or that the `lucid-glass-web` harness serves alone).
+//!
+//! The analyses are `lucid-glass`'s and know nothing of HTTP; this crate
+//! only reads requests, bounds them ([`WebConfig::limits`]), runs them off
+//! the async threads, and writes the trace (its JSON is glass's, see
+//! [`wire`]). The page is three static files compiled into the binary
+//! (`assets/`): plain HTML, CSS and JavaScript with no framework, no build
+//! step and nothing fetched from elsewhere, so it works offline.
+//!
+//! Models come from a [`ModelProvider`], so the server can hand over the
+//! models it already loaded. Every explain gets its own forward context
+//! and cache (the weights are shared, read-only), and a semaphore bounds how
+//! many run at once, so threads stay bounded at
+//! `max_concurrent × threads`.
+
+pub mod error;
+pub mod wire;
+
+use std::convert::Infallible;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use lucid_engine::{LoadedModel, SamplingParams};
+use lucid_glass::{Event, ExplainOptions, Limits, ModelSummary, Token, Trace};
+use tokio::sync::{Semaphore, mpsc};
+use tracing::Instrument;
+
+pub use error::WebError;
+use wire::{ExplainRequest, ExplainResponse, ModelEntry, ModelList, StreamEvent};
+
+/// Where the glass box finds models by name.
+pub trait ModelProvider: Send + Sync + 'static {
+    /// The names of the models that can be explained.
+    fn names(&self) -> Vec<String>;
+    /// The model called `name` (or one of its aliases).
+    fn model(&self, name: &str) -> Option<Arc<LoadedModel>>;
+}
+
+/// A fixed list of named models (the harness, tests).
+#[derive(Clone, Debug, Default)]
+pub struct StaticModels {
+    models: Vec<(String, Arc<LoadedModel>)>,
+}
+
+impl StaticModels {
+    pub fn new(models: Vec<(String, Arc<LoadedModel>)>) -> StaticModels {
+        StaticModels { models }
+    }
+}
+
+impl ModelProvider for StaticModels {
+    fn names(&self) -> Vec<String> {
+        self.models.iter().map(|(n, _)| n.clone()).collect()
+    }
+
+    fn model(&self, name: &str) -> Option<Arc<LoadedModel>> {
+        self.models
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, m)| m.clone())
+    }
+}
+
+/// How the routes run explains.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebConfig {
+    /// Bounds on every request.
+    pub limits: Limits,
+    /// Threads of one explain's forward pass.
+    pub threads: usize,
+    /// Explains running at once; more wait their turn.
+    pub max_concurrent: usize,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            limits: Limits::server(),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
+            max_concurrent: 1,
+        }
+    }
+}
+
+/// Largest request body: a prompt at the token limit is far smaller.
+const MAX_BODY: usize = 1 << 20;
+
+#[derive(Clone)]
+struct Web {
+    models: Arc<dyn ModelProvider>,
+    config: Arc<WebConfig>,
+    permits: Arc<Semaphore>,
+}
+
+/// The glass-box routes, ready to merge into an app:
+///
+/// - `GET /` — the page; `GET /glass/app.js`, `GET /glass/app.css` — its assets;
+/// - `POST /v1/explain` — a trace as JSON, or streamed as NDJSON ([`wire`]);
+/// - `GET /v1/explain/models` — the models `models` offers, with their shapes.
+///
+/// The router has no fallback and no state left to provide, so
+/// `app.merge(lucid_web::router(models, config))` mounts it as it is.
+pub fn router(models: Arc<dyn ModelProvider>, config: WebConfig) -> Router {
+    let web = Web {
+        models,
+        permits: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
+        config: Arc::new(config),
+    };
+    Router::new()
+        .route("/", get(index))
+        .route("/glass/app.js", get(app_js))
+        .route("/glass/app.css", get(app_css))
+        .route("/v1/explain/models", get(list_models))
+        .route(
+            "/v1/explain",
+            post(explain).layer(DefaultBodyLimit::max(MAX_BODY)),
+        )
+        .with_state(web)
+}
+
+const INDEX_HTML: &str = include_str!("../assets/index.html");
+const APP_JS: &str = include_str!("../assets/app.js");
+const APP_CSS: &str = include_str!("../assets/app.css");
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            // The assets change with the binary; always ask.
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn index() -> Response {
+    asset("text/html; charset=utf-8", INDEX_HTML)
+}
+
+async fn app_js() -> Response {
+    asset("text/javascript; charset=utf-8", APP_JS)
+}
+
+async fn app_css() -> Response {
+    asset("text/css; charset=utf-8", APP_CSS)
+}
+
+async fn list_models(State(web): State<Web>) -> Response {
+    let data = web
+        .models
+        .names()
+        .into_iter()
+        .filter_map(|id| {
+            let m = web.models.model(&id)?;
+            Some(ModelEntry {
+                id,
+                object: "model".into(),
+                owned_by: "lucid".into(),
+                explain: ModelSummary::of(m.model.info()),
+            })
+        })
+        .collect();
+    axum::Json(ModelList {
+        object: "list".into(),
+        data,
+    })
+    .into_response()
+}
+
+/// A request read and checked: everything the blocking part needs.
+struct Prepared {
+    name: String,
+    model: Arc<LoadedModel>,
+    tokens: Vec<u32>,
+    options: ExplainOptions,
+    precision: Option<i32>,
+    stream: bool,
+}
+
+fn prepare(web: &Web, body: &[u8]) -> Result<Prepared, WebError> {
+    let req: ExplainRequest = serde_json::from_slice(body)
+        .map_err(|e| WebError::invalid(None, format!("the request is not valid: {e}")))?;
+    let model = web
+        .models
+        .model(&req.model)
+        .ok_or_else(|| WebError::model_not_found(&req.model, &web.models.names()))?;
+    let info = model.model.info();
+    let tokens = match (&req.prompt, &req.tokens) {
+        (Some(p), None) => lucid_glass::prompt_tokens(&model, p, req.chat)?,
+        (None, Some(t)) => t.clone(),
+        _ => {
+            return Err(WebError::invalid(
+                Some("prompt"),
+                "give either a prompt or tokens",
+            ));
+        }
+    };
+    let (layers, heads) = match &req.attention {
+        None => (Vec::new(), None),
+        Some(a) => {
+            let layers = a.layers.resolve(info.n_layers).ok_or_else(|| {
+                WebError::invalid(
+                    Some("attention.layers"),
+                    "layers is a list of layer numbers or \"all\"",
+                )
+            })?;
+            let heads = a.heads.resolve(info.n_heads).ok_or_else(|| {
+                WebError::invalid(
+                    Some("attention.heads"),
+                    "heads is a list of head numbers or \"all\"",
+                )
+            })?;
+            (layers, Some(heads))
+        }
+    };
+    if req.precision.is_some_and(|p| p > 9) {
+        return Err(WebError::invalid(
+            Some("precision"),
+            "precision is at most 9 decimals (or null for all)",
+        ));
+    }
+    if !(req.temperature.is_finite() && req.temperature >= 0.0) {
+        return Err(WebError::invalid(
+            Some("temperature"),
+            "temperature must be a number of at least 0",
+        ));
+    }
+    let options = ExplainOptions {
+        max_tokens: req.max_tokens,
+        top_k: req.top_k,
+        sampling: SamplingParams {
+            temperature: req.temperature,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            seed: req.seed,
+            ..SamplingParams::default()
+        },
+        attention_layers: layers,
+        attention_heads: heads,
+        attended: req.attended,
+        lens: req.lens,
+        lens_top_k: req.lens_top_k,
+        ..ExplainOptions::default()
+    };
+    // Refuse what is too big before waiting for a turn.
+    options.check(info, tokens.len(), &web.config.limits)?;
+    Ok(Prepared {
+        name: req.model,
+        model,
+        tokens,
+        options,
+        precision: req.precision.map(|p| p as i32),
+        stream: req.stream,
+    })
+}
+
+async fn explain(State(web): State<Web>, body: Bytes) -> Response {
+    let p = match prepare(&web, &body) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let span = tracing::info_span!("explain", model = %p.name, tokens = p.tokens.len(), steps = p.options.max_tokens);
+    if p.stream {
+        stream_explain(web, p).instrument(span).await
+    } else {
+        whole_explain(web, p).instrument(span).await
+    }
+}
+
+async fn whole_explain(web: Web, p: Prepared) -> Response {
+    let Ok(permit) = web.permits.clone().acquire_owned().await else {
+        return WebError::internal("the explain queue is closed").into_response();
+    };
+    let (limits, threads) = (web.config.limits.clone(), web.config.threads);
+    let Prepared {
+        name,
+        model,
+        tokens,
+        options,
+        precision,
+        ..
+    } = p;
+    let span = tracing::Span::current();
+    let result = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let _enter = span.enter();
+        lucid_glass::explain(&model, &tokens, &options, &limits, threads)
+    })
+    .await;
+    match result {
+        Ok(Ok(mut trace)) => {
+            if let Some(d) = precision {
+                trace.round(d);
+            }
+            tracing::info!(ms = trace.timings.total_ms, "explained");
+            json_response(&ExplainResponse {
+                model_name: &name,
+                trace: &trace,
+            })
+        }
+        Ok(Err(e)) => WebError::from(e).into_response(),
+        Err(e) => WebError::internal(format!("the explain failed: {e}")).into_response(),
+    }
+}
+
+fn json_response(value: &impl serde::Serialize) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(bytes) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            bytes,
+        )
+            .into_response(),
+        Err(e) => WebError::internal(format!("cannot write the trace: {e}")).into_response(),
+    }
+}
+
+/// One NDJSON line.
+fn line(event: &StreamEvent<'_>) -> Bytes {
+    let mut v = serde_json::to_vec(event).unwrap_or_else(|e| {
+        // A trace always serializes; should it not, say so in the stream.
+        format!(
+            "{{\"type\":\"error\",\"error\":{{\"message\":\"cannot write an event: {e}\",\"type\":\"server_error\",\"param\":null,\"code\":null}}}}"
+        )
+        .into_bytes()
+    });
+    v.push(b'\n');
+    Bytes::from(v)
+}
+
+async fn stream_explain(web: Web, p: Prepared) -> Response {
+    let (tx, rx) = mpsc::channel::<Bytes>(8);
+    let Prepared {
+        name,
+        model,
+        tokens,
+        options,
+        precision,
+        ..
+    } = p;
+    let start = line(&StreamEvent::Start {
+        model_name: &name,
+        model: ModelSummary::of(model.model.info()),
+        tokens: tokens
+            .iter()
+            .map(|&id| Token {
+                id,
+                text: lucid_glass::token_text(&model, id),
+            })
+            .collect(),
+    });
+    // The channel is empty: the first line always fits.
+    let _ = tx.try_send(start);
+    let (limits, threads) = (web.config.limits.clone(), web.config.threads);
+    let span = tracing::Span::current();
+    tokio::spawn(
+        async move {
+            let Ok(permit) = web.permits.clone().acquire_owned().await else {
+                return;
+            };
+            let span = tracing::Span::current();
+            let _ = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                let _enter = span.enter();
+                let result = lucid_glass::explain_with(
+                    &model,
+                    &tokens,
+                    &options,
+                    &limits,
+                    threads,
+                    |event| {
+                        let bytes = match (event, precision) {
+                            (Event::Step { index, step }, Some(d)) => {
+                                let mut step = step.clone();
+                                step.round(d);
+                                line(&StreamEvent::Step { index, step: &step })
+                            }
+                            (Event::Step { index, step }, None) => {
+                                line(&StreamEvent::Step { index, step })
+                            }
+                            (Event::Lens { columns }, Some(d)) => {
+                                let mut columns = columns.to_vec();
+                                columns.iter_mut().for_each(|c| c.round(d));
+                                line(&StreamEvent::Lens { columns: &columns })
+                            }
+                            (Event::Lens { columns }, None) => line(&StreamEvent::Lens { columns }),
+                        };
+                        // The client went away: stop computing.
+                        if tx.blocking_send(bytes).is_err() {
+                            ControlFlow::Break(())
+                        } else {
+                            ControlFlow::Continue(())
+                        }
+                    },
+                );
+                let last = match result {
+                    Ok(mut trace) => {
+                        if let Some(d) = precision {
+                            trace.round(d);
+                        }
+                        done(&trace)
+                    }
+                    Err(e) => line(&StreamEvent::Error {
+                        error: WebError::from(e).body(),
+                    }),
+                };
+                let _ = tx.blocking_send(last);
+            })
+            .await;
+        }
+        .instrument(span),
+    );
+    let body = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(body))
+        .unwrap_or_else(|e| WebError::internal(e.to_string()).into_response())
+}
+
+fn done(trace: &Trace) -> Bytes {
+    line(&StreamEvent::Done { trace })
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs the client test suite: the official `openai` and `ollama` Python SDKs
+# against a `lucid serve` that the tests start on loopback ports.
+#
+# Creates a virtual environment under .cache/ (gitignored), installs the
+# pinned requirements, builds the lucid binary (release, only lucid-cli and
+# what it needs) and runs pytest. Needs the test model: run
+# scripts/fetch-test-models.sh first. Extra arguments go to pytest.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+venv="$root/.cache/clients-venv"
+model="$root/.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+if [ ! -f "$model" ]; then
+  echo "missing $model: run scripts/fetch-test-models.sh" >&2
+  exit 1
+fi
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+"$venv/bin/pip" install -q --disable-pip-version-check -r "$root/tests/clients/requirements.txt"
+target="${CARGO_TARGET_DIR:-$root/target}"
+(cd "$root" && cargo build --release -q -p lucid-cli)
+export LUCID_BIN="$target/release/lucid"
+cd "$root/tests/clients"
+exec "$venv/bin/python" -m pytest -q "$@"

@@ -1,0 +1,270 @@
+"""lucid serve against the real client SDKs: OpenAI's and Ollama's Python
+clients, plain and streamed, logprobs, JSON schema; concurrency, disconnects,
+bad requests, full queues and graceful shutdown over loopback.
+
+Generations are greedy and short (SmolLM2-135M on two shared cores).
+"""
+
+import concurrent.futures
+import json
+import signal
+import threading
+import time
+
+import httpx
+import jsonschema
+import ollama
+import openai
+import pytest
+
+from conftest import API_KEY
+
+MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def oa(server, **kw) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.base}/v1", api_key=API_KEY, max_retries=0, **kw)
+
+
+def ol(server) -> ollama.Client:
+    return ollama.Client(host=server.base, headers={"Authorization": f"Bearer {API_KEY}"})
+
+
+def stream_text(client: openai.OpenAI, messages, max_tokens=8) -> str:
+    stream = client.chat.completions.create(
+        model="smollm2", messages=messages, max_tokens=max_tokens, temperature=0, stream=True
+    )
+    return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+
+# --- OpenAI SDK -----------------------------------------------------------
+
+def test_openai_models_and_plain_chat(server):
+    client = oa(server)
+    assert [m.id for m in client.models.list()] == ["smollm2"]
+    r = client.chat.completions.create(model="smollm2", messages=MESSAGES, max_tokens=12, temperature=0)
+    assert r.object == "chat.completion"
+    assert r.choices[0].message.role == "assistant"
+    assert r.choices[0].message.content
+    assert r.choices[0].finish_reason in ("stop", "length")
+    assert 0 < r.usage.completion_tokens <= 12
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+
+
+def test_openai_streaming_matches_plain_and_reports_usage(server):
+    client = oa(server)
+    plain = client.chat.completions.create(model="smollm2", messages=MESSAGES, max_tokens=12, temperature=0)
+    chunks = list(
+        client.chat.completions.create(
+            model="smollm2", messages=MESSAGES, max_tokens=12, temperature=0, stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == plain.choices[0].message.content
+    assert chunks[0].choices[0].delta.role == "assistant"
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finishes == [plain.choices[0].finish_reason]
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage.completion_tokens == plain.usage.completion_tokens
+
+
+def test_openai_logprobs(server):
+    r = oa(server).chat.completions.create(
+        model="smollm2", messages=MESSAGES, max_tokens=5, temperature=0, logprobs=True, top_logprobs=3
+    )
+    content = r.choices[0].logprobs.content
+    assert len(content) == r.usage.completion_tokens
+    for t in content:
+        assert t.logprob <= 0
+        assert len(t.top_logprobs) == 3
+        assert t.top_logprobs[0].token == t.token
+        assert t.top_logprobs[0].logprob >= t.top_logprobs[1].logprob >= t.top_logprobs[2].logprob
+
+
+def test_openai_json_schema(server):
+    schema = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "age": {"type": "integer"},
+            "hobbies": {"type": "array", "items": {"type": "string"}, "maxItems": 2},
+            "pet": {"enum": ["cat", "dog", "none"]},
+        },
+        "required": ["name", "age", "hobbies", "pet"],
+        "additionalProperties": False,
+    }
+    r = oa(server).chat.completions.create(
+        model="smollm2",
+        messages=[{"role": "user", "content": "Describe a person as JSON."}],
+        max_tokens=80,
+        temperature=0,
+        response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": schema, "strict": True}},
+    )
+    text = r.choices[0].message.content
+    value = json.loads(text)
+    jsonschema.validate(value, schema)
+    assert list(value) == ["name", "age", "hobbies", "pet"]
+
+
+def test_openai_completions(server):
+    r = oa(server).completions.create(model="smollm2", prompt="The sky is", max_tokens=6, temperature=0, logprobs=2)
+    assert r.object == "text_completion"
+    assert r.choices[0].text
+    assert len(r.choices[0].logprobs.tokens) == r.usage.completion_tokens
+
+
+def test_openai_errors(server):
+    client = oa(server)
+    with pytest.raises(openai.NotFoundError) as e:
+        client.chat.completions.create(model="no-such-model", messages=MESSAGES, max_tokens=2)
+    assert e.value.body["code"] == "model_not_found"
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model="smollm2", messages=MESSAGES, max_tokens=2, temperature=7)
+    assert e.value.body["param"] == "temperature"
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(
+            model="smollm2", messages=[{"role": "user", "content": "hi " * 2000}], max_tokens=2
+        )
+    assert "1024" in e.value.body["message"]
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=f"{server.base}/v1", api_key="wrong", max_retries=0).models.list()
+
+
+# --- Ollama client --------------------------------------------------------
+
+def test_ollama_chat_generate_list_show(server):
+    client = ol(server)
+    names = [m.model for m in client.list().models]
+    assert names == ["smollm2"]
+    r = client.chat(model="smollm2", messages=MESSAGES, options={"temperature": 0, "num_predict": 8})
+    assert r.message.role == "assistant" and r.message.content
+    assert r.done and 0 < r.eval_count <= 8
+    parts = list(client.chat(model="smollm2", messages=MESSAGES, stream=True, options={"temperature": 0, "num_predict": 8}))
+    assert "".join(p.message.content for p in parts) == r.message.content
+    assert parts[-1].done and not any(p.done for p in parts[:-1])
+    g = client.generate(model="smollm2", prompt="Say hello.", options={"temperature": 0, "num_predict": 6})
+    assert g.response and g.done
+    show = client.show("smollm2")
+    assert show.details.format == "gguf"
+    assert "im_start" in show.template
+
+
+def test_ollama_format_schema(server):
+    schema = {"type": "object", "properties": {"answer": {"type": "boolean"}, "reason": {"enum": ["color", "light"]}},
+              "required": ["answer", "reason"]}
+    r = ol(server).chat(
+        model="smollm2", messages=[{"role": "user", "content": "Is the sky blue? Reply in JSON."}],
+        format=schema, options={"temperature": 0, "num_predict": 30},
+    )
+    jsonschema.validate(json.loads(r.message.content), schema)
+
+
+def test_ollama_errors(server):
+    with pytest.raises(ollama.ResponseError) as e:
+        ol(server).chat(model="missing", messages=MESSAGES)
+    assert e.value.status_code == 404
+
+
+# --- Load and abuse -------------------------------------------------------
+
+def test_concurrent_streams_each_get_their_own_answer(server):
+    client = oa(server)
+    prompts = ["Name a color.", "Name an animal.", "What is 2+2?", "Say hi."]
+    alone = {p: stream_text(client, [{"role": "user", "content": p}]) for p in prompts}
+    jobs = [prompts[i % len(prompts)] for i in range(32)]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=32) as pool:
+        results = list(pool.map(lambda p: (p, stream_text(oa(server), [{"role": "user", "content": p}])), jobs))
+    for p, text in results:
+        assert text == alone[p], p
+
+
+def test_a_disconnecting_client_frees_its_sequence(server):
+    before = server.metrics().count('reason="cancelled"')
+    body = {"model": "smollm2", "messages": [{"role": "user", "content": "Tell me a long story."}],
+            "max_tokens": 400, "temperature": 0, "stream": True}
+    with httpx.stream("POST", f"{server.base}/v1/chat/completions", json=body,
+                      headers={"Authorization": f"Bearer {API_KEY}"}, timeout=30) as r:
+        lines = r.iter_lines()
+        seen = 0
+        while seen < 3:
+            if next(lines).startswith("data: "):
+                seen += 1
+        assert server.gauge("lucid_active_sequences") >= 1
+    deadline = time.time() + 10
+    while server.gauge("lucid_active_sequences") != 0:
+        assert time.time() < deadline, server.metrics()
+        time.sleep(0.05)
+    metrics = server.metrics()
+    assert 'lucid_generations_total{model="smollm2",reason="cancelled"}' in metrics
+    assert metrics.count('reason="cancelled"') >= max(before, 1)
+
+
+def test_bad_requests_do_not_disturb_others(server):
+    client = oa(server)
+    expected = stream_text(client, MESSAGES, max_tokens=10)
+    result = {}
+    t = threading.Thread(target=lambda: result.setdefault("text", stream_text(oa(server), MESSAGES, max_tokens=10)))
+    t.start()
+    h = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+    url = f"{server.base}/v1/chat/completions"
+    for body in ['{"model": ', '[]', '{"model": "smollm2", "messages": [{"role": "user", "content": 1}]}',
+                 '{"model": "smollm2", "messages": [], "n": "x"}', "\x00\xff"]:
+        r = httpx.post(url, content=body, headers=h, timeout=10)
+        assert r.status_code == 400, (body, r.text)
+        assert r.json()["error"]["type"] == "invalid_request_error"
+    r = httpx.post(url, content=b"{" + b" " * (5 << 20) + b"}", headers=h, timeout=30)
+    assert r.status_code == 413
+    t.join(timeout=60)
+    assert result["text"] == expected
+
+
+def test_full_queues_get_429_with_retry_after(make_server):
+    s = make_server("--max-sequences", "1", "--max-queue", "2")
+    h = {"Authorization": f"Bearer {API_KEY}"}
+    body = {"model": "smollm2", "messages": MESSAGES, "max_tokens": 16, "temperature": 0}
+
+    def post(_):
+        return httpx.post(f"{s.base}/v1/chat/completions", json=body, headers=h, timeout=120)
+
+    # A burst far beyond one running and two queued: the rest are refused
+    # at once, the server stays up and serves again afterwards.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=24) as pool:
+        codes = [r.status_code for r in pool.map(post, range(24))]
+    assert set(codes) <= {200, 429}, codes
+    assert codes.count(200) >= 1 and codes.count(429) >= 10, codes
+    # The SDK sees 429 as RateLimitError, with the Retry-After header.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        futures = [pool.submit(oa(s).chat.completions.create, **body) for _ in range(8)]
+        errors = [f.exception() for f in futures]
+    limited = [e for e in errors if isinstance(e, openai.RateLimitError)]
+    assert limited, errors
+    assert int(limited[0].response.headers["retry-after"]) >= 1
+    assert all(e is None or isinstance(e, openai.RateLimitError) for e in errors), errors
+    assert httpx.get(f"{s.base}/health").status_code == 200
+
+
+def test_graceful_shutdown_finishes_running_streams(make_server):
+    s = make_server("--shutdown-timeout", "20")
+    got = {}
+
+    def run():
+        chunks = list(
+            oa(s).chat.completions.create(
+                model="smollm2", messages=[{"role": "user", "content": "Count from one to twenty."}],
+                max_tokens=24, temperature=0, stream=True, stream_options={"include_usage": True},
+            )
+        )
+        got["chunks"] = chunks
+
+    t = threading.Thread(target=run)
+    t.start()
+    deadline = time.time() + 30
+    while s.gauge("lucid_active_sequences") < 1:
+        assert time.time() < deadline
+        time.sleep(0.02)
+    s.proc.send_signal(signal.SIGTERM)
+    t.join(timeout=60)
+    chunks = got["chunks"]
+    assert chunks[-1].usage.completion_tokens > 0
+    assert s.proc.wait(timeout=30) == 0
