@@ -71,6 +71,14 @@ impl KvRows {
         }
     }
 
+    /// The rows as the attention kernel reads them.
+    pub fn view(&self) -> lucid_tensor::attention::KvView<'_> {
+        match self {
+            KvRows::F16(v) => lucid_tensor::attention::KvView::F16(v),
+            KvRows::F32(v) => lucid_tensor::attention::KvView::F32(v),
+        }
+    }
+
     /// `q · row[start..start + q.len()]`.
     #[inline]
     pub fn dot(&self, start: usize, q: &[f32]) -> f32 {

@@ -5,6 +5,7 @@
 //! and the thread pool they run on. It knows nothing of model files, model
 //! families or tokens: a model is built on top of it, not inside it.
 
+pub mod attention;
 pub mod blocks;
 pub mod dtype;
 pub mod kernels;

@@ -143,7 +143,7 @@ pub fn matmuls(pool: &ThreadPool, isa: Isa, jobs: &mut [MatmulJob<'_>]) {
             "matmul: output too small"
         );
         // Aim for several chunks per thread so dynamic claiming can balance.
-        let tiles = kernels::has_tiles(isa, job.w.dtype);
+        let tiles = kernels::has_tiles(isa, job.w.dtype, n_tokens);
         let chunk = (job.w.rows / (n_threads * 8))
             .clamp(1, 64)
             .max(if n_tokens > 1 || tiles { 4 } else { 1 });

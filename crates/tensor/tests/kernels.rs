@@ -201,7 +201,7 @@ fn avx512_tiles_match_the_scalar_reference() {
         DType::Q4K,
         DType::Q6K,
     ] {
-        assert!(kernels::has_tiles(Isa::Avx512, wtype));
+        assert!(kernels::has_tiles(Isa::Avx512, wtype, 4));
         // An odd number of blocks exercises the single-block tail.
         let sizes = if wtype.block_len() == 256 {
             [256, 1024]

@@ -8,6 +8,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use lucid_tensor::ThreadPool;
+use lucid_tensor::attention::{GroupQuery, attend_group};
 use lucid_tensor::ops;
 use lucid_tensor::pool::SharedMut;
 
@@ -80,21 +81,14 @@ impl Attention {
                 .extend(&v[span.offset * kvw..(span.offset + span.len) * kvw]);
         }
         let n_threads = pool.n_threads();
-        let max_keys = spans
-            .iter()
-            .map(|sp| sp.start_pos + sp.len)
-            .max()
-            .unwrap_or(0);
         scratch.scores.resize_with(n_threads, Vec::new);
-        for buf in &mut scratch.scores {
-            buf.resize(max_keys, 0.0);
-        }
         let caches: &[SeqInput<'_>] = seqs;
         let group = (s.n_heads / s.n_kv_heads.max(1)).max(1);
+        let gw = group * s.head_dim;
 
-        // Work items: (sequence, head, token), in that order.
-        let items_per_seq: Vec<usize> = spans.iter().map(|sp| sp.len * s.n_heads).collect();
-        let total: usize = items_per_seq.iter().sum();
+        // Work items: (sequence, key/value head, token), in that order; each
+        // item is the group of query heads that share the key/value head.
+        let total: usize = spans.iter().map(|sp| sp.len * s.n_kv_heads).sum();
         let out_ptr = SharedMut::new(out);
         let scores_ptr = SharedMut::new(&mut scratch.scores);
         let next = AtomicUsize::new(0);
@@ -107,38 +101,30 @@ impl Attention {
                     return;
                 }
                 let mut seq = 0;
-                while item >= items_per_seq[seq] {
-                    item -= items_per_seq[seq];
+                while item >= spans[seq].len * s.n_kv_heads {
+                    item -= spans[seq].len * s.n_kv_heads;
                     seq += 1;
                 }
                 let span = spans[seq];
-                let (head, t) = (item / span.len, item % span.len);
-                let kv_head = head / group;
+                let (kv_head, t) = (item / span.len, item % span.len);
                 let pos = span.start_pos + t;
                 let row = span.offset + t;
                 let first_key = self.window.map_or(0, |w| (pos + 1).saturating_sub(w));
-                let qv = &q[row * qw + head * s.head_dim..][..s.head_dim];
                 let cache = &caches[seq].cache.layers[layer];
-                let sc = &mut scores[first_key..=pos];
-                for (j, score) in sc.iter_mut().enumerate() {
-                    let mut x = cache
-                        .k
-                        .dot((first_key + j) * kvw + kv_head * s.head_dim, qv)
-                        * self.scale;
-                    if let Some(cap) = self.softcap {
-                        x = cap * (x / cap).tanh();
-                    }
-                    *score = x;
-                }
-                ops::softmax(sc);
-                // SAFETY: each (row, head) output slice is written by one item.
-                let o = unsafe { out_ptr.slice(row * qw + head * s.head_dim, s.head_dim) };
-                o.fill(0.0);
-                for (j, p) in sc.iter().enumerate() {
-                    cache
-                        .v
-                        .axpy(*p, (first_key + j) * kvw + kv_head * s.head_dim, o);
-                }
+                let query = GroupQuery {
+                    q: &q[row * qw + kv_head * gw..][..gw],
+                    k: cache.k.view(),
+                    v: cache.v.view(),
+                    stride: kvw,
+                    offset: kv_head * s.head_dim,
+                    head_dim: s.head_dim,
+                    keys: first_key..=pos,
+                    scale: self.scale,
+                    softcap: self.softcap,
+                };
+                // SAFETY: each (row, group) output slice is written by one item.
+                let o = unsafe { out_ptr.slice(row * qw + kv_head * gw, gw) };
+                attend_group(&query, scores, o);
             }
         });
 

@@ -29,9 +29,7 @@ impl GatedMlp {
         gate.resize(n_tokens * hidden, 0.0);
         up.resize(n_tokens * hidden, 0.0);
         c.linears(x, &mut [(&self.gate, gate), (&self.up, up)]);
-        for (g, u) in gate.iter_mut().zip(up.iter()) {
-            *g = self.act.apply(*g) * u;
-        }
+        self.act.glu(gate, up);
         c.linear(gate, &self.down, out);
     }
 }

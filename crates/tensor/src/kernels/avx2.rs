@@ -595,3 +595,51 @@ pub unsafe fn dot_q3k<const NT: usize>(w: &[BlockQ3K], a: [&[BlockQ8K]; NT], out
     }
     out[..NT].copy_from_slice(&acc);
 }
+
+/// Quantizes a row of f32 to Q8_K, value for value as the scalar reference
+/// (which is ggml's): scale from the signed value of largest magnitude (the
+/// first one), round half to even, sums of each 16 values.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn quantize_q8k(x: &[f32], y: &mut [BlockQ8K]) {
+    let sign = _mm256_set1_ps(-0.0);
+    for (x, b) in x.chunks_exact(crate::dtype::QK_K).zip(y) {
+        let mut amax = _mm256_setzero_ps();
+        for c in x.chunks_exact(8) {
+            // SAFETY: eight readable values.
+            let v = unsafe { _mm256_loadu_ps(c.as_ptr()) };
+            amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v));
+        }
+        let m = _mm_max_ps(
+            _mm256_castps256_ps128(amax),
+            _mm256_extractf128_ps::<1>(amax),
+        );
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        let m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        let amax = _mm_cvtss_f32(m);
+        if amax == 0.0 {
+            *b = bytemuck::Zeroable::zeroed();
+            continue;
+        }
+        let max = x.iter().copied().find(|v| v.abs() == amax).unwrap_or(amax);
+        let iscale = -127.0 / max;
+        let is = _mm256_set1_ps(iscale);
+        let mut q = [0i32; 256];
+        for (k, c) in x.chunks_exact(8).enumerate() {
+            // SAFETY: eight readable values and eight writable i32s.
+            unsafe {
+                let v = _mm256_mul_ps(_mm256_loadu_ps(c.as_ptr()), is);
+                let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
+                let i = _mm256_min_epi32(_mm256_cvtps_epi32(r), _mm256_set1_epi32(127));
+                _mm256_storeu_si256(q.as_mut_ptr().add(8 * k).cast(), i);
+            }
+        }
+        for (o, v) in b.qs.iter_mut().zip(q.iter()) {
+            *o = *v as i8;
+        }
+        for g in 0..16 {
+            let sum: i32 = q[16 * g..16 * g + 16].iter().sum();
+            b.bsums[g] = (sum as i16).to_le_bytes();
+        }
+        b.d = (1.0 / iscale).to_le_bytes();
+    }
+}

@@ -120,6 +120,10 @@ pub fn quantize_rows(isa: Isa, dtype: DType, x: &[f32], n: usize, out: &mut [u8]
             (Isa::Avx2 | Isa::Avx512, DType::Q8_1) => unsafe {
                 avx2::quantize_q8_1(x, bytemuck::cast_slice_mut(out))
             },
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx2 | Isa::Avx512, DType::Q8K) => unsafe {
+                avx2::quantize_q8k(x, bytemuck::cast_slice_mut(out))
+            },
             _ => crate::quant::quantize_row(dtype, x, out),
         }
     }
@@ -279,13 +283,16 @@ pub fn dot_scalar(wtype: DType, _n: usize, w: &[u8], a: ActRows<'_>, t: usize) -
     }
 }
 
-/// Whether [`tile`] handles weights of type `w` with `isa`.
-pub fn has_tiles(isa: Isa, w: DType) -> bool {
+/// Whether [`tile`] handles weights of type `w` with `isa` for a product
+/// with `n_tokens` activation rows. The k-quant tiles pay off only with
+/// several rows; for one, the AVX2 kernels are faster.
+pub fn has_tiles(isa: Isa, w: DType, n_tokens: usize) -> bool {
     isa == Isa::Avx512
-        && matches!(
-            w,
-            DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q8_0 | DType::Q4K | DType::Q6K
-        )
+        && match w {
+            DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q8_0 => true,
+            DType::Q4K | DType::Q6K => n_tokens > 1,
+            _ => false,
+        }
 }
 
 /// Activations split for the AVX-512 tiles: 32-value blocks or k-quant blocks.
