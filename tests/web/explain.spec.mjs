@@ -212,6 +212,34 @@ try {
   check(scrollMs < 50, `the lens grid redraws on scroll in ${scrollMs.toFixed(1)} ms (< 50)`);
   check(longest < 500, `no main-thread task over 500 ms (longest ${longest.toFixed(0)} ms)`);
   await page.screenshot({ path: join(shots, 'smollm2-200-tokens.png'), fullPage: true });
+
+  // The chat playground, against a stand-in for the main server's
+  // /v1/models and streaming /v1/chat/completions (OpenAI SSE): the
+  // harness has neither.
+  const chat = await context.newPage();
+  chat.on('pageerror', (e) => check(false, 'no page error in chat: ' + e.message));
+  let asked = null;
+  await chat.route('**/v1/models', (r) =>
+    r.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify({ object: 'list', data: [{ id: 'smollm2', object: 'model' }] }) }),
+  );
+  await chat.route('**/v1/chat/completions', (r) => {
+    asked = JSON.parse(r.request().postData());
+    const chunk = (content) => `data: ${JSON.stringify({ object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content } }] })}\n\n`;
+    return r.fulfill({
+      status: 200,
+      headers: { 'content-type': 'text/event-stream' },
+      body: chunk('Bonjour') + chunk(', ') + chunk('Paris!') + 'data: [DONE]\n\n',
+    });
+  });
+  await chat.goto(base + '/');
+  await chat.waitForSelector('body[data-state="ready"]');
+  await chat.fill('#chat-input', 'Say hello');
+  await chat.click('#chat-send');
+  await chat.waitForFunction(() => document.querySelector('.msg.assistant')?.textContent === 'Bonjour, Paris!');
+  check(asked && asked.stream === true && asked.model === 'smollm2' && asked.messages.at(-1).content === 'Say hello', 'chat sends an OpenAI streaming request');
+  check((await chat.textContent('.msg.user')) === 'Say hello', 'chat shows the user message');
+  check(true, 'chat shows the streamed answer');
+  await chat.close();
 } catch (e) {
   check(false, 'the test ran to the end: ' + (e.stack || e));
 } finally {
