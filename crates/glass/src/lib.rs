@@ -1,7 +1,7 @@
 //! The glass box: what a transformer does with a prompt, recorded from the
 //! very forward pass that answers it.
 //!
-//! [`explain`] runs a model over a prompt with a [`Recorder`] listening at the
+//! [`explain()`] runs a model over a prompt with a [`Recorder`] listening at the
 //! engine's hook points, and returns a [`Trace`]: the prompt's tokens, and
 //! for every predicted position the most probable next tokens, the chosen
 //! one with its probability and rank, the entropy, the positions attended to

@@ -122,7 +122,11 @@ impl Recorder {
         let &[n_heads, queries, keys] = data.shape else {
             return;
         };
-        if data.data.len() != n_heads * queries * keys || queries == 0 {
+        // Each query sees the keys up to its own position.
+        if data.data.len() != n_heads * queries * keys
+            || queries == 0
+            || keys < data.first_pos + queries
+        {
             return;
         }
         let at = |h: usize, t: usize| &data.data[(h * queries + t) * keys..][..keys];

@@ -167,7 +167,8 @@ pub enum StopReason {
     MaxTokens,
     /// The chosen token ends generation.
     EndOfGeneration,
-    /// The caller stopped it (a client went away).
+    /// The caller stopped it (a client went away); the last step may lack
+    /// its lens columns.
     Cancelled,
 }
 

@@ -309,3 +309,37 @@ fn sampling_with_a_seed_is_reproducible_and_reports_the_rank() {
         }
     }
 }
+
+#[test]
+fn a_caller_can_stop_a_run_between_steps() {
+    let model = smollm2();
+    let prompt = prompt_tokens(&model, "Once upon a time", false).unwrap();
+    let options = ExplainOptions {
+        max_tokens: 5,
+        lens: true,
+        ..ExplainOptions::default()
+    };
+    let mut events = Vec::new();
+    let trace = lucid_glass::explain_with(&model, &prompt, &options, &Limits::server(), 2, |e| {
+        events.push(match e {
+            lucid_glass::Event::Step { index, .. } => format!("step {index}"),
+            lucid_glass::Event::Lens { columns } => format!("lens {}", columns.len()),
+        });
+        if events.len() == 3 {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
+    })
+    .unwrap();
+    assert_eq!(
+        events,
+        [
+            "step 0",
+            format!("lens {}", prompt.len()).as_str(),
+            "step 1"
+        ]
+    );
+    assert_eq!(trace.stop, lucid_glass::StopReason::Cancelled);
+    assert_eq!(trace.steps.len(), 2);
+}

@@ -148,10 +148,14 @@
 
   // ---- explain ------------------------------------------------------------
 
+  // Attention values (heads × positions²) worth fetching in one answer: a
+  // few megabytes of JSON, under the server's limit of 4M.
+  const MAX_ALL_HEADS = 2 << 20;
+
   // Attention for one layer: every head when that stays small, so switching
   // heads needs no new request.
   function attentionRequest(summary, positions, layer, head) {
-    const allHeads = summary && summary.n_heads * positions * positions <= (2 << 20);
+    const allHeads = summary && summary.n_heads * positions * positions <= MAX_ALL_HEADS;
     return { layers: [layer], heads: allHeads ? 'all' : [head] };
   }
 
@@ -169,8 +173,10 @@
     const layer = +$('layer').value || 0;
     const head = +$('head').value || 0;
     const prompt = $('prompt').value;
-    // A rough bound for the head choice; the server checks exactly.
-    const estimate = prompt.length + maxTokens;
+    // The tokens are not known yet: bound them by the characters (no
+    // tokenizer makes more tokens than characters, bar BOS and template),
+    // so that asking for every head never exceeds the server's limits.
+    const estimate = prompt.length + maxTokens + ($('chat-template').checked ? 64 : 2);
     const request = {
       model,
       prompt,
@@ -184,6 +190,7 @@
     };
     if (summary) request.attention = attentionRequest(summary, estimate, layer, head);
     document.body.dataset.state = 'running';
+    document.body.dataset.attention = 'loading';
     $('run').disabled = true;
     setStatus('Running…');
     glass.trace = null;
@@ -224,9 +231,10 @@
         glass.steps = ev.trace.steps;
         timed(() => {
           renderCompletion();
-          renderAttention();
+          renderAttention(false);
           renderLens();
         });
+        prefetchHeads();
       } else if (ev.type === 'error') {
         failed = true;
         fail(ev.error.message);
@@ -287,13 +295,15 @@
     $('tokens').replaceChildren(frag);
   }
 
-  function barRow(rank, text, prob, chosen) {
+  // One probability bar: rank, token, bar, percentage (`suffix` follows the
+  // token, e.g. its position).
+  function barRow(rank, text, prob, chosen, suffix = '') {
     const row = el('div', 'bar-row' + (chosen ? ' chosen' : ''));
     const bar = el('div', 'bar');
     const fill = el('div', 'fill');
     fill.style.width = Math.max(0.5, prob * 100).toFixed(2) + '%';
     bar.append(fill);
-    row.append(el('span', 'rank', String(rank)), el('span', 'label', show(text)), bar, el('span', 'pct', pct(prob)));
+    row.append(el('span', 'rank', String(rank)), el('span', 'label', show(text) + suffix), bar, el('span', 'pct', pct(prob)));
     row.title = `${JSON.stringify(text)} · ${pct(prob)}`;
     return row;
   }
@@ -337,6 +347,17 @@
     const layer = +$('layer').value;
     const head = +$('head').value;
     return glass.trace.attention.find((m) => m.layer === layer && m.head === head) || null;
+  }
+
+  // With only the selected head in hand (the prompt looked long before it
+  // was tokenized), fetches the layer's other heads now that the positions
+  // are known, so switching heads is instant.
+  function prefetchHeads() {
+    const summary = glass.models.get($('model').value);
+    const layer = +$('layer').value;
+    const n = positionsRead();
+    const have = glass.trace.attention.filter((m) => m.layer === layer).length;
+    if (summary && have < summary.n_heads && summary.n_heads * n * n <= MAX_ALL_HEADS) fetchAttention();
   }
 
   // Fetches the selected layer's maps for exactly the positions shown.
@@ -399,7 +420,7 @@
     const canvas = $('heatmap');
     const n = map.queries;
     const k = map.keys;
-    const cell = Math.max(2, Math.min(24, Math.floor(560 / Math.max(n, 1))));
+    const cell = Math.max(2, Math.min(36, Math.floor(560 / Math.max(n, 1))));
     const labels = n <= 48;
     const left = labels ? 90 : 0;
     const top = labels ? 70 : 0;
@@ -464,7 +485,7 @@
     const row = map.weights.slice((n - 1) * map.keys, n * map.keys);
     const order = [...row.keys()].sort((a, b) => row[b] - row[a]).slice(0, 12);
     const box = $('attended');
-    box.replaceChildren(...order.map((p, i) => barRow(i + 1, `${show(tokenAt(p).text)} @${p}`, row[p], false)));
+    box.replaceChildren(...order.map((p, i) => barRow(i + 1, tokenAt(p).text, row[p], false, ` @${p}`)));
     box.dataset.position = n - 1;
   }
 
@@ -488,7 +509,7 @@
   function renderLens() {
     const lens = glass.trace && glass.trace.lens;
     const spacer = $('lens-spacer');
-    const canvas = $('lens');
+    const canvas = $('lens-grid');
     if (!lens) {
       spacer.style.width = '0px';
       spacer.style.height = '0px';
@@ -516,7 +537,7 @@
     if (!lens) return;
     const a = performance.now();
     const scroll = $('lens-scroll');
-    const canvas = $('lens');
+    const canvas = $('lens-grid');
     const rows = lens.layers.length;
     const cols = lens.positions.length;
     const viewW = Math.min(scroll.clientWidth, LENS.labelW + cols * LENS.cellW);
@@ -697,9 +718,9 @@
     const heat = $('heatmap');
     heat.addEventListener('mousemove', heatmapHover);
     heat.addEventListener('mouseleave', hideTip);
-    const lens = $('lens');
-    lens.addEventListener('mousemove', lensHover);
-    lens.addEventListener('mouseleave', hideTip);
+    const grid = $('lens-grid');
+    grid.addEventListener('mousemove', lensHover);
+    grid.addEventListener('mouseleave', hideTip);
     let pending = false;
     $('lens-scroll').addEventListener('scroll', () => {
       if (pending) return;

@@ -44,6 +44,36 @@ pub trait ModelProvider: Send + Sync + 'static {
     fn model(&self, name: &str) -> Option<Arc<LoadedModel>>;
 }
 
+/// A provider from two closures: the names, and the lookup. This is how a
+/// server hands over the models it already has, for example
+/// `lucid_web::models_fn(move || st.model_names(), move |n| st2.model(n).map(|m| m.model.clone()))`.
+pub fn models_fn<N, M>(names: N, model: M) -> Arc<dyn ModelProvider>
+where
+    N: Fn() -> Vec<String> + Send + Sync + 'static,
+    M: Fn(&str) -> Option<Arc<LoadedModel>> + Send + Sync + 'static,
+{
+    Arc::new(FnModels { names, model })
+}
+
+struct FnModels<N, M> {
+    names: N,
+    model: M,
+}
+
+impl<N, M> ModelProvider for FnModels<N, M>
+where
+    N: Fn() -> Vec<String> + Send + Sync + 'static,
+    M: Fn(&str) -> Option<Arc<LoadedModel>> + Send + Sync + 'static,
+{
+    fn names(&self) -> Vec<String> {
+        (self.names)()
+    }
+
+    fn model(&self, name: &str) -> Option<Arc<LoadedModel>> {
+        (self.model)(name)
+    }
+}
+
 /// A fixed list of named models (the harness, tests).
 #[derive(Clone, Debug, Default)]
 pub struct StaticModels {
@@ -106,9 +136,15 @@ struct Web {
 /// - `POST /v1/explain` — a trace as JSON, or streamed as NDJSON ([`wire`]);
 /// - `GET /v1/explain/models` — the models `models` offers, with their shapes.
 ///
-/// The router has no fallback and no state left to provide, so
-/// `app.merge(lucid_web::router(models, config))` mounts it as it is.
-pub fn router(models: Arc<dyn ModelProvider>, config: WebConfig) -> Router {
+/// The router carries its own state and has no fallback, so it fits into
+/// an app of any state `S`: `lucid serve` adds it with
+/// `ServerBuilder::routes(lucid_web::router(models, config))` (a
+/// `Router<AppState>`, under the server's auth and logging layers), the
+/// harness serves it as a `Router<()>`.
+pub fn router<S>(models: Arc<dyn ModelProvider>, config: WebConfig) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
     let web = Web {
         models,
         permits: Arc::new(Semaphore::new(config.max_concurrent.max(1))),

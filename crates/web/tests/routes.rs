@@ -318,6 +318,48 @@ async fn bad_requests_get_typed_errors() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 
+/// The routes fit into an app with its own state (as `lucid serve`'s
+/// `Router<AppState>`), with a provider made of closures.
+#[tokio::test]
+async fn the_router_mounts_into_an_app_with_state() {
+    #[derive(Clone)]
+    struct AppState {
+        model: Arc<LoadedModel>,
+    }
+    let state = AppState { model: smollm2() };
+    let st = state.clone();
+    let models = lucid_web::models_fn(
+        || vec!["smollm2".to_string()],
+        move |name| (name == "smollm2").then(|| st.model.clone()),
+    );
+    let app: Router = Router::<AppState>::new()
+        .route(
+            "/health",
+            axum::routing::get(
+                |axum::extract::State(_): axum::extract::State<AppState>| async { "ok" },
+            ),
+        )
+        .merge(lucid_web::router::<AppState>(models, WebConfig::default()))
+        .with_state(state);
+    let res = app
+        .clone()
+        .oneshot(
+            Request::get("/v1/explain/models")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let v = json_of(&res.into_body().collect().await.unwrap().to_bytes());
+    assert_eq!(v["data"][0]["id"], "smollm2");
+    let res = app
+        .oneshot(Request::get("/health").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_explains_each_get_their_answer() {
     let app = app();

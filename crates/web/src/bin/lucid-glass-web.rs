@@ -78,7 +78,7 @@ async fn run() -> Result<(), String> {
     if let Some(t) = args.threads {
         config.threads = t.max(1);
     }
-    let app = lucid_web::router(Arc::new(StaticModels::new(models)), config);
+    let app: axum::Router = lucid_web::router(Arc::new(StaticModels::new(models)), config);
     let listener = tokio::net::TcpListener::bind(&args.addr)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
