@@ -225,7 +225,7 @@ impl<'m> Session<'m> {
         let mut history: Vec<u32> = prompt.to_vec();
         let mut tokens = Vec::new();
         let mut decoder = StreamDecoder::new(tokenizer, true);
-        let mut stops = StopMatcher::new(&params.stop);
+        let mut stops = StopMatcher::new(params.stop.iter().cloned());
         let mut stop = StopReason::MaxTokens;
         while tokens.len() < params.max_tokens {
             let logits = self.ctx.last_logits(0).unwrap_or(&[]);

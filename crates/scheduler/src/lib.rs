@@ -30,7 +30,6 @@ mod logprobs;
 pub mod prefix_cache;
 pub mod request;
 pub mod scheduler;
-mod stop;
 
 pub use error::{SchedulerError, SchemaError};
 pub use json::{Grammar, Json, JsonState, TokenTable};

@@ -43,7 +43,7 @@ use crate::json::{JsonState, TokenTable};
 use crate::logprobs::logprobs;
 use crate::prefix_cache::PrefixCache;
 use crate::request::{CancelHandle, Event, Finished, Generation, Request, Timings, Token, Usage};
-use crate::stop::StopMatcher;
+use lucid_engine::StopMatcher;
 
 /// Limits and sizes of one model's scheduler.
 #[derive(Clone, Debug, PartialEq)]
