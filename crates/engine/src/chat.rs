@@ -4,7 +4,9 @@
 //! Templates are Jinja, as in Hugging Face's `tokenizer_config.json`, and
 //! rendered with minijinja plus the Python string methods (`strip`,
 //! `startswith`, …) that real templates call. A model without a template
-//! gets ChatML, which is also what llama.cpp falls back to.
+//! gets the format its vocabulary was trained for when that can be told from
+//! its special tokens (Gemma's `<start_of_turn>`), and ChatML otherwise,
+//! which is also what llama.cpp falls back to.
 
 use minijinja::{Environment, ErrorKind, Value, context};
 use serde::Serialize;
@@ -13,6 +15,21 @@ use crate::error::{EngineError, Result};
 
 /// ChatML, the fallback for models that carry no template.
 pub const CHATML: &str = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+/// Gemma's turn format, for Gemma models whose file carries no template: a
+/// system message goes in front of the first user turn, as Gemma's own
+/// template puts it.
+pub const GEMMA: &str = "{{ bos_token }}{%- set prefix = '' -%}{%- set turns = messages -%}{%- if messages and messages[0]['role'] == 'system' -%}{%- set prefix = messages[0]['content'] + '\n\n' -%}{%- set turns = messages[1:] -%}{%- endif -%}{%- for message in turns -%}{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}{{ '<start_of_turn>' + role + '\n' + (prefix if loop.first else '') + message['content'] | trim + '<end_of_turn>\n' }}{%- endfor -%}{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}";
+
+/// The template for a model whose file has none, chosen by the special
+/// tokens its vocabulary has (`has_token`).
+pub fn fallback_template(has_token: impl Fn(&str) -> bool) -> &'static str {
+    if has_token("<start_of_turn>") && has_token("<end_of_turn>") {
+        GEMMA
+    } else {
+        CHATML
+    }
+}
 
 /// Who said a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -54,8 +71,10 @@ pub struct ChatTemplate {
     env: Environment<'static>,
     bos_token: String,
     eos_token: String,
-    /// Whether this is the model's own template or the ChatML fallback.
+    /// Whether this is the model's own template or a fallback.
     pub is_fallback: bool,
+    /// What the fallback is, for display.
+    pub fallback_name: &'static str,
 }
 
 impl std::fmt::Debug for ChatTemplate {
@@ -138,11 +157,21 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 impl ChatTemplate {
     /// Compiles `source`, or ChatML when `None`.
     pub fn new(source: Option<&str>, bos_token: &str, eos_token: &str) -> Result<ChatTemplate> {
+        Self::with_fallback(source, CHATML, bos_token, eos_token)
+    }
+
+    /// Compiles `source`, or `fallback` when `None`.
+    pub fn with_fallback(
+        source: Option<&str>,
+        fallback: &str,
+        bos_token: &str,
+        eos_token: &str,
+    ) -> Result<ChatTemplate> {
         let mut env = Environment::new();
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", |format: String| strftime_now(&format));
-        env.add_template_owned("chat", source.unwrap_or(CHATML).to_string())
+        env.add_template_owned("chat", source.unwrap_or(fallback).to_string())
             .map_err(|e| {
                 EngineError::Template(format!("the model's chat template does not compile: {e}"))
             })?;
@@ -151,6 +180,11 @@ impl ChatTemplate {
             bos_token: bos_token.to_string(),
             eos_token: eos_token.to_string(),
             is_fallback: source.is_none(),
+            fallback_name: if fallback == GEMMA {
+                "Gemma's turn format"
+            } else {
+                "ChatML"
+            },
         })
     }
 
@@ -205,6 +239,26 @@ mod tests {
             out,
             "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello.<|im_end|>\n<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n"
         );
+    }
+
+    #[test]
+    fn gemma_fallback_puts_the_system_message_in_the_first_user_turn() {
+        let t = ChatTemplate::with_fallback(None, GEMMA, "<bos>", "<eos>").unwrap();
+        let msgs = [
+            ChatMessage::new(Role::System, "Be brief."),
+            ChatMessage::new(Role::User, "Hi "),
+            ChatMessage::new(Role::Assistant, "Hello."),
+            ChatMessage::new(Role::User, "Bye"),
+        ];
+        assert_eq!(
+            t.render(&msgs, true).unwrap(),
+            "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello.<end_of_turn>\n<start_of_turn>user\nBye<end_of_turn>\n<start_of_turn>model\n"
+        );
+        assert_eq!(
+            fallback_template(|t| t == "<start_of_turn>" || t == "<end_of_turn>"),
+            GEMMA
+        );
+        assert_eq!(fallback_template(|_| false), CHATML);
     }
 
     #[test]

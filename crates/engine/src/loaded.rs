@@ -149,8 +149,10 @@ fn chat_template(tokenizer: &Tokenizer) -> Result<ChatTemplate> {
             .unwrap_or("")
             .to_string()
     };
-    ChatTemplate::new(
+    let fallback = crate::chat::fallback_template(|t| tokenizer.token_id(t).is_some());
+    ChatTemplate::with_fallback(
         tokenizer.chat_template(),
+        fallback,
         &token(tokenizer.bos()),
         &token(tokenizer.eos()),
     )

@@ -24,9 +24,18 @@ pub fn describe(model: &LoadedModel) -> String {
     let mut out = String::new();
     let mut line = |k: &str, v: String| out.push_str(&format!("{k:<22}{v}\n"));
     line("model", m.name.clone());
-    line("file", format!("{} ({})", m.path.display(), bytes(m.file_size)));
-    line("architecture", format!("{} (decoder-only transformer)", i.architecture));
-    line("parameters", format!("{} ({:.0}M)", m.n_params, m.n_params as f64 / 1e6));
+    line(
+        "file",
+        format!("{} ({})", m.path.display(), bytes(m.file_size)),
+    );
+    line(
+        "architecture",
+        format!("{} (decoder-only transformer)", i.architecture),
+    );
+    line(
+        "parameters",
+        format!("{} ({:.0}M)", m.n_params, m.n_params as f64 / 1e6),
+    );
     line("layers", i.n_layers.to_string());
     line("hidden size", i.d_model.to_string());
     line("feed-forward size", i.d_ff.to_string());
@@ -35,15 +44,28 @@ pub fn describe(model: &LoadedModel) -> String {
     } else if i.n_kv_heads == 1 {
         "multi-query attention".to_string()
     } else {
-        format!("grouped-query attention, {} query heads per key/value head", i.n_heads / i.n_kv_heads)
+        format!(
+            "grouped-query attention, {} query heads per key/value head",
+            i.n_heads / i.n_kv_heads
+        )
     };
-    line("attention heads", format!("{} query, {} key/value ({grouping})", i.n_heads, i.n_kv_heads));
+    line(
+        "attention heads",
+        format!(
+            "{} query, {} key/value ({grouping})",
+            i.n_heads, i.n_kv_heads
+        ),
+    );
     line("head size", i.head_dim.to_string());
     line("context length", format!("{} tokens", i.context_length));
     line("vocabulary", format!("{} tokens", i.vocab_size));
     line(
         "KV cache",
-        format!("{} per token ({:?})", bytes((i.kv_width * 2 * i.n_layers * kv_elem(i)) as u64), i.kv_precision),
+        format!(
+            "{} per token ({:?})",
+            bytes((i.kv_width * 2 * i.n_layers * kv_elem(i)) as u64),
+            i.kv_precision
+        ),
     );
     let types = m
         .tensor_types
@@ -52,10 +74,22 @@ pub fn describe(model: &LoadedModel) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     line("tensor types", types);
-    line("license", m.license.clone().unwrap_or_else(|| "not stated in the file".into()));
+    line(
+        "license",
+        m.license
+            .clone()
+            .unwrap_or_else(|| "not stated in the file".into()),
+    );
     line(
         "chat template",
-        if model.template.is_fallback { "none in the file (ChatML is used)".into() } else { "from the file".into() },
+        if model.template.is_fallback {
+            format!(
+                "none in the file ({} is used)",
+                model.template.fallback_name
+            )
+        } else {
+            "from the file".into()
+        },
     );
     out
 }
@@ -75,5 +109,9 @@ fn bytes(b: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{b} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
