@@ -68,6 +68,23 @@ pub struct ModelEntry {
     /// where they are known, and a file without a hash cannot be verified.
     #[serde(default)]
     pub upstream: Option<Upstream>,
+    /// How `lucid run` runs the model when the user does not say otherwise.
+    #[serde(default)]
+    pub defaults: Option<RunDefaults>,
+}
+
+/// A model's recommended settings for chat, as a Modelfile gives them: each
+/// is used only where the user sets nothing, and each says why in its file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunDefaults {
+    /// The system message when the user gives none.
+    #[serde(default)]
+    pub system: Option<String>,
+    #[serde(default)]
+    pub temperature: Option<f32>,
+    #[serde(default)]
+    pub top_p: Option<f32>,
 }
 
 /// A Hugging Face repository that holds a model's original weights.
@@ -388,6 +405,14 @@ impl ModelEntry {
     /// what does not.
     pub(crate) fn validate(&self) -> Result<(), String> {
         check_name(&self.name)?;
+        if let Some(d) = &self.defaults {
+            if d.temperature.is_some_and(|t| !(t >= 0.0 && t.is_finite())) {
+                return Err("defaults.temperature must be a number >= 0".to_owned());
+            }
+            if d.top_p.is_some_and(|p| !(p > 0.0 && p <= 1.0)) {
+                return Err("defaults.top_p must be in (0, 1]".to_owned());
+            }
+        }
         for alias in &self.aliases {
             if alias.trim().is_empty() || alias.chars().any(|c| c.is_whitespace()) {
                 return Err(format!("alias `{alias}` is empty or has spaces"));
