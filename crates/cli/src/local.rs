@@ -2,6 +2,7 @@
 //! first when the catalog knows it and the store does not have it yet.
 
 use anyhow::Context;
+use lucid_catalog::ModelEntry;
 use lucid_engine::LoadedModel;
 use lucid_store::Store;
 
@@ -10,12 +11,19 @@ use crate::progress::Bar;
 /// Resolves `model` (a catalog name, an alias or a path), pulling a catalog
 /// model that is not in the store yet, and loads it.
 pub fn load(model: &str) -> anyhow::Result<LoadedModel> {
+    Ok(load_with_entry(model)?.0)
+}
+
+/// Like [`load`], also giving the model's catalog entry when it has one.
+pub fn load_with_entry(model: &str) -> anyhow::Result<(LoadedModel, Option<&'static ModelEntry>)> {
     let store = Store::open_default()?;
     let bar = Bar::default();
     let resolved = store.ensure(model, &bar);
     bar.clear();
     let resolved = resolved?;
-    LoadedModel::load(&resolved.path).with_context(|| format!("cannot load {model}"))
+    let loaded =
+        LoadedModel::load(&resolved.path).with_context(|| format!("cannot load {model}"))?;
+    Ok((loaded, resolved.entry))
 }
 
 /// The default thread count: the cores this process may use.

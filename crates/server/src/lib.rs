@@ -133,11 +133,15 @@ async fn not_found(req: Request) -> Response {
     }
 }
 
-/// Bearer auth on every route but `/health`; the key is compared in
-/// constant time and never logged.
+/// Bearer auth on every route but `/health` and the glass-box page's static
+/// files (`/` and `/glass/…`: a browser loading a page cannot send a bearer
+/// header, and the files hold no data; the page sends the key on its API
+/// calls). The key is compared in constant time and never logged.
 async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let public = path == "/health" || path == "/" || path.starts_with("/glass/");
     if let Some(key) = &state.config().api_key
-        && req.uri().path() != "/health"
+        && !public
     {
         let given = req
             .headers()

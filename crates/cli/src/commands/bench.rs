@@ -106,8 +106,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let mut token = model.tokenizer.bos().unwrap_or(0);
             let t = Instant::now();
             for _ in 0..n {
-                let mut seqs = [SeqInput { tokens: &[token], cache: &mut cache, logits: LogitsFor::Last }];
-                model.model.forward(&mut ctx, &mut seqs, &mut Hooks::none())?;
+                let mut seqs = [SeqInput {
+                    tokens: &[token],
+                    cache: &mut cache,
+                    logits: LogitsFor::Last,
+                }];
+                model
+                    .model
+                    .forward(&mut ctx, &mut seqs, &mut Hooks::none())?;
                 token = lucid_engine::sampler::argmax(ctx.last_logits(0).unwrap_or(&[]));
             }
             Ok(t.elapsed())
@@ -140,23 +146,48 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// Runs `tokens` through a fresh cache of `limit` positions.
-fn forward(model: &LoadedModel, ctx: &mut ForwardCtx, tokens: &[u32], limit: usize) -> anyhow::Result<()> {
+fn forward(
+    model: &LoadedModel,
+    ctx: &mut ForwardCtx,
+    tokens: &[u32],
+    limit: usize,
+) -> anyhow::Result<()> {
     let mut cache = model.model.new_cache(Some(limit));
-    let mut seqs = [SeqInput { tokens, cache: &mut cache, logits: LogitsFor::Last }];
-    model.model.forward(ctx, &mut seqs, &mut Hooks::none()).context("forward pass")
+    let mut seqs = [SeqInput {
+        tokens,
+        cache: &mut cache,
+        logits: LogitsFor::Last,
+    }];
+    model
+        .model
+        .forward(ctx, &mut seqs, &mut Hooks::none())
+        .context("forward pass")
 }
 
 /// One warm-up run, then `reps` timed runs.
-fn measure(reps: usize, mut run: impl FnMut() -> anyhow::Result<Duration>) -> anyhow::Result<Vec<Duration>> {
+fn measure(
+    reps: usize,
+    mut run: impl FnMut() -> anyhow::Result<Duration>,
+) -> anyhow::Result<Vec<Duration>> {
     run()?;
     (0..reps.max(1)).map(|_| run()).collect()
 }
 
 fn result(name: String, tokens: usize, samples: &[Duration]) -> TestResult {
-    let rates: Vec<f64> = samples.iter().map(|d| tokens as f64 / d.as_secs_f64()).collect();
+    let rates: Vec<f64> = samples
+        .iter()
+        .map(|d| tokens as f64 / d.as_secs_f64())
+        .collect();
     let mean = rates.iter().sum::<f64>() / rates.len() as f64;
-    let var = rates.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (rates.len().max(2) - 1) as f64;
-    TestResult { name, tokens, tokens_per_s_mean: mean, tokens_per_s_stddev: var.sqrt(), samples: rates }
+    let var =
+        rates.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (rates.len().max(2) - 1) as f64;
+    TestResult {
+        name,
+        tokens,
+        tokens_per_s_mean: mean,
+        tokens_per_s_stddev: var.sqrt(),
+        samples: rates,
+    }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -189,7 +220,10 @@ fn memory_read_bandwidth(threads: usize) -> f64 {
                 .chunks(chunk)
                 .map(|c| s.spawn(move || c.iter().fold(0u64, |a, &x| a.wrapping_add(x))))
                 .collect();
-            handles.into_iter().map(|h| h.join().unwrap_or(0)).fold(0, u64::wrapping_add)
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(0))
+                .fold(0, u64::wrapping_add)
         });
         std::hint::black_box(total);
         best = best.max((words * 8) as f64 / t.elapsed().as_secs_f64());
@@ -205,11 +239,18 @@ fn kernel_macs_per_s(threads: usize) -> f64 {
     let dtype = DType::Q8_0;
     let row_bytes = dtype.row_bytes(cols).unwrap_or(0);
     let mut data = vec![0u8; rows * row_bytes];
-    let x: Vec<f32> = (0..rows * cols).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+    let x: Vec<f32> = (0..rows * cols)
+        .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+        .collect();
     for (r, out) in data.chunks_exact_mut(row_bytes).enumerate() {
         lucid_tensor::quant::quantize_row(dtype, &x[r * cols..(r + 1) * cols], out);
     }
-    let w = WeightMatrix { dtype, rows, cols, data: &data };
+    let w = WeightMatrix {
+        dtype,
+        rows,
+        cols,
+        data: &data,
+    };
     let pool = ThreadPool::new(threads);
     let isa = Isa::current();
     let mut acts = Activations::new();
@@ -246,7 +287,10 @@ fn print_table(r: &Report, model: &LoadedModel) {
     );
     println!("{:>8}  {:>14}", "test", "tokens/s");
     for t in &r.tests {
-        println!("{:>8}  {:>8.2} ± {:<6.2}", t.name, t.tokens_per_s_mean, t.tokens_per_s_stddev);
+        println!(
+            "{:>8}  {:>8.2} ± {:<6.2}",
+            t.name, t.tokens_per_s_mean, t.tokens_per_s_stddev
+        );
     }
     if let Some(t) = r.ttft_ms {
         println!("time to first token (64-token prompt): {t:.1} ms");

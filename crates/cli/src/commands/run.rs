@@ -4,12 +4,18 @@
 //! object is printed at the end). Without one, an interactive chat reads
 //! turns from stdin and keeps the conversation; the session's cache reuses
 //! the conversation so far, so each turn only processes what is new.
+//!
+//! A model named `provider:model` (`openai:gpt-4o-mini`, `anthropic:…`,
+//! `gemini:…`, `compat:NAME`) is reached through `lucid-providers` with the
+//! same options and the same streaming.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::ops::ControlFlow;
 
 use anyhow::Context;
-use lucid_engine::{ChatMessage, GenerateParams, Generated, LoadedModel, Role, SamplingParams, Session};
+use lucid_engine::{
+    ChatMessage, GenerateParams, Generated, LoadedModel, Role, SamplingParams, Session,
+};
 use serde::Serialize;
 
 use crate::local;
@@ -26,21 +32,24 @@ pub struct Args {
     /// Print one JSON object with the tokens, text and timings instead of streaming.
     #[arg(long)]
     json: bool,
-    /// A system message for the chat.
+    /// A system message for the chat (default: the catalog's for the model;
+    /// `--system ""` for the chat template's own).
     #[arg(long)]
     system: Option<String>,
     /// The most tokens to generate.
     #[arg(long, default_value_t = 512)]
     max_tokens: usize,
-    /// Sampling temperature; 0 always picks the most likely token.
-    #[arg(long, default_value_t = 0.8)]
-    temperature: f32,
+    /// Sampling temperature; 0 always picks the most likely token (default:
+    /// the catalog's for the model, else 0.8).
+    #[arg(long)]
+    temperature: Option<f32>,
     /// Keep only the k most likely tokens (0: all).
     #[arg(long, default_value_t = 40)]
     top_k: usize,
-    /// Keep the most likely tokens whose probabilities add up to p.
-    #[arg(long, default_value_t = 0.95)]
-    top_p: f32,
+    /// Keep the most likely tokens whose probabilities add up to p (default:
+    /// the catalog's for the model, else 0.95).
+    #[arg(long)]
+    top_p: Option<f32>,
     /// Drop tokens less likely than min-p times the most likely one.
     #[arg(long, default_value_t = 0.05)]
     min_p: f32,
@@ -82,15 +91,27 @@ struct JsonTimings {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let model = local::load(&args.model)?;
+    if let Ok(remote) = lucid_providers::ModelRef::parse(&args.model)
+        && !matches!(remote, lucid_providers::ModelRef::Local { .. })
+    {
+        return run_remote(&args);
+    }
+    let (model, entry) = local::load_with_entry(&args.model)?;
+    let defaults = entry.and_then(|e| e.defaults.as_ref());
     let threads = args.threads.unwrap_or_else(local::default_threads);
     let mut session = Session::new(&model, threads, args.ctx_size);
     let params = GenerateParams {
         max_tokens: args.max_tokens,
         sampling: SamplingParams {
-            temperature: args.temperature,
+            temperature: args
+                .temperature
+                .or(defaults.and_then(|d| d.temperature))
+                .unwrap_or(0.8),
             top_k: args.top_k,
-            top_p: args.top_p,
+            top_p: args
+                .top_p
+                .or(defaults.and_then(|d| d.top_p))
+                .unwrap_or(0.95),
             min_p: args.min_p,
             repeat_penalty: args.repeat_penalty,
             seed: args.seed,
@@ -99,13 +120,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         stop: args.stop.clone(),
         ignore_eos: false,
     };
+    // An explicit empty system message means "the template's own".
+    let system = match &args.system {
+        Some(s) if s.is_empty() => None,
+        Some(s) => Some(s.clone()),
+        None => defaults.and_then(|d| d.system.clone()),
+    };
     match &args.prompt {
         Some(prompt) => {
             let tokens = if args.raw {
                 model.tokenizer.encode(prompt, true, true)?
             } else {
                 let mut messages = Vec::new();
-                if let Some(s) = &args.system {
+                if let Some(s) = &system {
                     messages.push(ChatMessage::new(Role::System, s.clone()));
                 }
                 messages.push(ChatMessage::new(Role::User, prompt.clone()));
@@ -121,8 +148,83 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        None => chat(&model, &mut session, &params, args.system.as_deref()),
+        None => chat(&model, &mut session, &params, system.as_deref()),
     }
+}
+
+/// `lucid run provider:model`: the same request through a vendor's API or an
+/// OpenAI-compatible endpoint.
+fn run_remote(args: &Args) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    use lucid_providers::{ChatEvent, ChatRequest, Message};
+
+    let Some(prompt) = &args.prompt else {
+        anyhow::bail!(
+            "an interactive chat needs a local model; give a prompt for {}",
+            args.model
+        );
+    };
+    if args.raw {
+        anyhow::bail!(
+            "--raw is a local-model option: {} takes chat messages",
+            args.model
+        );
+    }
+    let config = lucid_providers::Config::default_path().filter(|p| p.is_file());
+    let router = lucid_providers::Router::from_env_and_config(config.as_deref())
+        .context("reading the providers configuration")?;
+    let mut messages = Vec::new();
+    if let Some(s) = args.system.as_ref().filter(|s| !s.is_empty()) {
+        messages.push(Message::system(s.clone()));
+    }
+    messages.push(Message::user(prompt.clone()));
+    let mut req = ChatRequest::new(args.model.clone(), messages);
+    req.params.max_tokens = Some(args.max_tokens as u32);
+    req.params.temperature = args.temperature;
+    req.params.top_p = args.top_p;
+    req.params.seed = args.seed.map(|s| s as i64);
+    req.params.stop = args.stop.clone();
+    req.stream = true;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut stream = router.chat_stream(&req).await?;
+        let mut out = std::io::stdout().lock();
+        let mut text = String::new();
+        let mut finish = None;
+        while let Some(event) = stream.next().await {
+            match event? {
+                ChatEvent::Delta { text: t, .. } => {
+                    if !args.json {
+                        out.write_all(t.as_bytes())?;
+                        out.flush()?;
+                    }
+                    text.push_str(&t);
+                }
+                ChatEvent::Finish { reason, usage } => finish = Some((reason, usage)),
+            }
+        }
+        if args.json {
+            let (reason, usage) = finish.unzip();
+            let usage = usage.flatten();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "model": args.model,
+                    "text": text,
+                    "finish_reason": reason.map(|r| format!("{r:?}").to_lowercase()),
+                    "usage": usage.map(|u| serde_json::json!({
+                        "prompt_tokens": u.prompt_tokens,
+                        "completion_tokens": u.completion_tokens,
+                    })),
+                }))?
+            );
+        } else {
+            writeln!(out)?;
+        }
+        Ok(())
+    })
 }
 
 /// The prompt tokens of a conversation, rendered with the model's template.
@@ -138,11 +240,19 @@ fn chat_tokens(model: &LoadedModel, messages: &[ChatMessage]) -> anyhow::Result<
 }
 
 /// Generates, writing the text to stdout as it comes.
-fn stream(session: &mut Session<'_>, tokens: &[u32], params: &GenerateParams) -> anyhow::Result<Generated> {
+fn stream(
+    session: &mut Session<'_>,
+    tokens: &[u32],
+    params: &GenerateParams,
+) -> anyhow::Result<Generated> {
     let mut out = std::io::stdout().lock();
     let mut broken_pipe = false;
     let generated = session.generate(tokens, params, |event| {
-        if out.write_all(event.text.as_bytes()).and_then(|_| out.flush()).is_err() {
+        if out
+            .write_all(event.text.as_bytes())
+            .and_then(|_| out.flush())
+            .is_err()
+        {
             // The reader went away (`lucid run … | head`): stop generating.
             broken_pipe = true;
             return ControlFlow::Break(());
@@ -178,12 +288,23 @@ fn print_json(model: &str, g: &Generated) -> anyhow::Result<()> {
 
 /// The interactive chat: one line per user turn, `/reset` to start over,
 /// end of input or `/bye` to leave.
-fn chat(model: &LoadedModel, session: &mut Session<'_>, params: &GenerateParams, system: Option<&str>) -> anyhow::Result<()> {
+fn chat(
+    model: &LoadedModel,
+    session: &mut Session<'_>,
+    params: &GenerateParams,
+    system: Option<&str>,
+) -> anyhow::Result<()> {
     let interactive = std::io::stdin().is_terminal();
     if interactive {
-        eprintln!("Chatting with {}. /reset starts over, /bye or Ctrl-D leaves.", model.meta.name);
+        eprintln!(
+            "Chatting with {}. /reset starts over, /bye or Ctrl-D leaves.",
+            model.meta.name
+        );
     }
-    let mut history: Vec<ChatMessage> = system.map(|s| ChatMessage::new(Role::System, s)).into_iter().collect();
+    let mut history: Vec<ChatMessage> = system
+        .map(|s| ChatMessage::new(Role::System, s))
+        .into_iter()
+        .collect();
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
     loop {

@@ -4,8 +4,9 @@
 //! yet), starts one scheduler per model, registers the local models as the
 //! provider router's local provider (so `openai:…`, `anthropic:…`,
 //! `gemini:…` and `compat:…` names work beside them), binds to loopback by
-//! default and prints the address on stdout. Ctrl-C or SIGTERM stops it
-//! gracefully.
+//! default and prints the address on stdout. The glass box (`POST
+//! /v1/explain` and the web page at `/`) is served beside the API. Ctrl-C or
+//! SIGTERM stops it gracefully.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -133,7 +134,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 "warning: listening on {addr} without --api-key: anyone who can reach it can use it"
             );
         }
-        let app = ServerBuilder::new(state.clone()).build();
+        // The glass box: `POST /v1/explain` and the web page at `/`, over the
+        // same loaded models.
+        let (names, lookup) = (state.clone(), state.clone());
+        let explain_models = lucid_web::models_fn(
+            move || names.model_names(),
+            move |name| lookup.model(name).map(|m| m.model.clone()),
+        );
+        let web = lucid_web::router(
+            explain_models,
+            lucid_web::WebConfig {
+                threads,
+                ..lucid_web::WebConfig::default()
+            },
+        );
+        let app = ServerBuilder::new(state.clone()).routes(web).build();
         lucid_server::serve(listener, app, state, lucid_server::shutdown_signal()).await?;
         Ok::<_, anyhow::Error>(())
     })
