@@ -3,8 +3,8 @@
 # against a `lucid serve` that the tests start on loopback ports.
 #
 # Creates a virtual environment under .cache/ (gitignored), installs the
-# pinned requirements, builds the lucid binary (release, only lucid-cli and
-# what it needs) and runs pytest. Needs the test model: run
+# pinned requirements, builds the lucid binary (cargo's test profile, which
+# is optimized and already built after `cargo test`) and runs pytest. Needs the test model: run
 # scripts/fetch-test-models.sh first. Extra arguments go to pytest.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -19,7 +19,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/tests/clients/requirements.txt"
 target="${CARGO_TARGET_DIR:-$root/target}"
-(cd "$root" && cargo build --release -q -p lucid-cli)
-export LUCID_BIN="$target/release/lucid"
+(cd "$root" && cargo build --profile test -q -p lucid-cli)
+export LUCID_BIN="$target/debug/lucid"
 cd "$root/tests/clients"
 exec "$venv/bin/python" -m pytest -q "$@"
