@@ -1,7 +1,10 @@
 //! Matrix-vector and matrix-matrix throughput of each kernel path on a
 //! matrix larger than the caches (a development tool).
 //!
-//!   cargo run --release -p lucid-tensor --example kernel_bench -- [TYPE] [THREADS] [TOKENS]
+//!   cargo run --release -p lucid-tensor --example kernel_bench -- [TYPE] [THREADS] [TOKENS] [ROWS] [COLS]
+//!
+//! COLS defaults to 1536. ROWS (default 98304) small enough for the matrix to stay in cache
+//! measures the kernel's arithmetic instead of the memory.
 
 use std::time::Instant;
 
@@ -19,7 +22,11 @@ fn main() {
     };
     let threads: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1);
     let tokens: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(1);
-    let (rows, cols) = (64 * 1536, 1536);
+    let rows: usize = args
+        .get(4)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64 * 1536);
+    let cols: usize = args.get(5).and_then(|s| s.parse().ok()).unwrap_or(1536);
     let row_bytes = dtype.row_bytes(cols).unwrap_or(0);
     let mut data = vec![0u8; rows * row_bytes];
     let src: Vec<f32> = (0..cols)
@@ -52,7 +59,8 @@ fn main() {
         acts.prepare(isa, dtype, &x, cols);
         matmul(&pool, isa, w, &acts, &mut y);
         let mut best = f64::MAX;
-        for _ in 0..5 {
+        let reps = (64 * 1536 / rows).clamp(5, 2000);
+        for _ in 0..reps {
             let t = Instant::now();
             matmul(&pool, isa, w, &acts, &mut y);
             best = best.min(t.elapsed().as_secs_f64());

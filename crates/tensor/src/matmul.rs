@@ -116,8 +116,26 @@ pub fn matmul(pool: &ThreadPool, isa: Isa, w: WeightMatrix<'_>, x: &Activations,
     matmuls(pool, isa, &mut [MatmulJob { w, x, out }]);
 }
 
-/// Runs several matrix products in one parallel region.
+/// Matrix products run together in one parallel region, at most.
+const MAX_PARTS: usize = 8;
+/// Contiguous ranges of chunks handed to the participants of a region.
+const MAX_REGIONS: usize = 16;
+
+/// Runs several matrix products in one parallel region (several regions if
+/// there are more than eight).
+///
+/// The chunks of rows are split into one contiguous range per participant:
+/// each works through its own range from the front, so that its reads are
+/// one stream the kernels' prefetching can run ahead on, then helps with the
+/// others' ranges. A participant that never joins costs nothing but its
+/// help.
 pub fn matmuls(pool: &ThreadPool, isa: Isa, jobs: &mut [MatmulJob<'_>]) {
+    for group in jobs.chunks_mut(MAX_PARTS) {
+        matmul_group(pool, isa, group);
+    }
+}
+
+fn matmul_group(pool: &ThreadPool, isa: Isa, jobs: &mut [MatmulJob<'_>]) {
     struct Part<'a> {
         w: WeightMatrix<'a>,
         x: ActRows<'a>,
@@ -130,9 +148,9 @@ pub fn matmuls(pool: &ThreadPool, isa: Isa, jobs: &mut [MatmulJob<'_>]) {
         split: Option<&'a kernels::TileActs>,
     }
     let n_threads = pool.n_threads();
-    let mut parts = Vec::with_capacity(jobs.len());
+    let mut parts: [Option<Part<'_>>; MAX_PARTS] = std::array::from_fn(|_| None);
     let mut total_chunks = 0;
-    for job in jobs.iter_mut() {
+    for (slot, job) in parts.iter_mut().zip(jobs.iter_mut()) {
         let n_tokens = job.x.n_rows();
         assert_eq!(
             job.w.cols, job.x.n,
@@ -142,7 +160,7 @@ pub fn matmuls(pool: &ThreadPool, isa: Isa, jobs: &mut [MatmulJob<'_>]) {
             job.out.len() >= n_tokens * job.w.rows,
             "matmul: output too small"
         );
-        // Aim for several chunks per thread so dynamic claiming can balance.
+        // Aim for several chunks per thread so that claiming can balance.
         let tiles = kernels::has_tiles(isa, job.w.dtype, n_tokens);
         let chunk = (job.w.rows / (n_threads * 8))
             .clamp(1, 64)
@@ -154,7 +172,7 @@ pub fn matmuls(pool: &ThreadPool, isa: Isa, jobs: &mut [MatmulJob<'_>]) {
             chunk
         };
         let n_chunks = job.w.rows.div_ceil(chunk);
-        parts.push(Part {
+        *slot = Some(Part {
             w: job.w,
             x: job.x.rows(),
             n_tokens,
@@ -166,56 +184,68 @@ pub fn matmuls(pool: &ThreadPool, isa: Isa, jobs: &mut [MatmulJob<'_>]) {
         });
         total_chunks += n_chunks;
     }
-    let next = AtomicUsize::new(0);
-    pool.run(&|_| {
-        let mut part = 0;
-        loop {
-            let c = next.fetch_add(1, Ordering::Relaxed);
-            if c >= total_chunks {
-                return;
-            }
-            while part + 1 < parts.len() && parts[part + 1].first_chunk <= c {
-                part += 1;
-            }
-            let p = &parts[part];
-            let r0 = (c - p.first_chunk) * p.chunk;
-            let r1 = (r0 + p.chunk).min(p.w.rows);
-            #[cfg(target_arch = "x86_64")]
-            if let Some(split) = p.split {
-                let mut tile = [[0f32; 4]; 4];
-                let mut r = r0;
-                while r < r1 {
-                    let nr = if r + 4 <= r1 { 4 } else { 1 };
-                    let rows: [&[u8]; 4] = std::array::from_fn(|k| p.w.row((r + k).min(r1 - 1)));
-                    let mut t = 0;
-                    while t < p.n_tokens {
-                        let nt = (p.n_tokens - t).min(4);
-                        kernels::tile(p.w.dtype, &rows[..nr], split, t, nt, &mut tile);
-                        for (k, row) in tile[..nr].iter().enumerate() {
-                            for (j, v) in row[..nt].iter().enumerate() {
-                                // SAFETY: (t + j, r + k) is written by this chunk alone.
-                                unsafe { p.out.slice((t + j) * p.w.rows + r + k, 1)[0] = *v };
-                            }
-                        }
-                        t += nt;
-                    }
-                    r += nr;
-                }
-                continue;
-            }
-            let mut tmp = [0f32; 4];
-            for r in r0..r1 {
-                let w_row = p.w.row(r);
+    let parts = &parts[..jobs.len()];
+    let regions = n_threads.clamp(1, MAX_REGIONS).min(total_chunks.max(1));
+    let bound = |k: usize| k * total_chunks / regions;
+    let fronts: [AtomicUsize; MAX_REGIONS] = std::array::from_fn(|k| AtomicUsize::new(bound(k)));
+    let run_chunk = |c: usize| {
+        let Some(p) = parts.iter().rev().flatten().find(|p| p.first_chunk <= c) else {
+            return;
+        };
+        let r0 = (c - p.first_chunk) * p.chunk;
+        let r1 = (r0 + p.chunk).min(p.w.rows);
+        #[cfg(target_arch = "x86_64")]
+        if let Some(split) = p.split {
+            let mut tile = [[0f32; 4]; 4];
+            let mut r = r0;
+            while r < r1 {
+                let nr = if r + 4 <= r1 { 4 } else { 1 };
+                let rows: [&[u8]; 4] = std::array::from_fn(|k| p.w.row((r + k).min(r1 - 1)));
                 let mut t = 0;
                 while t < p.n_tokens {
                     let nt = (p.n_tokens - t).min(4);
-                    kernels::dot_rows(isa, p.w.dtype, p.w.cols, w_row, p.x, t, &mut tmp[..nt]);
-                    for (k, v) in tmp[..nt].iter().enumerate() {
-                        // SAFETY: (t + k, r) is written by this chunk alone.
-                        unsafe { p.out.slice((t + k) * p.w.rows + r, 1)[0] = *v };
+                    kernels::tile(p.w.dtype, &rows[..nr], split, t, nt, &mut tile);
+                    for (k, row) in tile[..nr].iter().enumerate() {
+                        for (j, v) in row[..nt].iter().enumerate() {
+                            // SAFETY: (t + j, r + k) is written by this chunk alone.
+                            unsafe { p.out.slice((t + j) * p.w.rows + r + k, 1)[0] = *v };
+                        }
                     }
                     t += nt;
                 }
+                r += nr;
+            }
+            return;
+        }
+        let mut tmp = [0f32; 4];
+        for r in r0..r1 {
+            let w_row = p.w.row(r);
+            for line in (0..w_row.len()).step_by(64) {
+                kernels::prefetch_ahead(w_row.as_ptr().wrapping_add(line));
+            }
+            let mut t = 0;
+            while t < p.n_tokens {
+                let nt = (p.n_tokens - t).min(4);
+                kernels::dot_rows(isa, p.w.dtype, p.w.cols, w_row, p.x, t, &mut tmp[..nt]);
+                for (k, v) in tmp[..nt].iter().enumerate() {
+                    // SAFETY: (t + k, r) is written by this chunk alone.
+                    unsafe { p.out.slice((t + k) * p.w.rows + r, 1)[0] = *v };
+                }
+                t += nt;
+            }
+        }
+    };
+    pool.run(&|index| {
+        // Own range first, then the others' from their fronts.
+        for step in 0..regions {
+            let k = (index + step) % regions;
+            let end = bound(k + 1);
+            loop {
+                let c = fronts[k].fetch_add(1, Ordering::Relaxed);
+                if c >= end {
+                    break;
+                }
+                run_chunk(c);
             }
         }
     });

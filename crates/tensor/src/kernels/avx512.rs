@@ -1,14 +1,25 @@
 //! AVX-512 VNNI kernels: tiles of up to four weight rows × four activation
 //! rows, two 32-value blocks per instruction.
 //!
-//! The activations come split ([`SplitActs`]): each row's 8-bit values
-//! contiguous, and per block its scale `d` and `s = d · Σq`. Weight values are
-//! made unsigned (nibbles as stored, Q8_0 with its sign bit flipped) so that
-//! `vpdpbusd` multiplies them with the signed activations in one step; the
-//! offsets this adds (8 for Q4_0, 16 for Q5_0, 128 for Q8_0) are taken back
-//! through `s`, and Q4_1's minimum enters the same way. Each output lane
-//! then accumulates `d_w · (d_a · dot − offset · s/8)`; the eight lanes of a
-//! block sum to the block's product.
+//! A 512-bit register holds a pair of blocks `i`, `j = i + 1` in value
+//! order. The activations come split ([`SplitActs`]): each row's 8-bit
+//! values contiguous, and per pair of blocks their scales `d` and
+//! `s = d · Σq / 8` in one 16-byte group, so that a pair's activation scales
+//! are one load and two permutes shared by every weight row. A weight
+//! block's half-precision scales are converted together with its pair's in
+//! one instruction.
+//!
+//! Weight values are made unsigned (nibbles as stored, Q8_0 with its sign bit
+//! flipped) so that `vpdpbusd` multiplies them with the signed activations in
+//! one step; the offsets this adds (8 for Q4_0, 16 for Q5_0, 128 for Q8_0)
+//! are taken back through `s`, and Q4_1's minimum enters the same way. Each
+//! output lane then accumulates `d_w · (d_a · dot − offset · s)`; the eight
+//! lanes of a block sum to the block's product.
+//!
+//! The arithmetic per lane, and so every result to the last bit, is the
+//! same whatever the instruction sequence that loads and unpacks the
+//! blocks: the golden tests against llama.cpp see the rounding, not the
+//! shuffles.
 
 #![allow(clippy::missing_safety_doc, clippy::too_many_arguments)]
 
@@ -19,52 +30,60 @@ use crate::blocks::*;
 /// Activations for the AVX-512 kernels; see the module docs.
 #[derive(Debug, Default)]
 pub struct SplitActs {
+    /// Per row, its values; a row with an odd number of blocks is padded
+    /// with a zero block.
     pub q: Vec<i8>,
-    pub d: Vec<f32>,
-    pub s: Vec<f32>,
+    /// Per row, per pair of blocks `(i, j)`: `[d_i, d_j, s_i / 8, s_j / 8]`
+    /// (zero for the padding block).
+    pub ds: Vec<f32>,
     /// Values per row.
     pub n: usize,
 }
 
 impl SplitActs {
+    /// Pairs of blocks per row.
+    fn pairs(&self) -> usize {
+        (self.n / 32).div_ceil(2)
+    }
+
     /// Splits Q8_0 (or Q8_1) activation rows in ggml's layout.
     pub fn fill(&mut self, blocks: &[u8], n: usize, q8_1: bool) {
         let nb = n / 32;
         let block_bytes = if q8_1 { 36 } else { 34 };
         let rows = blocks.len() / (nb * block_bytes).max(1);
         self.n = n;
-        self.q.resize(rows * n, 0);
-        self.d.resize(rows * nb, 0.0);
-        self.s.resize(rows * nb, 0.0);
+        let pairs = self.pairs();
+        // Cleared first: a padding block must read as zero.
+        self.q.clear();
+        self.q.resize(rows * pairs * 64, 0);
+        self.ds.clear();
+        self.ds.resize(rows * pairs * 4, 0.0);
         for (b, chunk) in blocks.chunks_exact(block_bytes).enumerate() {
+            let (row, k) = (b / nb, b % nb);
+            let (p, second) = (row * pairs + k / 2, k % 2);
             let d = f16_at([chunk[0], chunk[1]]);
             let qs: &[i8] = bytemuck::cast_slice(&chunk[block_bytes - 32..]);
-            self.q[b * 32..b * 32 + 32].copy_from_slice(qs);
-            self.d[b] = d;
+            let at = 64 * p + 32 * second;
+            self.q[at..at + 32].copy_from_slice(qs);
             // Q8_1 stores d·Σq as a half; use that value, as llama.cpp does.
-            self.s[b] = if q8_1 {
+            let s = if q8_1 {
                 f16_at([chunk[2], chunk[3]])
             } else {
                 d * qs.iter().map(|&v| v as i32).sum::<i32>() as f32
             };
+            self.ds[4 * p + second] = d;
+            self.ds[4 * p + 2 + second] = s * 0.125;
         }
     }
 
-    pub fn row(&self, t: usize) -> (&[i8], &[f32], &[f32]) {
-        let nb = self.n / 32;
+    /// Row `t`: its values and its pairs' scales.
+    pub fn row(&self, t: usize) -> (&[i8], &[f32]) {
+        let pairs = self.pairs();
         (
-            &self.q[t * self.n..(t + 1) * self.n],
-            &self.d[t * nb..(t + 1) * nb],
-            &self.s[t * nb..(t + 1) * nb],
+            &self.q[t * pairs * 64..(t + 1) * pairs * 64],
+            &self.ds[t * pairs * 4..(t + 1) * pairs * 4],
         )
     }
-}
-
-/// `[a ×8 | b ×8]`.
-#[inline]
-#[target_feature(enable = "avx512f,avx512dq")]
-fn pair(a: f32, b: f32) -> __m512 {
-    _mm512_insertf32x8::<1>(_mm512_set1_ps(a), _mm256_set1_ps(b))
 }
 
 #[inline]
@@ -75,50 +94,46 @@ fn half(b: [u8; 2]) -> f32 {
     ))
 }
 
-/// 64 activation bytes of blocks `i` and `i + 1` (the second zero when
-/// `two` is false).
+/// The first four bytes of a block (its half-precision scale, and for Q4_1
+/// its minimum) as a little-endian word.
 #[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")]
-unsafe fn act_pair(q: &[i8], i: usize, two: bool) -> __m512i {
-    // SAFETY: block i (and i + 1 when `two`) are inside `q`.
-    unsafe {
-        if two {
-            _mm512_loadu_si512(q.as_ptr().add(32 * i).cast())
-        } else {
-            _mm512_zextsi256_si512(_mm256_loadu_si256(q.as_ptr().add(32 * i).cast()))
-        }
-    }
+fn head<B: bytemuck::Pod>(b: &B) -> i32 {
+    let bytes: &[u8] = bytemuck::bytes_of(b);
+    i32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
 }
 
-/// Nibbles of two Q4-style blocks as 64 unsigned bytes in value order:
-/// low nibbles of block i, high nibbles of block i, then block i + 1.
+/// Halves 0 and 1 of `i`'s head and of `j`'s, as floats `[i0, i1, j0, j1]`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c")]
+fn heads(i: i32, j: i32) -> __m512 {
+    _mm512_castps128_ps512(_mm_cvtph_ps(_mm_set_epi32(0, 0, j, i)))
+}
+
+/// `[v[I] ×8 | v[J] ×8]`: float `I` over block `i`'s lanes, `J` over `j`'s.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")]
-fn nibble_pair(a: &[u8; 16], b: &[u8; 16]) -> __m512i {
+fn spread<const I: i32, const J: i32>(v: __m512) -> __m512 {
+    _mm512_permutexvar_ps(
+        _mm512_set_epi32(J, J, J, J, J, J, J, J, I, I, I, I, I, I, I, I),
+        v,
+    )
+}
+
+/// The nibbles of two Q4-style blocks as 64 unsigned bytes in value order:
+/// low nibbles (values 0..16) of `a`, its high nibbles (16..32), then `b`'s.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")]
+fn nibbles(a: &[u8; 16], b: &[u8; 16]) -> __m512i {
     // SAFETY: both are 16 readable bytes.
-    let (x, y) = unsafe {
-        (
-            _mm_loadu_si128(a.as_ptr().cast()),
-            _mm_loadu_si128(b.as_ptr().cast()),
-        )
-    };
-    let v = _mm512_inserti64x4::<1>(
-        _mm512_castsi256_si512(_mm256_set_m128i(x, x)),
-        _mm256_set_m128i(y, y),
-    );
-    let shifted = _mm512_srlv_epi64(v, _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0));
-    _mm512_and_si512(shifted, _mm512_set1_epi8(0x0f))
+    let v = unsafe { _mm256_loadu2_m128i(b.as_ptr().cast(), a.as_ptr().cast()) };
+    // [a lo, b lo, a hi, b hi] in 128-bit lanes, then lanes 1 and 2 swapped.
+    let z = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(v), _mm256_srli_epi16::<4>(v));
+    let z = _mm512_shuffle_i64x2::<0b11_01_10_00>(z, z);
+    _mm512_and_si512(z, _mm512_set1_epi8(0x0f))
 }
 
-/// 32 bits into 32 bytes of `set` where the bit is set, else 0 (as __m256i).
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")]
-fn bits_to_bytes(bits: u32, set: i8) -> __m256i {
-    _mm256_maskz_set1_epi8(bits, set)
-}
-
-/// One weight row's two blocks, prepared: unsigned values, scale pair, and
-/// the second pair (the offset for Q4_0/Q5_0/Q8_0, the minimum for Q4_1).
+/// One weight row's pair of blocks, prepared: unsigned values in value order,
+/// the scales spread over their lanes, and for Q4_1 the minimums.
 struct WPair {
     q: __m512i,
     d: __m512,
@@ -126,45 +141,58 @@ struct WPair {
 }
 
 macro_rules! tile_kernel {
-    ($name:ident, $block:ty, $prep:ident, $min_is_offset:expr) => {
+    ($name:ident, $block:ty, $prep:ident, $offset:expr) => {
         /// `out[r][t] = dot(w[r], a[t])` for a tile of rows and tokens.
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c,fma,avx2")]
         pub unsafe fn $name<const R: usize, const T: usize>(
             w: [&[$block]; R],
-            a: [(&[i8], &[f32], &[f32]); T],
+            a: [(&[i8], &[f32]); T],
             out: &mut [[f32; 4]; 4],
         ) {
+            let offset: Option<f32> = $offset;
             let nb = w[0].len();
             let mut acc = [[_mm512_setzero_ps(); T]; R];
             let mut i = 0;
             while i < nb {
-                let two = i + 1 < nb;
-                let j = if two { i + 1 } else { i };
+                let p = i / 2;
+                // A lone last block pairs with itself; the activations' zero
+                // padding block cancels the second copy.
+                let j = if i + 1 < nb { i + 1 } else { i };
                 let mut aq = [_mm512_setzero_si512(); T];
                 let mut ad = [_mm512_setzero_ps(); T];
                 let mut as8 = [_mm512_setzero_ps(); T];
                 for t in 0..T {
-                    let (q, d, s) = a[t];
-                    aq[t] = unsafe { act_pair(q, i, two) };
-                    let (d1, s1) = if two { (d[j], s[j]) } else { (0.0, 0.0) };
-                    ad[t] = pair(d[i], d1);
-                    // Eight lanes carry one block: each takes an eighth of its sum.
-                    as8[t] = pair(s[i] * 0.125, s1 * 0.125);
+                    let (q, ds) = a[t];
+                    // SAFETY: pair p's 64 values and 4 scales are inside the row
+                    // (padded to whole pairs).
+                    let v = unsafe {
+                        aq[t] = _mm512_loadu_si512(q.as_ptr().add(64 * p).cast());
+                        _mm512_castps128_ps512(_mm_loadu_ps(ds.as_ptr().add(4 * p)))
+                    };
+                    ad[t] = spread::<0, 1>(v);
+                    as8[t] = spread::<2, 3>(v);
+                    if let Some(o) = offset {
+                        as8[t] = _mm512_mul_ps(as8[t], _mm512_set1_ps(o));
+                    }
                 }
                 for r in 0..R {
-                    let wp = $prep(&w[r][i], &w[r][j], two);
+                    // Both ends of the pair: every line of the row, ahead.
+                    let at = (&w[r][i] as *const $block).cast::<u8>();
+                    super::prefetch_ahead(at);
+                    super::prefetch_ahead(at.wrapping_add(2 * size_of::<$block>() - 1));
+                    let wp = $prep(&w[r][i], &w[r][j]);
                     for t in 0..T {
                         let dot = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(
                             _mm512_setzero_si512(),
                             wp.q,
                             aq[t],
                         ));
-                        if $min_is_offset {
-                            // d_w · (d_a · dot − offset · s/8)
-                            let x = _mm512_fmsub_ps(dot, ad[t], _mm512_mul_ps(wp.m, as8[t]));
+                        if offset.is_some() {
+                            // d_w · (d_a · dot − offset · s)
+                            let x = _mm512_fmsub_ps(dot, ad[t], as8[t]);
                             acc[r][t] = _mm512_fmadd_ps(x, wp.d, acc[r][t]);
                         } else {
-                            // d_w · d_a · dot + m_w · s/8
+                            // d_w · d_a · dot + m_w · s
                             let x = _mm512_fmadd_ps(wp.m, as8[t], acc[r][t]);
                             acc[r][t] = _mm512_fmadd_ps(dot, _mm512_mul_ps(wp.d, ad[t]), x);
                         }
@@ -183,63 +211,45 @@ macro_rules! tile_kernel {
 
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c")]
-fn prep_q4_0(a: &BlockQ4_0, b: &BlockQ4_0, two: bool) -> WPair {
-    let q = nibble_pair(&a.qs, &b.qs);
-    let q = if two {
-        q
-    } else {
-        _mm512_zextsi256_si512(_mm512_castsi512_si256(q))
-    };
+fn prep_q4_0(a: &BlockQ4_0, b: &BlockQ4_0) -> WPair {
     WPair {
-        q,
-        d: pair(half(a.d), if two { half(b.d) } else { 0.0 }),
-        m: _mm512_set1_ps(8.0),
+        q: nibbles(&a.qs, &b.qs),
+        d: spread::<0, 2>(heads(head(a), head(b))),
+        m: _mm512_setzero_ps(),
     }
 }
 
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c")]
-fn prep_q4_1(a: &BlockQ4_1, b: &BlockQ4_1, two: bool) -> WPair {
-    let q = nibble_pair(&a.qs, &b.qs);
-    let q = if two {
-        q
-    } else {
-        _mm512_zextsi256_si512(_mm512_castsi512_si256(q))
-    };
-    let (d1, m1) = if two {
-        (half(b.d), half(b.m))
-    } else {
-        (0.0, 0.0)
-    };
+fn prep_q4_1(a: &BlockQ4_1, b: &BlockQ4_1) -> WPair {
+    let h = heads(head(a), head(b));
     WPair {
-        q,
-        d: pair(half(a.d), d1),
-        m: pair(half(a.m), m1),
+        q: nibbles(&a.qs, &b.qs),
+        d: spread::<0, 2>(h),
+        m: spread::<1, 3>(h),
     }
 }
 
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c")]
-fn prep_q5_0(a: &BlockQ5_0, b: &BlockQ5_0, two: bool) -> WPair {
-    let q = nibble_pair(&a.qs, &b.qs);
-    let ha = bits_to_bytes(u32::from_le_bytes(a.qh), 0x10);
-    let hb = bits_to_bytes(u32::from_le_bytes(b.qh), 0x10);
-    let q = _mm512_or_si512(q, _mm512_inserti64x4::<1>(_mm512_castsi256_si512(ha), hb));
-    let q = if two {
-        q
-    } else {
-        _mm512_zextsi256_si512(_mm512_castsi512_si256(q))
-    };
+fn prep_q5_0(a: &BlockQ5_0, b: &BlockQ5_0) -> WPair {
+    let (ha, hb) = (
+        u32::from_le_bytes(a.qh) as u64,
+        u32::from_le_bytes(b.qh) as u64,
+    );
+    // The fifth bits, one per value, in value order.
+    let high = ha | hb << 32;
+    let q = nibbles(&a.qs, &b.qs);
     WPair {
-        q,
-        d: pair(half(a.d), if two { half(b.d) } else { 0.0 }),
-        m: _mm512_set1_ps(16.0),
+        q: _mm512_mask_add_epi8(q, high, q, _mm512_set1_epi8(0x10)),
+        d: spread::<0, 2>(heads(head(a), head(b))),
+        m: _mm512_setzero_ps(),
     }
 }
 
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c")]
-fn prep_q8_0(a: &BlockQ8_0, b: &BlockQ8_0, two: bool) -> WPair {
+fn prep_q8_0(a: &BlockQ8_0, b: &BlockQ8_0) -> WPair {
     // SAFETY: 32 readable bytes each.
     let (x, y) = unsafe {
         (
@@ -247,23 +257,19 @@ fn prep_q8_0(a: &BlockQ8_0, b: &BlockQ8_0, two: bool) -> WPair {
             _mm256_loadu_si256(b.qs.as_ptr().cast()),
         )
     };
-    let y = if two { y } else { _mm256_set1_epi8(-128) };
-    // Flipping the sign bit adds 128: the values become unsigned.
-    let q = _mm512_xor_si512(
-        _mm512_inserti64x4::<1>(_mm512_castsi256_si512(x), y),
-        _mm512_set1_epi8(-128),
-    );
+    let q = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(x), y);
     WPair {
-        q,
-        d: pair(half(a.d), if two { half(b.d) } else { 0.0 }),
-        m: _mm512_set1_ps(128.0),
+        // Flipping the sign bit adds 128: the values become unsigned.
+        q: _mm512_xor_si512(q, _mm512_set1_epi8(-128)),
+        d: spread::<0, 2>(heads(head(a), head(b))),
+        m: _mm512_setzero_ps(),
     }
 }
 
-tile_kernel!(tile_q4_0, BlockQ4_0, prep_q4_0, true);
-tile_kernel!(tile_q4_1, BlockQ4_1, prep_q4_1, false);
-tile_kernel!(tile_q5_0, BlockQ5_0, prep_q5_0, true);
-tile_kernel!(tile_q8_0, BlockQ8_0, prep_q8_0, true);
+tile_kernel!(tile_q4_0, BlockQ4_0, prep_q4_0, Some(8.0));
+tile_kernel!(tile_q4_1, BlockQ4_1, prep_q4_1, None);
+tile_kernel!(tile_q5_0, BlockQ5_0, prep_q5_0, Some(16.0));
+tile_kernel!(tile_q8_0, BlockQ8_0, prep_q8_0, Some(128.0));
 
 // ---------------------------------------------------------------------------
 // k-quants. Activations are Q8_K split the same way: values contiguous, one
