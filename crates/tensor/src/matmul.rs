@@ -55,6 +55,19 @@ impl Activations {
 
     /// Converts `x` (rows of `n` values) for weights of type `wtype`.
     pub fn prepare(&mut self, isa: Isa, wtype: DType, x: &[f32], n: usize) {
+        self.prepare_on(None, isa, wtype, x, n)
+    }
+
+    /// [`Activations::prepare`], quantizing rows in parallel on `pool` when
+    /// there are many.
+    pub fn prepare_on(
+        &mut self,
+        pool: Option<&ThreadPool>,
+        isa: Isa,
+        wtype: DType,
+        x: &[f32],
+        n: usize,
+    ) {
         let dtype = kernels::dot_type(wtype);
         self.dtype = Some(dtype);
         self.n = n;
@@ -65,7 +78,14 @@ impl Activations {
         } else {
             let row_bytes = dtype.row_bytes(n).unwrap_or(0);
             self.bytes.resize(row_bytes * self.rows, 0);
-            kernels::quantize_rows(isa, dtype, x, n, &mut self.bytes);
+            match pool {
+                Some(pool) if row_bytes > 0 => {
+                    pool.rows_mut(&mut self.bytes, row_bytes, &|r, out| {
+                        kernels::quantize_rows(isa, dtype, &x[r * n..(r + 1) * n], n, out)
+                    })
+                }
+                _ => kernels::quantize_rows(isa, dtype, x, n, &mut self.bytes),
+            }
             #[cfg(target_arch = "x86_64")]
             if isa == Isa::Avx512 {
                 match dtype {

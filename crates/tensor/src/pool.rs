@@ -146,6 +146,47 @@ impl ThreadPool {
     }
 }
 
+/// Fewer rows than this are worked through by the caller alone: waking the
+/// workers costs more than a few rows of a norm or a rotation.
+const PAR_MIN_ROWS: usize = 8;
+
+impl ThreadPool {
+    /// Calls `f(index, row)` for every row of `data` (rows of `width`
+    /// elements), over contiguous ranges of rows in parallel when there are
+    /// enough rows to pay for it (prefill), on the caller alone otherwise
+    /// (decode).
+    pub fn rows_mut<T: Send>(
+        &self,
+        data: &mut [T],
+        width: usize,
+        f: &(dyn Fn(usize, &mut [T]) + Sync),
+    ) {
+        let n_rows = data.len() / width.max(1);
+        if self.n_threads == 1 || n_rows < PAR_MIN_ROWS {
+            for (r, row) in data.chunks_exact_mut(width.max(1)).enumerate() {
+                f(r, row);
+            }
+            return;
+        }
+        let pieces = (self.n_threads * 4).min(n_rows);
+        let next = AtomicUsize::new(0);
+        let shared = SharedMut::new(data);
+        self.run(&|_| {
+            loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= pieces {
+                    return;
+                }
+                for r in k * n_rows / pieces..(k + 1) * n_rows / pieces {
+                    // SAFETY: row r is inside `data` and belongs to piece k,
+                    // which this participant alone claimed.
+                    f(r, unsafe { shared.slice(r * width, width) });
+                }
+            }
+        });
+    }
+}
+
 impl Drop for ThreadPool {
     fn drop(&mut self) {
         self.shared.shutdown.store(true, Ordering::Release);
@@ -349,6 +390,23 @@ mod tests {
                 unsafe { ptr.slice(i, 1)[0] = i * 10 + round };
             });
             assert!(out.iter().enumerate().all(|(i, v)| *v == i * 10 + round));
+        }
+    }
+
+    #[test]
+    fn rows_mut_visits_every_row_once_with_its_index() {
+        for threads in [1, 2, 3] {
+            let pool = ThreadPool::new(threads);
+            for n_rows in [0, 3, 8, 37] {
+                let mut data = vec![0usize; n_rows * 5];
+                pool.rows_mut(&mut data, 5, &|r, row| {
+                    for v in row.iter_mut() {
+                        *v += r + 1;
+                    }
+                });
+                let want: Vec<usize> = (0..n_rows).flat_map(|r| [r + 1; 5]).collect();
+                assert_eq!(data, want, "{threads} threads, {n_rows} rows");
+            }
         }
     }
 

@@ -283,7 +283,8 @@ impl Model for Gemma3Model {
         hooks.rows(HookPoint::Embed, &ctx.spans, d, &buf.x);
         for (l, b) in self.blocks.iter().enumerate() {
             hooks.rows(HookPoint::ResidPre(l), &ctx.spans, d, &buf.x);
-            b.attn_norm.forward(&buf.x, &mut buf.h);
+            b.attn_norm
+                .forward_on(&ctx.compute.pool, &buf.x, &mut buf.h);
             ctx.compute.linears(
                 &buf.h,
                 &mut [
@@ -292,15 +293,29 @@ impl Model for Gemma3Model {
                     (&b.wv, &mut buf.v),
                 ],
             );
-            b.q_norm.forward_inplace(&mut buf.q, &mut buf.tmp);
-            b.k_norm.forward_inplace(&mut buf.k, &mut buf.tmp);
+            b.q_norm
+                .forward_inplace(&ctx.compute.pool, &mut buf.q, &mut buf.tmp);
+            b.k_norm
+                .forward_inplace(&ctx.compute.pool, &mut buf.k, &mut buf.tmp);
             let rope = if b.local {
                 &self.rope_local
             } else {
                 &self.rope_global
             };
-            rope.apply(&mut buf.q, shape.n_heads, shape.head_dim, &ctx.positions);
-            rope.apply(&mut buf.k, shape.n_kv_heads, shape.head_dim, &ctx.positions);
+            rope.apply_on(
+                &ctx.compute.pool,
+                &mut buf.q,
+                shape.n_heads,
+                shape.head_dim,
+                &ctx.positions,
+            );
+            rope.apply_on(
+                &ctx.compute.pool,
+                &mut buf.k,
+                shape.n_kv_heads,
+                shape.head_dim,
+                &ctx.positions,
+            );
             b.attn.forward(
                 &ctx.compute.pool,
                 l,
@@ -314,10 +329,11 @@ impl Model for Gemma3Model {
                 hooks,
             );
             ctx.compute.linear(&buf.attn, &b.wo, &mut buf.o);
-            b.attn_post_norm.forward_inplace(&mut buf.o, &mut buf.tmp);
+            b.attn_post_norm
+                .forward_inplace(&ctx.compute.pool, &mut buf.o, &mut buf.tmp);
             hooks.rows(HookPoint::AttnOut(l), &ctx.spans, d, &buf.o);
             ops::add_assign(&mut buf.x, &buf.o);
-            b.ffn_norm.forward(&buf.x, &mut buf.h);
+            b.ffn_norm.forward_on(&ctx.compute.pool, &buf.x, &mut buf.h);
             b.mlp.forward(
                 &mut ctx.compute,
                 &buf.h,
@@ -325,7 +341,8 @@ impl Model for Gemma3Model {
                 &mut buf.up,
                 &mut buf.o,
             );
-            b.ffn_post_norm.forward_inplace(&mut buf.o, &mut buf.tmp);
+            b.ffn_post_norm
+                .forward_inplace(&ctx.compute.pool, &mut buf.o, &mut buf.tmp);
             hooks.rows(HookPoint::MlpOut(l), &ctx.spans, d, &buf.o);
             ops::add_assign(&mut buf.x, &buf.o);
             hooks.rows(HookPoint::ResidPost(l), &ctx.spans, d, &buf.x);

@@ -294,7 +294,7 @@ impl Model for GptJModel {
         for (l, b) in self.blocks.iter().enumerate() {
             hooks.rows(HookPoint::ResidPre(l), &ctx.spans, d, &buf.x);
             // One norm feeds both branches.
-            b.norm.forward(&buf.x, &mut buf.h);
+            b.norm.forward_on(&ctx.compute.pool, &buf.x, &mut buf.h);
             ctx.compute.linears(
                 &buf.h,
                 &mut [
@@ -304,8 +304,20 @@ impl Model for GptJModel {
                 ],
             );
             let (heads, head_dim) = (b.attn.shape.n_heads, b.attn.shape.head_dim);
-            self.rope.apply(&mut buf.q, heads, head_dim, &ctx.positions);
-            self.rope.apply(&mut buf.k, heads, head_dim, &ctx.positions);
+            self.rope.apply_on(
+                &ctx.compute.pool,
+                &mut buf.q,
+                heads,
+                head_dim,
+                &ctx.positions,
+            );
+            self.rope.apply_on(
+                &ctx.compute.pool,
+                &mut buf.k,
+                heads,
+                head_dim,
+                &ctx.positions,
+            );
             b.attn.forward(
                 &ctx.compute.pool,
                 l,

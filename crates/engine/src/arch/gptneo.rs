@@ -346,7 +346,8 @@ impl Model for GptNeoModel {
         hooks.rows(HookPoint::Embed, &ctx.spans, d, &buf.x);
         for (l, b) in self.blocks.iter().enumerate() {
             hooks.rows(HookPoint::ResidPre(l), &ctx.spans, d, &buf.x);
-            b.attn_norm.forward(&buf.x, &mut buf.h);
+            b.attn_norm
+                .forward_on(&ctx.compute.pool, &buf.x, &mut buf.h);
             ctx.compute.linears(
                 &buf.h,
                 &mut [
@@ -370,7 +371,7 @@ impl Model for GptNeoModel {
             ctx.compute.linear(&buf.attn, &b.wo, &mut buf.o);
             hooks.rows(HookPoint::AttnOut(l), &ctx.spans, d, &buf.o);
             ops::add_assign(&mut buf.x, &buf.o);
-            b.ffn_norm.forward(&buf.x, &mut buf.h);
+            b.ffn_norm.forward_on(&ctx.compute.pool, &buf.x, &mut buf.h);
             b.mlp
                 .forward(&mut ctx.compute, &buf.h, &mut buf.up, &mut buf.o);
             hooks.rows(HookPoint::MlpOut(l), &ctx.spans, d, &buf.o);

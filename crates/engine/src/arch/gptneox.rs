@@ -347,7 +347,8 @@ impl Model for GptNeoXModel {
         hooks.rows(HookPoint::Embed, &ctx.spans, d, &buf.x);
         for (l, b) in self.blocks.iter().enumerate() {
             hooks.rows(HookPoint::ResidPre(l), &ctx.spans, d, &buf.x);
-            b.attn_norm.forward(&buf.x, &mut buf.h);
+            b.attn_norm
+                .forward_on(&ctx.compute.pool, &buf.x, &mut buf.h);
             ctx.compute.linears(
                 &buf.h,
                 &mut [
@@ -357,8 +358,20 @@ impl Model for GptNeoXModel {
                 ],
             );
             let (heads, head_dim) = (b.attn.shape.n_heads, b.attn.shape.head_dim);
-            self.rope.apply(&mut buf.q, heads, head_dim, &ctx.positions);
-            self.rope.apply(&mut buf.k, heads, head_dim, &ctx.positions);
+            self.rope.apply_on(
+                &ctx.compute.pool,
+                &mut buf.q,
+                heads,
+                head_dim,
+                &ctx.positions,
+            );
+            self.rope.apply_on(
+                &ctx.compute.pool,
+                &mut buf.k,
+                heads,
+                head_dim,
+                &ctx.positions,
+            );
             b.attn.forward(
                 &ctx.compute.pool,
                 l,
@@ -375,11 +388,11 @@ impl Model for GptNeoXModel {
             hooks.rows(HookPoint::AttnOut(l), &ctx.spans, d, &buf.o);
             if self.config.parallel_residual {
                 // The MLP reads its own norm of the block's input.
-                b.ffn_norm.forward(&buf.x, &mut buf.h);
+                b.ffn_norm.forward_on(&ctx.compute.pool, &buf.x, &mut buf.h);
                 ops::add_assign(&mut buf.x, &buf.o);
             } else {
                 ops::add_assign(&mut buf.x, &buf.o);
-                b.ffn_norm.forward(&buf.x, &mut buf.h);
+                b.ffn_norm.forward_on(&ctx.compute.pool, &buf.x, &mut buf.h);
             }
             b.mlp
                 .forward(&mut ctx.compute, &buf.h, &mut buf.up, &mut buf.tmp);

@@ -234,7 +234,8 @@ impl Model for LlamaModel {
         hooks.rows(HookPoint::Embed, &ctx.spans, d, &buf.x);
         for (l, b) in self.blocks.iter().enumerate() {
             hooks.rows(HookPoint::ResidPre(l), &ctx.spans, d, &buf.x);
-            b.attn_norm.forward(&buf.x, &mut buf.h);
+            b.attn_norm
+                .forward_on(&ctx.compute.pool, &buf.x, &mut buf.h);
             ctx.compute.linears(
                 &buf.h,
                 &mut [
@@ -243,13 +244,15 @@ impl Model for LlamaModel {
                     (&b.wv, &mut buf.v),
                 ],
             );
-            self.rope.apply(
+            self.rope.apply_on(
+                &ctx.compute.pool,
                 &mut buf.q,
                 b.attn.shape.n_heads,
                 b.attn.shape.head_dim,
                 &ctx.positions,
             );
-            self.rope.apply(
+            self.rope.apply_on(
+                &ctx.compute.pool,
                 &mut buf.k,
                 b.attn.shape.n_kv_heads,
                 b.attn.shape.head_dim,
@@ -270,7 +273,7 @@ impl Model for LlamaModel {
             ctx.compute.linear(&buf.attn, &b.wo, &mut buf.o);
             hooks.rows(HookPoint::AttnOut(l), &ctx.spans, d, &buf.o);
             ops::add_assign(&mut buf.x, &buf.o);
-            b.ffn_norm.forward(&buf.x, &mut buf.h);
+            b.ffn_norm.forward_on(&ctx.compute.pool, &buf.x, &mut buf.h);
             b.mlp.forward(
                 &mut ctx.compute,
                 &buf.h,

@@ -135,7 +135,7 @@ impl Compute {
                     .map(|(l, _)| l.weight.dtype)
                     .find(|w| kernels::dot_type(*w) == *t);
                 if let Some(wtype) = wtype {
-                    self.acts[slot].prepare(self.isa, wtype, x, n_in);
+                    self.acts[slot].prepare_on(Some(&self.pool), self.isa, wtype, x, n_in);
                 }
             }
         }

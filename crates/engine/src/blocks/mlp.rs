@@ -29,7 +29,10 @@ impl GatedMlp {
         gate.resize(n_tokens * hidden, 0.0);
         up.resize(n_tokens * hidden, 0.0);
         c.linears(x, &mut [(&self.gate, gate), (&self.up, up)]);
-        self.act.glu(gate, up);
+        let act = self.act;
+        c.pool.rows_mut(gate, hidden, &|t, g| {
+            act.glu(g, &up[t * hidden..(t + 1) * hidden])
+        });
         c.linear(gate, &self.down, out);
     }
 }
@@ -47,7 +50,8 @@ impl Mlp {
         let n_tokens = x.len() / self.up.in_features();
         hidden.resize(n_tokens * self.up.out_features(), 0.0);
         c.linear(x, &self.up, hidden);
-        self.act.apply_all(hidden);
+        let (act, width) = (self.act, self.up.out_features());
+        c.pool.rows_mut(hidden, width, &|_, h| act.apply_all(h));
         c.linear(hidden, &self.down, out);
     }
 }

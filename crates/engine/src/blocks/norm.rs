@@ -1,6 +1,6 @@
 //! Normalization layers.
 
-use lucid_tensor::ops;
+use lucid_tensor::{ThreadPool, ops};
 
 use crate::error::Result;
 use crate::weights::Loader;
@@ -49,23 +49,37 @@ impl Norm {
     pub fn forward(&self, x: &[f32], out: &mut [f32]) {
         let n = self.width();
         for (x, out) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
-            match self {
-                Norm::Rms {
-                    weight,
-                    eps,
-                    unit_offset,
-                } => ops::rms_norm(x, weight, *eps, *unit_offset, out),
-                Norm::Layer { weight, bias, eps } => {
-                    ops::layer_norm(x, weight, bias.as_deref(), *eps, out)
-                }
-            }
+            self.row(x, out);
         }
     }
 
-    /// Normalizes each row of `x` in place.
-    pub fn forward_inplace(&self, x: &mut [f32], tmp: &mut Vec<f32>) {
+    /// [`Norm::forward`], rows in parallel on `pool` when there are many.
+    pub fn forward_on(&self, pool: &ThreadPool, x: &[f32], out: &mut [f32]) {
+        let n = self.width();
+        let rows = x.len() / n;
+        pool.rows_mut(&mut out[..rows * n], n, &|r, out| {
+            self.row(&x[r * n..(r + 1) * n], out)
+        });
+    }
+
+    /// Normalizes each row of `x` in place, rows in parallel on `pool` when
+    /// there are many; `tmp` is scratch.
+    pub fn forward_inplace(&self, pool: &ThreadPool, x: &mut [f32], tmp: &mut Vec<f32>) {
         tmp.clear();
         tmp.extend_from_slice(x);
-        self.forward(tmp, x);
+        self.forward_on(pool, tmp, x);
+    }
+
+    fn row(&self, x: &[f32], out: &mut [f32]) {
+        match self {
+            Norm::Rms {
+                weight,
+                eps,
+                unit_offset,
+            } => ops::rms_norm(x, weight, *eps, *unit_offset, out),
+            Norm::Layer { weight, bias, eps } => {
+                ops::layer_norm(x, weight, bias.as_deref(), *eps, out)
+            }
+        }
     }
 }

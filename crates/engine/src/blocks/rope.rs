@@ -1,5 +1,7 @@
 //! Rotary position embeddings.
 
+use lucid_tensor::ThreadPool;
+
 /// How the rotated dimensions are paired.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RopeStyle {
@@ -59,19 +61,40 @@ impl Rope {
     /// row `t` being at position `positions[t]`.
     pub fn apply(&self, x: &mut [f32], n_heads: usize, head_dim: usize, positions: &[usize]) {
         let width = n_heads * head_dim;
-        let half = self.n_rot / 2;
         for (row, &pos) in x.chunks_exact_mut(width).zip(positions) {
-            for i in 0..half {
-                let (sin, cos) = (pos as f32 * self.inv_freq[i]).sin_cos();
-                for head in row.chunks_exact_mut(head_dim) {
-                    let (a, b) = match self.style {
-                        RopeStyle::Normal => (2 * i, 2 * i + 1),
-                        RopeStyle::NeoX => (i, i + half),
-                    };
-                    let (x0, x1) = (head[a], head[b]);
-                    head[a] = x0 * cos - x1 * sin;
-                    head[b] = x0 * sin + x1 * cos;
-                }
+            self.rotate(row, head_dim, pos);
+        }
+    }
+
+    /// [`Rope::apply`], rows in parallel on `pool` when there are many.
+    pub fn apply_on(
+        &self,
+        pool: &ThreadPool,
+        x: &mut [f32],
+        n_heads: usize,
+        head_dim: usize,
+        positions: &[usize],
+    ) {
+        let width = n_heads * head_dim;
+        let rows = (x.len() / width).min(positions.len());
+        pool.rows_mut(&mut x[..rows * width], width, &|t, row| {
+            self.rotate(row, head_dim, positions[t])
+        });
+    }
+
+    /// Rotates every head of one row, at position `pos`.
+    fn rotate(&self, row: &mut [f32], head_dim: usize, pos: usize) {
+        let half = self.n_rot / 2;
+        for i in 0..half {
+            let (sin, cos) = (pos as f32 * self.inv_freq[i]).sin_cos();
+            for head in row.chunks_exact_mut(head_dim) {
+                let (a, b) = match self.style {
+                    RopeStyle::Normal => (2 * i, 2 * i + 1),
+                    RopeStyle::NeoX => (i, i + half),
+                };
+                let (x0, x1) = (head[a], head[b]);
+                head[a] = x0 * cos - x1 * sin;
+                head[b] = x0 * sin + x1 * cos;
             }
         }
     }
