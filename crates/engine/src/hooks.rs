@@ -117,6 +117,9 @@ impl<'a> Hooks<'a> {
     /// Whether anybody listens at `point`.
     #[inline]
     pub fn wants(&self, point: HookPoint) -> bool {
+        if cfg!(feature = "no-hooks") {
+            return false;
+        }
         match &self.observer {
             None => false,
             Some(o) => o.wants(point),
@@ -132,6 +135,9 @@ impl<'a> Hooks<'a> {
         width: usize,
         data: &[f32],
     ) {
+        if cfg!(feature = "no-hooks") {
+            return;
+        }
         if let Some(o) = self.observer.as_deref_mut()
             && o.wants(point)
         {
@@ -153,6 +159,9 @@ impl<'a> Hooks<'a> {
     /// Reports a tensor of any shape.
     #[inline]
     pub fn tensor(&mut self, point: HookPoint, data: HookData<'_>) {
+        if cfg!(feature = "no-hooks") {
+            return;
+        }
         if let Some(o) = self.observer.as_deref_mut()
             && o.wants(point)
         {

@@ -17,5 +17,5 @@ pub mod quant;
 
 pub use dtype::DType;
 pub use kernels::Isa;
-pub use matmul::{Activations, MatmulJob, WeightMatrix, matmul, matmuls};
+pub use matmul::{Activations, MatmulJob, WeightMatrix, matmul, matmuls, matmuls_iter};
 pub use pool::ThreadPool;

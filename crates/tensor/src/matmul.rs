@@ -150,12 +150,34 @@ const MAX_REGIONS: usize = 16;
 /// others' ranges. A participant that never joins costs nothing but its
 /// help.
 pub fn matmuls(pool: &ThreadPool, isa: Isa, jobs: &mut [MatmulJob<'_>]) {
-    for group in jobs.chunks_mut(MAX_PARTS) {
-        matmul_group(pool, isa, group);
+    matmuls_iter(
+        pool,
+        isa,
+        jobs.iter_mut().map(|j| MatmulJob {
+            w: j.w,
+            x: j.x,
+            out: &mut *j.out,
+        }),
+    );
+}
+
+/// [`matmuls`] over jobs made on the fly, so that a caller needs no vector
+/// (the decode loop allocates nothing).
+pub fn matmuls_iter<'a>(pool: &ThreadPool, isa: Isa, jobs: impl Iterator<Item = MatmulJob<'a>>) {
+    let mut jobs = jobs.peekable();
+    while jobs.peek().is_some() {
+        let mut group: [Option<MatmulJob<'a>>; MAX_PARTS] = std::array::from_fn(|_| None);
+        for slot in group.iter_mut() {
+            *slot = jobs.next();
+            if slot.is_none() {
+                break;
+            }
+        }
+        matmul_group(pool, isa, &mut group);
     }
 }
 
-fn matmul_group(pool: &ThreadPool, isa: Isa, jobs: &mut [MatmulJob<'_>]) {
+fn matmul_group(pool: &ThreadPool, isa: Isa, jobs: &mut [Option<MatmulJob<'_>>]) {
     struct Part<'a> {
         w: WeightMatrix<'a>,
         x: ActRows<'a>,
@@ -170,7 +192,9 @@ fn matmul_group(pool: &ThreadPool, isa: Isa, jobs: &mut [MatmulJob<'_>]) {
     let n_threads = pool.n_threads();
     let mut parts: [Option<Part<'_>>; MAX_PARTS] = std::array::from_fn(|_| None);
     let mut total_chunks = 0;
-    for (slot, job) in parts.iter_mut().zip(jobs.iter_mut()) {
+    let mut n_parts = 0;
+    for (slot, job) in parts.iter_mut().zip(jobs.iter_mut().flatten()) {
+        n_parts += 1;
         let n_tokens = job.x.n_rows();
         assert_eq!(
             job.w.cols, job.x.n,
@@ -204,7 +228,7 @@ fn matmul_group(pool: &ThreadPool, isa: Isa, jobs: &mut [MatmulJob<'_>]) {
         });
         total_chunks += n_chunks;
     }
-    let parts = &parts[..jobs.len()];
+    let parts = &parts[..n_parts];
     let regions = n_threads.clamp(1, MAX_REGIONS).min(total_chunks.max(1));
     let bound = |k: usize| k * total_chunks / regions;
     let fronts: [AtomicUsize; MAX_REGIONS] = std::array::from_fn(|k| AtomicUsize::new(bound(k)));

@@ -203,8 +203,18 @@ fn floors(model: &LoadedModel, threads: usize) -> Floors {
         weight_bytes,
         decode_tokens_per_s_ceiling: bandwidth / weight_bytes as f64,
         kernel_macs_per_s: macs,
-        prefill_tokens_per_s_ceiling: macs / model.meta.n_params as f64,
+        prefill_tokens_per_s_ceiling: macs / prefill_macs_per_token(model) as f64,
     }
+}
+
+/// Multiply-adds of the weight products per prompt token: every parameter
+/// but the token embedding's, which is a lookup. The output projection runs
+/// for the last token only; where it is a separate matrix (untied) it is
+/// still counted, so the ceiling is then a little low.
+fn prefill_macs_per_token(model: &LoadedModel) -> u64 {
+    let info = model.model.info();
+    let embedding = (info.vocab_size * info.d_model) as u64;
+    model.meta.n_params.saturating_sub(embedding).max(1)
 }
 
 /// Best of a few passes reading 1 GiB with `threads` threads.

@@ -1,6 +1,6 @@
 //! Linear layers: a stored weight matrix and an optional bias.
 
-use lucid_tensor::{Activations, DType, Isa, MatmulJob, ThreadPool, kernels, matmuls};
+use lucid_tensor::{Activations, DType, Isa, MatmulJob, ThreadPool, kernels, matmuls_iter};
 
 use crate::error::Result;
 use crate::weights::{Loader, Weight};
@@ -140,23 +140,19 @@ impl Compute {
             }
         }
         let acts = &self.acts;
-        let mut mm: Vec<MatmulJob<'_>> = jobs
-            .iter_mut()
-            .map(|(l, out)| {
-                let t = kernels::dot_type(l.weight.dtype);
-                let slot = types[..n_types]
-                    .iter()
-                    .position(|x| *x == Some(t))
-                    .unwrap_or(0);
-                MatmulJob {
-                    w: l.weight.matrix(),
-                    x: &acts[slot],
-                    out,
-                }
-            })
-            .collect();
-        matmuls(&self.pool, self.isa, &mut mm);
-        drop(mm);
+        let mm = jobs.iter_mut().map(|(l, out)| {
+            let t = kernels::dot_type(l.weight.dtype);
+            let slot = types[..n_types]
+                .iter()
+                .position(|x| *x == Some(t))
+                .unwrap_or(0);
+            MatmulJob {
+                w: l.weight.matrix(),
+                x: &acts[slot],
+                out,
+            }
+        });
+        matmuls_iter(&self.pool, self.isa, mm);
         for (l, out) in jobs.iter_mut() {
             if let Some(b) = &l.bias {
                 for row in out.chunks_exact_mut(b.len()) {
