@@ -3,16 +3,49 @@ streams (a benchmark, not a test: pytest does not collect it).
 
     LUCID_BIN=target/release/lucid .cache/clients-venv/bin/python tests/clients/bench_throughput.py
 
+With `--llama-server BIN` the same clients measure llama.cpp's server
+instead (`BIN -m SmolLM2 -t 2 -np 16 -c 16384`, the same 1024 tokens of
+context per sequence), for the side-by-side figure in BENCHMARKS.md.
+
 Each client streams one greedy chat completion of up to 64 tokens; the
 rate is all clients' completion tokens over the wall time of the round.
 """
 
 import concurrent.futures
+import subprocess
+import sys
 import time
+import urllib.request
 
 import openai
 
-from conftest import API_KEY, Server
+from conftest import API_KEY, MODEL_FILE, Server
+
+
+class LlamaServer:
+    """llama.cpp's llama-server on a fixed loopback port."""
+
+    def __init__(self, binary: str, port: int = 18089):
+        self.base = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen(
+            [binary, "-m", str(MODEL_FILE), "-t", "2", "-tb", "2", "-np", "16", "-c", "16384",
+             "--host", "127.0.0.1", "--port", str(port), "--api-key", API_KEY],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        for _ in range(600):
+            try:
+                with urllib.request.urlopen(f"{self.base}/health", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        self.proc.kill()
+        sys.exit("llama-server did not become healthy")
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
 
 PROMPTS = [
     "Write a long story about a dragon who learns to cook.",
@@ -38,7 +71,10 @@ def one(base: str, i: int, max_tokens: int) -> int:
 
 def main() -> None:
     # The suite's server runs on two threads, as llama.cpp was measured.
-    server = Server("--max-sequences", "16", "--max-queue", "64")
+    if len(sys.argv) == 3 and sys.argv[1] == "--llama-server":
+        server = LlamaServer(sys.argv[2])
+    else:
+        server = Server("--max-sequences", "16", "--max-queue", "64")
     try:
         one(server.base, 0, 8)  # warm up
         for n in (1, 4, 16):
