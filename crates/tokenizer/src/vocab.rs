@@ -7,7 +7,10 @@
 //! Several of those rules go by token text (`<|im_end|>`, `<end_of_turn>`...),
 //! since converters often leave the ids out of the metadata.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
 
 use crate::error::TokenizerError;
 
@@ -169,7 +172,10 @@ pub(crate) struct Vocab {
     texts: Vec<String>,
     scores: Vec<f32>,
     attrs: Vec<Attr>,
-    ids: HashMap<String, u32>,
+    /// Token ids by text: the keys are the texts in `texts`, looked up
+    /// through their ids, so that the table holds no second copy of them.
+    ids: HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
     pub special: SpecialIds,
     eog: HashSet<u32>,
 }
@@ -217,18 +223,32 @@ impl Vocab {
             attrs
         };
         let mut texts = texts;
-        let mut ids = HashMap::with_capacity(n);
         for (i, text) in texts.iter_mut().enumerate() {
-            let id = i as u32;
             if text.is_empty() {
-                *text = format!("[EMPTY_{id}]");
+                *text = format!("[EMPTY_{i}]");
             }
-            if let Some(first) = ids.insert(text.clone(), id) {
-                return Err(TokenizerError::DuplicateToken {
-                    text: text.clone(),
-                    first,
-                    second: id,
-                });
+        }
+        // A seeded hash keeps a hostile file from making the table quadratic.
+        let hasher = foldhash::fast::RandomState::default();
+        let mut ids = HashTable::with_capacity(n);
+        for (i, text) in texts.iter().enumerate() {
+            let id = i as u32;
+            let entry = ids.entry(
+                hasher.hash_one(text.as_str()),
+                |&j: &u32| texts[j as usize] == *text,
+                |&j: &u32| hasher.hash_one(texts[j as usize].as_str()),
+            );
+            match entry {
+                hashbrown::hash_table::Entry::Occupied(first) => {
+                    return Err(TokenizerError::DuplicateToken {
+                        text: text.clone(),
+                        first: *first.get(),
+                        second: id,
+                    });
+                }
+                hashbrown::hash_table::Entry::Vacant(slot) => {
+                    slot.insert(id);
+                }
             }
         }
         Ok(Vocab {
@@ -236,6 +256,7 @@ impl Vocab {
             scores,
             attrs,
             ids,
+            hasher,
             special: SpecialIds::default(),
             eog: HashSet::new(),
         })
@@ -254,7 +275,11 @@ impl Vocab {
     }
 
     pub fn id(&self, text: &str) -> Option<u32> {
-        self.ids.get(text).copied()
+        self.ids
+            .find(self.hasher.hash_one(text), |&j| {
+                self.texts[j as usize] == text
+            })
+            .copied()
     }
 
     pub fn score(&self, id: u32) -> f32 {
@@ -295,24 +320,31 @@ impl Vocab {
         // is unspecified; lucid takes the lowest id. Every candidate that ends
         // generation is in the EOG set below regardless.
         let mut detected: Vec<u32> = Vec::new();
-        for (i, text) in self.texts.iter().enumerate() {
-            let id = i as u32;
-            let t = text.as_str();
-            let slots: [(&mut Option<u32>, &[&str]); 8] = [
-                (&mut self.special.eot, EOT_TEXTS),
-                (&mut self.special.eom, EOM_TEXTS),
-                (&mut self.special.fim_pre, FIM_PRE_TEXTS),
-                (&mut self.special.fim_suf, FIM_SUF_TEXTS),
-                (&mut self.special.fim_mid, FIM_MID_TEXTS),
-                (&mut self.special.fim_pad, FIM_PAD_TEXTS),
-                (&mut self.special.fim_rep, FIM_REP_TEXTS),
-                (&mut self.special.fim_sep, FIM_SEP_TEXTS),
-            ];
-            for (slot, texts) in slots {
-                if slot.is_none() && texts.contains(&t) {
-                    *slot = Some(id);
-                    detected.push(id);
-                }
+        let lowest = |texts: &[&str]| texts.iter().filter_map(|t| self.id(t)).min();
+        let found: [Option<u32>; 8] = [
+            lowest(EOT_TEXTS),
+            lowest(EOM_TEXTS),
+            lowest(FIM_PRE_TEXTS),
+            lowest(FIM_SUF_TEXTS),
+            lowest(FIM_MID_TEXTS),
+            lowest(FIM_PAD_TEXTS),
+            lowest(FIM_REP_TEXTS),
+            lowest(FIM_SEP_TEXTS),
+        ];
+        let slots: [&mut Option<u32>; 8] = [
+            &mut self.special.eot,
+            &mut self.special.eom,
+            &mut self.special.fim_pre,
+            &mut self.special.fim_suf,
+            &mut self.special.fim_mid,
+            &mut self.special.fim_pad,
+            &mut self.special.fim_rep,
+            &mut self.special.fim_sep,
+        ];
+        for (slot, id) in slots.into_iter().zip(found) {
+            if let (None, Some(id)) = (*slot, id) {
+                *slot = Some(id);
+                detected.push(id);
             }
         }
         for id in detected {
@@ -327,16 +359,9 @@ impl Vocab {
         .into_iter()
         .flatten()
         .collect();
-        let mut by_text = Vec::new();
-        let mut rendered = Vec::new();
-        for (i, text) in self.texts.iter().enumerate() {
-            if EOG_TEXTS.contains(&text.as_str()) {
-                by_text.push(i as u32);
-            }
-            if ALWAYS_RENDERED.contains(&text.as_str()) {
-                rendered.push(i as u32);
-            }
-        }
+        // Texts are unique, so each listed text is at most one token.
+        let by_text: Vec<u32> = EOG_TEXTS.iter().filter_map(|t| self.id(t)).collect();
+        let rendered: Vec<u32> = ALWAYS_RENDERED.iter().filter_map(|t| self.id(t)).collect();
         for id in by_text {
             eog.insert(id);
             self.add_attr(id, Attr::CONTROL);
