@@ -135,6 +135,15 @@ pub fn convert_weight(w: &Weight, target: DType) -> Weight {
     }
 }
 
+/// A restated checkpoint with its matrices converted to `target`, if any
+/// (`--quantize` at load).
+pub fn quantized(mut c: Converted, target: Option<DType>) -> Result<Converted> {
+    if let Some(t) = target {
+        quantize_converted(&mut c, t)?;
+    }
+    Ok(c)
+}
+
 /// Converts the matrices of a restated checkpoint in place.
 pub fn quantize_converted(c: &mut Converted, target: DType) -> Result<()> {
     check_target(target)?;

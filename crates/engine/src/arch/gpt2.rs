@@ -84,10 +84,7 @@ impl Architecture for Gpt2 {
     }
 
     fn load_hf(&self, ckpt: &HfCheckpoint, opts: &LoadOptions) -> Result<Box<dyn Model>> {
-        let mut c = self.convert_hf(ckpt)?;
-        if let Some(t) = opts.quantize {
-            crate::quantize::quantize_converted(&mut c, t)?;
-        }
+        let c = crate::quantize::quantized(self.convert_hf(ckpt)?, opts.quantize)?;
         let hp = Hparams::from_metadata(&c.metadata, c.source_name().to_string())?;
         let config = Gpt2Config::from_gguf(&hp, &c)?;
         Ok(Box::new(Gpt2Model::load(config, &Loader::new(&c))?))
@@ -111,10 +108,7 @@ pub struct Gpt2Config {
 impl Gpt2Config {
     fn from_gguf(hp: &Hparams<'_>, weights: &dyn WeightSource) -> Result<Gpt2Config> {
         let d_model = hp.usize("embedding_length")?;
-        let n_heads = hp.usize("attention.head_count")?;
-        if d_model % n_heads != 0 {
-            return Err(hp.invalid("attention.head_count", "must divide embedding_length"));
-        }
+        let n_heads = hp.head_count(d_model)?;
         Ok(Gpt2Config {
             n_layers: hp.usize("block_count")?,
             d_model,

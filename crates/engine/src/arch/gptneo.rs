@@ -90,10 +90,7 @@ impl Architecture for GptNeo {
     }
 
     fn load_hf(&self, ckpt: &HfCheckpoint, opts: &LoadOptions) -> Result<Box<dyn Model>> {
-        let mut c = self.convert_hf(ckpt)?;
-        if let Some(t) = opts.quantize {
-            crate::quantize::quantize_converted(&mut c, t)?;
-        }
+        let c = crate::quantize::quantized(self.convert_hf(ckpt)?, opts.quantize)?;
         let hp = Hparams::from_metadata(&c.metadata, c.source_name().to_string())?;
         let config = GptNeoConfig::from_gguf(&hp, &c)?;
         Ok(Box::new(GptNeoModel::load(config, &Loader::new(&c))?))
@@ -121,10 +118,7 @@ impl GptNeoConfig {
     fn from_gguf(hp: &Hparams<'_>, weights: &dyn WeightSource) -> Result<GptNeoConfig> {
         let n_layers = hp.usize("block_count")?;
         let d_model = hp.usize("embedding_length")?;
-        let n_heads = hp.usize("attention.head_count")?;
-        if d_model % n_heads != 0 {
-            return Err(hp.invalid("attention.head_count", "must divide embedding_length"));
-        }
+        let n_heads = hp.head_count(d_model)?;
         let pattern_key = "attention.sliding_window_pattern";
         let local = match hp.value(pattern_key) {
             Some(Value::Array(Array::Bool(v))) if v.len() == n_layers => v.clone(),

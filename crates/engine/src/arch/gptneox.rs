@@ -103,10 +103,7 @@ impl Architecture for GptNeoX {
     }
 
     fn load_hf(&self, ckpt: &HfCheckpoint, opts: &LoadOptions) -> Result<Box<dyn Model>> {
-        let mut c = self.convert_hf(ckpt)?;
-        if let Some(t) = opts.quantize {
-            crate::quantize::quantize_converted(&mut c, t)?;
-        }
+        let c = crate::quantize::quantized(self.convert_hf(ckpt)?, opts.quantize)?;
         let hp = Hparams::from_metadata(&c.metadata, c.source_name().to_string())?;
         let config = GptNeoXConfig::from_gguf(&hp, &c)?;
         Ok(Box::new(GptNeoXModel::load(config, &Loader::new(&c))?))
@@ -138,18 +135,9 @@ impl GptNeoXConfig {
 
     fn from_gguf(hp: &Hparams<'_>, weights: &dyn WeightSource) -> Result<GptNeoXConfig> {
         let d_model = hp.usize("embedding_length")?;
-        let n_heads = hp.usize("attention.head_count")?;
-        if d_model % n_heads != 0 {
-            return Err(hp.invalid("attention.head_count", "must divide embedding_length"));
-        }
+        let n_heads = hp.head_count(d_model)?;
         let head_dim = d_model / n_heads;
-        let rope_dims = hp.opt_usize("rope.dimension_count")?.unwrap_or(head_dim);
-        if rope_dims > head_dim || rope_dims % 2 != 0 {
-            return Err(hp.invalid(
-                "rope.dimension_count",
-                "must be even and at most the head size",
-            ));
-        }
+        let rope_dims = hp.rope_dims(head_dim)?;
         Ok(GptNeoXConfig {
             n_layers: hp.usize("block_count")?,
             d_model,

@@ -79,13 +79,7 @@ impl LlamaConfig {
             (Some("linear"), Some(f)) if f > 0.0 => RopeScaling::Linear(f),
             _ => RopeScaling::None,
         };
-        let rope_dims = hp.opt_usize("rope.dimension_count")?.unwrap_or(head_dim);
-        if rope_dims > head_dim || rope_dims % 2 != 0 {
-            return Err(hp.invalid(
-                "rope.dimension_count",
-                "must be even and at most the head size",
-            ));
-        }
+        let rope_dims = hp.rope_dims(head_dim)?;
         Ok(LlamaConfig {
             n_layers: hp.usize("block_count")?,
             d_model,

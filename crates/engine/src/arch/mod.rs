@@ -239,4 +239,26 @@ impl<'a> Hparams<'a> {
     pub fn source_name(&self) -> &str {
         &self.source_name
     }
+
+    /// `attention.head_count`, which must divide `d_model`.
+    pub fn head_count(&self, d_model: usize) -> Result<usize> {
+        let n_heads = self.usize("attention.head_count")?;
+        if !d_model.is_multiple_of(n_heads) {
+            return Err(self.invalid("attention.head_count", "must divide embedding_length"));
+        }
+        Ok(n_heads)
+    }
+
+    /// `rope.dimension_count` (the whole head when absent): even, and at
+    /// most `head_dim`.
+    pub fn rope_dims(&self, head_dim: usize) -> Result<usize> {
+        let rope_dims = self.opt_usize("rope.dimension_count")?.unwrap_or(head_dim);
+        if rope_dims > head_dim || rope_dims % 2 != 0 {
+            return Err(self.invalid(
+                "rope.dimension_count",
+                "must be even and at most the head size",
+            ));
+        }
+        Ok(rope_dims)
+    }
 }
