@@ -708,15 +708,9 @@ pub fn tokenizer_metadata(ckpt: &HfCheckpoint, n_vocab: Option<usize>) -> Result
     let mut meta = Metadata::new();
     meta.insert("tokenizer.ggml.model", Value::String("gpt2".into()));
     meta.insert("tokenizer.ggml.pre", Value::String("gpt-2".into()));
-    meta.insert(
-        "tokenizer.ggml.tokens",
-        Value::Array(Array::String(texts.clone())),
-    );
+    meta.insert("tokenizer.ggml.tokens", Value::from(texts.clone()));
     meta.insert("tokenizer.ggml.token_type", Value::Array(Array::I32(kinds)));
-    meta.insert(
-        "tokenizer.ggml.merges",
-        Value::Array(Array::String(bpe.merges)),
-    );
+    meta.insert("tokenizer.ggml.merges", Value::from(bpe.merges));
     for (key, id) in ids {
         if let Some(id) = id.and_then(|i| u32::try_from(i).ok()) {
             meta.insert(key, Value::U32(id));

@@ -585,7 +585,7 @@ fn written_gguf_uses_llama_cpp_names_and_keys() {
     assert_eq!(m.str("tokenizer.ggml.pre").ok(), Some("gpt-2"));
     assert_eq!(
         m.str_array("tokenizer.ggml.tokens")
-            .map(<[String]>::len)
+            .map(lucid_gguf::StringArray::len)
             .ok(),
         Some(384)
     );

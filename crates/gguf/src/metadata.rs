@@ -10,6 +10,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::StringArray;
 use crate::error::GgufError;
 use crate::value::{Array, Value};
 
@@ -178,8 +179,8 @@ getters! {
     /// The value of a string key.
     str, opt_str -> &str = |m, key| m.typed(key, "string", Value::as_str);
     /// The value of an array-of-strings key.
-    str_array, opt_str_array -> &[String] = |m, key| m.typed(key, "array of string", |v| match v {
-        Value::Array(Array::String(a)) => Some(a.as_slice()),
+    str_array, opt_str_array -> &StringArray = |m, key| m.typed(key, "array of string", |v| match v {
+        Value::Array(Array::String(a)) => Some(a),
         _ => None,
     });
     /// The value of an array-of-f32 key.

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use lucid_tensor::DType;
 use memmap2::Mmap;
 
+use crate::StringArray;
 use crate::error::{FormatError, GgufError};
 use crate::general::General;
 use crate::metadata::Metadata;
@@ -387,6 +388,34 @@ impl<'a> Parser<'a> {
             .map_err(|e| Bad::at(start + e.valid_up_to(), FormatError::InvalidUtf8 { what }))
     }
 
+    /// `n` strings, as one buffer: UTF-8 is checked once over all of them.
+    fn strings(&mut self, n: usize) -> Result<StringArray, Bad> {
+        const WHAT: &str = "string in array";
+        let first = self.pos;
+        let mut bytes = Vec::new();
+        let mut ends = Vec::with_capacity(n);
+        for _ in 0..n {
+            let len = self.u64(WHAT)?;
+            bytes.extend_from_slice(self.take(len, WHAT)?);
+            ends.push(bytes.len());
+        }
+        StringArray::from_parts(bytes, ends).map_err(|bad| {
+            // Find string `bad` again for the offset of its first bad byte.
+            let mut again = Parser {
+                data: self.data,
+                pos: first,
+            };
+            let mut err = None;
+            for _ in 0..=bad {
+                if let Err(e) = again.string(WHAT) {
+                    err = Some(e);
+                    break;
+                }
+            }
+            err.unwrap_or_else(|| Bad::at(first, FormatError::InvalidUtf8 { what: WHAT }))
+        })
+    }
+
     /// Checks that `count` items of at least `min_bytes` each can fit in the
     /// rest of the file, so that allocating room for them is safe.
     fn count(
@@ -521,13 +550,7 @@ impl<'a> Parser<'a> {
                 }
                 Array::Bool(out)
             }
-            ValueType::String => {
-                let mut out = Vec::with_capacity(n);
-                for _ in 0..n {
-                    out.push(self.string("string in array")?.to_owned());
-                }
-                Array::String(out)
-            }
+            ValueType::String => Array::String(self.strings(n)?),
             ValueType::Array => {
                 let mut out = Vec::with_capacity(n);
                 for _ in 0..n {

@@ -1,8 +1,10 @@
 //! Metadata values: the thirteen GGUF value types, with arrays kept typed.
 //!
-//! An array is one `Vec` of its element type rather than a `Vec<Value>`, so a
-//! 262,144-token vocabulary costs one `Vec<String>` and a tokenizer can borrow
-//! it as `&[String]` without converting anything.
+//! An array is one `Vec` of its element type rather than a `Vec<Value>`, and
+//! an array of strings is one [`StringArray`] buffer, so a 262,144-token
+//! vocabulary costs two allocations and a tokenizer can borrow it as it is.
+
+use crate::StringArray;
 
 /// One metadata value.
 #[derive(Clone, Debug, PartialEq)]
@@ -37,7 +39,7 @@ pub enum Array {
     F32(Vec<f32>),
     F64(Vec<f64>),
     Bool(Vec<bool>),
-    String(Vec<String>),
+    String(StringArray),
     Array(Vec<Array>),
 }
 
@@ -264,7 +266,31 @@ macro_rules! conversions {
 
 conversions! {
     u8 => U8, i8 => I8, u16 => U16, i16 => I16, u32 => U32, i32 => I32,
-    u64 => U64, i64 => I64, f32 => F32, f64 => F64, bool => Bool, String => String,
+    u64 => U64, i64 => I64, f32 => F32, f64 => F64, bool => Bool,
+}
+
+impl From<String> for Value {
+    fn from(v: String) -> Value {
+        Value::String(v)
+    }
+}
+
+impl From<Vec<String>> for Array {
+    fn from(v: Vec<String>) -> Array {
+        Array::String(v.into())
+    }
+}
+
+impl From<Vec<String>> for Value {
+    fn from(v: Vec<String>) -> Value {
+        Value::Array(Array::String(v.into()))
+    }
+}
+
+impl From<StringArray> for Value {
+    fn from(v: StringArray) -> Value {
+        Value::Array(Array::String(v))
+    }
 }
 
 impl From<&str> for Value {
@@ -275,7 +301,7 @@ impl From<&str> for Value {
 
 impl From<Vec<&str>> for Value {
     fn from(v: Vec<&str>) -> Value {
-        Value::Array(Array::String(v.into_iter().map(str::to_owned).collect()))
+        Value::Array(Array::String(v.into()))
     }
 }
 

@@ -277,6 +277,28 @@ fn invalid_utf8() {
             what: "string in array"
         }
     );
+    assert_eq!(fail(&raw).1, 67);
+    // Each half of "é" alone: valid together, but each string must be valid
+    // on its own, and the error points at the first.
+    let raw = Raw::header(0, 1)
+        .str("k")
+        .u32(9)
+        .u32(8)
+        .u64(2)
+        .u64(1)
+        .bytes(b"\xc3")
+        .u64(1)
+        .bytes(b"\xa9");
+    let (p, offset, _) = fail(&raw);
+    assert_eq!(
+        (p, offset),
+        (
+            FormatError::InvalidUtf8 {
+                what: "string in array"
+            },
+            57
+        )
+    );
     let raw = Raw::header(1, 0)
         .u64(1)
         .bytes(b"\xfe")

@@ -75,14 +75,14 @@ fn smollm2_known_values() {
     let tokens = m.str_array("tokenizer.ggml.tokens").unwrap();
     assert_eq!(tokens.len(), 49_152);
     assert_eq!(
-        &tokens[..3],
+        tokens.iter().take(3).collect::<Vec<_>>(),
         ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     );
     assert_eq!(
         m.i32_array("tokenizer.ggml.token_type").unwrap().len(),
         49_152
     );
-    assert_eq!(m.str_array("tokenizer.ggml.merges").unwrap()[0], "Ġ t");
+    assert_eq!(&m.str_array("tokenizer.ggml.merges").unwrap()[0], "Ġ t");
     assert!(
         m.str("tokenizer.chat_template")
             .unwrap()
@@ -128,7 +128,11 @@ fn gemma3_known_values() {
     assert_eq!(m.f32_array("tokenizer.ggml.scores").unwrap().len(), 262_144);
     assert!(m.bool("tokenizer.ggml.add_bos_token").unwrap());
     assert_eq!(
-        m.str_array("general.tags").unwrap()[..2],
+        m.str_array("general.tags")
+            .unwrap()
+            .iter()
+            .take(2)
+            .collect::<Vec<_>>(),
         ["gemma3", "gemma"]
     );
 

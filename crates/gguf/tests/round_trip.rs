@@ -74,14 +74,20 @@ fn exact_values_survive() {
     assert_eq!(m.get("t.f64"), Some(&Value::F64(-2.25e300)));
     assert_eq!(m.str("t.string").unwrap(), "héllo, wörld ✓");
     assert_eq!(m.str("t.empty_string").unwrap(), "");
-    assert_eq!(m.str_array("t.a_string").unwrap(), ["a", "", "ünïcode"]);
+    assert_eq!(
+        m.str_array("t.a_string")
+            .unwrap()
+            .iter()
+            .collect::<Vec<_>>(),
+        ["a", "", "ünïcode"]
+    );
     assert_eq!(m.f32_array("t.a_f32").unwrap(), [0.5, -1.0, f32::INFINITY]);
     assert_eq!(m.opt_f32_array("t.a_empty").unwrap(), Some(&[][..]));
     assert_eq!(
         m.get("t.a_nested"),
         Some(&Value::Array(Array::Array(vec![
             Array::U32(vec![1, 2]),
-            Array::String(vec!["x".into()]),
+            Array::String(vec!["x"].into()),
             Array::Array(vec![Array::Bool(vec![false])]),
             Array::I64(vec![]),
         ])))
@@ -300,7 +306,10 @@ fn float_bool_string_and_array_getters() {
     assert_eq!(m.f32("f64").unwrap(), 0.25);
     assert!(m.bool("b").unwrap());
     assert_eq!(m.str("s").unwrap(), "text");
-    assert_eq!(m.str_array("strs").unwrap(), ["a", "b"]);
+    assert_eq!(
+        m.str_array("strs").unwrap().iter().collect::<Vec<_>>(),
+        ["a", "b"]
+    );
     assert_eq!(m.u32_array("u32s").unwrap(), [1, 2]);
     assert_eq!(m.i32_array("i32s").unwrap(), [-1]);
     assert_eq!(m.opt_str("absent").unwrap(), None);

@@ -1,6 +1,5 @@
 //! Byte-level BPE from a GGUF vocabulary and merge list (GGUF's `gpt2`
-//! tokenizer model): the merges are the `tokenizers` crate's BPE model, the
-//! pre-tokenizer is lucid's.
+//! tokenizer model).
 //!
 //! What differs between byte-level BPE models is how text is cut into words
 //! before merging: `tokenizer.ggml.pre` names a pre-tokenizer, and llama.cpp
@@ -15,11 +14,16 @@
 //!
 //! The words are cut here rather than by a `tokenizers` pre-tokenizer
 //! pipeline because that pipeline tracks offsets and alignments per byte,
-//! which made encoding about four times slower; the ids are the same.
+//! which made encoding about four times slower; the ids are the same. The
+//! merges are lucid's too, a rank table over token ids and a heap per word as
+//! in llama.cpp: building the `tokenizers` crate's BPE model (a map from
+//! owned strings, merge pairs as strings) was two thirds of loading SmolLM2.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 
 use fancy_regex::Regex;
-use tokenizers::Model as _;
-use tokenizers::models::bpe::BPE;
+use lucid_gguf::StringArray;
 
 use crate::bytelevel;
 use crate::error::TokenizerError;
@@ -136,7 +140,12 @@ impl PreTokenizer {
 /// A byte-level BPE tokenizer: pre-tokenizer, byte mapping and merges.
 #[derive(Debug)]
 pub(crate) struct Bpe {
-    model: BPE,
+    /// The merge rules by the ids they join: `(left, right)` → (rank, id of
+    /// the merged token). A lower rank merges first.
+    merges: HashMap<(u32, u32), (u32, u32), foldhash::fast::RandomState>,
+    /// The id of each byte's GPT-2 character, if the vocabulary has it.
+    byte_ids: [Option<u32>; 256],
+    ignore_merges: bool,
     regexes: Vec<Regex>,
     /// GPT-2's character for each byte.
     byte_chars: [char; 256],
@@ -145,15 +154,22 @@ pub(crate) struct Bpe {
 impl Bpe {
     /// Builds the tokenizer from the vocabulary and the merge rules, one
     /// `"left right"` string per rule, highest priority first.
-    pub fn new(vocab: &Vocab, merges: &[String], pre: PreTokenizer) -> Result<Bpe, TokenizerError> {
-        let ids: tokenizers::models::bpe::Vocab = vocab
-            .texts()
-            .iter()
-            .enumerate()
-            .map(|(i, text)| (text.clone(), i as u32))
-            .collect();
-        let mut pairs = Vec::with_capacity(merges.len());
+    pub fn new(
+        vocab: &Vocab,
+        merges: &StringArray,
+        pre: PreTokenizer,
+    ) -> Result<Bpe, TokenizerError> {
+        let byte_chars = bytelevel::byte_chars();
+        let mut byte_ids = [None; 256];
+        let mut buf = [0u8; 4];
+        for (id, c) in byte_ids.iter_mut().zip(byte_chars) {
+            *id = vocab.id(c.encode_utf8(&mut buf));
+        }
+        // A seeded hash keeps a hostile file from making the table quadratic.
+        let mut rules = HashMap::with_capacity_and_hasher(merges.len(), Default::default());
+        let mut joined = String::new();
         for (index, line) in merges.iter().enumerate() {
+            let bad = |e: fn(usize, String) -> TokenizerError| e(index, line.to_owned());
             // llama.cpp splits at the first space after the first byte, so a
             // rule may merge a token that starts with a space.
             let split = line
@@ -164,31 +180,25 @@ impl Bpe {
             let Some((left, right)) =
                 split.and_then(|i| Some((line.get(..i)?, line.get(i + 1..)?)))
             else {
-                return Err(TokenizerError::BadMerge {
-                    index,
-                    line: line.clone(),
-                });
+                return Err(bad(|index, line| TokenizerError::BadMerge { index, line }));
             };
             if left.is_empty() || right.is_empty() {
-                return Err(TokenizerError::BadMerge {
-                    index,
-                    line: line.clone(),
-                });
+                return Err(bad(|index, line| TokenizerError::BadMerge { index, line }));
             }
-            let known = |t: &str| ids.contains_key(t);
-            if !known(left) || !known(right) || !known(&format!("{left}{right}")) {
-                return Err(TokenizerError::MergeNotInVocab {
+            joined.clear();
+            joined.push_str(left);
+            joined.push_str(right);
+            let (Some(l), Some(r), Some(merged)) =
+                (vocab.id(left), vocab.id(right), vocab.id(&joined))
+            else {
+                return Err(bad(|index, line| TokenizerError::MergeNotInVocab {
                     index,
-                    line: line.clone(),
-                });
-            }
-            pairs.push((left.to_owned(), right.to_owned()));
+                    line,
+                }));
+            };
+            // The first rule for a pair counts, as in llama.cpp.
+            rules.entry((l, r)).or_insert((index as u32, merged));
         }
-        let model = BPE::builder()
-            .vocab_and_merges(ids, pairs)
-            .ignore_merges(pre.ignore_merges)
-            .build()
-            .map_err(|e| TokenizerError::Backend(e.to_string()))?;
         let regexes = pre
             .regexes
             .iter()
@@ -198,9 +208,11 @@ impl Bpe {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Bpe {
-            model,
+            merges: rules,
+            byte_ids,
+            ignore_merges: pre.ignore_merges,
             regexes,
-            byte_chars: bytelevel::byte_chars(),
+            byte_chars,
         })
     }
 
@@ -232,19 +244,123 @@ impl Bpe {
     }
 
     /// Appends the tokens of `text` (no special tokens in it) to `out`.
-    pub fn encode(&self, text: &str, out: &mut Vec<u32>) -> Result<(), TokenizerError> {
+    pub fn encode(
+        &self,
+        vocab: &Vocab,
+        text: &str,
+        out: &mut Vec<u32>,
+    ) -> Result<(), TokenizerError> {
         let mut mapped = String::new();
-        for word in self.words(text)? {
-            mapped.clear();
-            for &b in word.as_bytes() {
-                mapped.push(self.byte_chars[usize::from(b)]);
+        let mut word = Word::default();
+        for piece in self.words(text)? {
+            if self.ignore_merges {
+                mapped.clear();
+                mapped.extend(piece.bytes().map(|b| self.byte_chars[usize::from(b)]));
+                if let Some(id) = vocab.id(&mapped) {
+                    out.push(id);
+                    continue;
+                }
             }
-            let tokens = self
-                .model
-                .tokenize(&mapped)
-                .map_err(|e| TokenizerError::Backend(e.to_string()))?;
-            out.extend(tokens.iter().map(|t| t.id));
+            // A byte whose character is not in the vocabulary has no token
+            // and is left out, as the `tokenizers` crate's BPE does.
+            word.reset(piece.bytes().filter_map(|b| self.byte_ids[usize::from(b)]));
+            word.merge_all(&self.merges);
+            out.extend(word.ids());
         }
         Ok(())
+    }
+}
+
+/// One word during merging: its symbols as a linked list over the byte
+/// positions they started at, and the candidate merges by rank.
+#[derive(Default)]
+struct Word {
+    /// Per starting position: the symbol's id, or `None` once it merged into
+    /// the symbol on its left.
+    ids: Vec<Option<u32>>,
+    /// Per position: the position of the next live symbol.
+    next: Vec<usize>,
+    /// Per position: the position of the previous live symbol.
+    prev: Vec<usize>,
+    /// Candidate merges: (rank, left position, right position), lowest rank
+    /// first and, among equal ranks, leftmost first.
+    heap: BinaryHeap<Reverse<(u32, usize, usize)>>,
+}
+
+impl Word {
+    const NONE: usize = usize::MAX;
+
+    fn reset(&mut self, ids: impl Iterator<Item = u32>) {
+        self.ids.clear();
+        self.ids.extend(ids.map(Some));
+        let n = self.ids.len();
+        self.next.clear();
+        self.next
+            .extend((1..=n).map(|i| if i == n { Self::NONE } else { i }));
+        self.prev.clear();
+        self.prev
+            .extend((0..n).map(|i| i.checked_sub(1).unwrap_or(Self::NONE)));
+        self.heap.clear();
+    }
+
+    /// The merge of the symbols at `left` and `right`, if a rule joins them.
+    fn candidate(
+        &self,
+        merges: &HashMap<(u32, u32), (u32, u32), foldhash::fast::RandomState>,
+        left: usize,
+        right: usize,
+    ) -> Option<(u32, u32)> {
+        let (l, r) = (
+            self.ids.get(left).copied()??,
+            self.ids.get(right).copied()??,
+        );
+        merges.get(&(l, r)).copied()
+    }
+
+    fn push(
+        &mut self,
+        merges: &HashMap<(u32, u32), (u32, u32), foldhash::fast::RandomState>,
+        left: usize,
+        right: usize,
+    ) {
+        if let Some((rank, _)) = self.candidate(merges, left, right) {
+            self.heap.push(Reverse((rank, left, right)));
+        }
+    }
+
+    /// Applies merges, lowest rank first, until no rule joins two neighbours.
+    fn merge_all(&mut self, merges: &HashMap<(u32, u32), (u32, u32), foldhash::fast::RandomState>) {
+        for i in 1..self.ids.len() {
+            self.push(merges, i - 1, i);
+        }
+        while let Some(Reverse((rank, left, right))) = self.heap.pop() {
+            // A stale entry: one side merged away, or changed since.
+            if self.next.get(left) != Some(&right) {
+                continue;
+            }
+            let Some((now, merged)) = self.candidate(merges, left, right) else {
+                continue;
+            };
+            if now != rank {
+                continue;
+            }
+            self.ids[left] = Some(merged);
+            self.ids[right] = None;
+            let after = self.next[right];
+            self.next[left] = after;
+            if after != Self::NONE {
+                self.prev[after] = left;
+                self.push(merges, left, after);
+            }
+            let before = self.prev[left];
+            if before != Self::NONE {
+                self.push(merges, before, left);
+            }
+        }
+    }
+
+    /// The ids of the live symbols, in order.
+    fn ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.ids.iter().filter_map(|&id| id)
     }
 }

@@ -56,7 +56,7 @@ pub(crate) fn load(meta: &Metadata) -> Result<Loaded, TokenizerError> {
         )
     };
 
-    let tokens = meta.str_array(TOKENS)?.to_vec();
+    let tokens = meta.str_array(TOKENS)?.clone();
     // llama.cpp accepts integer scores too.
     let scores = match meta.opt_f32_array(SCORES) {
         Ok(Some(s)) => s.to_vec(),

@@ -184,7 +184,7 @@ pub(crate) fn load(json_path: &Path, config_path: Option<&Path>) -> Result<Loade
     if let Some(a) = unk.and_then(|u| attrs.get_mut(u as usize)) {
         *a = a.with(Attr::UNKNOWN);
     }
-    let mut vocab = Vocab::new(texts, Vec::new(), attrs)?;
+    let mut vocab = Vocab::new(texts.into(), Vec::new(), attrs)?;
 
     let lookup = |spec: &Option<TokenSpec>, what: &str| -> Result<Option<u32>, TokenizerError> {
         match spec {

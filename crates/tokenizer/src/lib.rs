@@ -205,7 +205,7 @@ impl Tokenizer {
                         Model::Spm(spm, space_prefix) => {
                             spm.encode(&self.vocab, t, *space_prefix && prev_special, &mut out)?;
                         }
-                        Model::Bpe(bpe) => bpe.encode(t, &mut out)?,
+                        Model::Bpe(bpe) => bpe.encode(&self.vocab, t, &mut out)?,
                         Model::Hf(_) => {}
                     }
                     prev_special = false;
@@ -384,13 +384,13 @@ mod tests {
 
     #[test]
     fn debug_output_is_a_summary() {
-        let vocab = super::Vocab::new(vec!["a".into(); 1], Vec::new(), Vec::new()).expect("vocab");
+        let vocab = super::Vocab::new(vec!["a"].into(), Vec::new(), Vec::new()).expect("vocab");
         let t = super::Tokenizer::assemble(
             vocab,
             super::Model::Bpe(Box::new(
                 super::bpe::Bpe::new(
-                    &super::Vocab::new(vec!["a".into()], Vec::new(), Vec::new()).expect("vocab"),
-                    &[],
+                    &super::Vocab::new(vec!["a"].into(), Vec::new(), Vec::new()).expect("vocab"),
+                    &lucid_gguf::StringArray::default(),
                     super::bpe::PreTokenizer::for_name("gpt-2").expect("known"),
                 )
                 .expect("bpe"),

@@ -7,10 +7,12 @@
 //! Several of those rules go by token text (`<|im_end|>`, `<end_of_turn>`...),
 //! since converters often leave the ids out of the metadata.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
+use lucid_gguf::StringArray;
 
 use crate::error::TokenizerError;
 
@@ -169,7 +171,7 @@ const ALWAYS_RENDERED: &[&str] = &["<|channel|>", "<|message|>", "<|start|>", "<
 /// The token table.
 #[derive(Debug)]
 pub(crate) struct Vocab {
-    texts: Vec<String>,
+    texts: StringArray,
     scores: Vec<f32>,
     attrs: Vec<Attr>,
     /// Token ids by text: the keys are the texts in `texts`, looked up
@@ -185,7 +187,7 @@ impl Vocab {
     /// may be empty (all 0.0, all normal). Empty token texts get llama.cpp's
     /// placeholder `[EMPTY_<id>]` so that text maps back to one id.
     pub fn new(
-        texts: Vec<String>,
+        texts: StringArray,
         scores: Vec<f32>,
         attrs: Vec<Attr>,
     ) -> Result<Vocab, TokenizerError> {
@@ -222,26 +224,32 @@ impl Vocab {
         } else {
             attrs
         };
-        let mut texts = texts;
-        for (i, text) in texts.iter_mut().enumerate() {
-            if text.is_empty() {
-                *text = format!("[EMPTY_{i}]");
-            }
-        }
+        let texts = if texts.iter().any(str::is_empty) {
+            texts
+                .iter()
+                .enumerate()
+                .map(|(i, text)| match text {
+                    "" => Cow::Owned(format!("[EMPTY_{i}]")),
+                    text => Cow::Borrowed(text),
+                })
+                .collect()
+        } else {
+            texts
+        };
         // A seeded hash keeps a hostile file from making the table quadratic.
         let hasher = foldhash::fast::RandomState::default();
         let mut ids = HashTable::with_capacity(n);
         for (i, text) in texts.iter().enumerate() {
             let id = i as u32;
             let entry = ids.entry(
-                hasher.hash_one(text.as_str()),
-                |&j: &u32| texts[j as usize] == *text,
-                |&j: &u32| hasher.hash_one(texts[j as usize].as_str()),
+                hasher.hash_one(text),
+                |&j: &u32| &texts[j as usize] == text,
+                |&j: &u32| hasher.hash_one(&texts[j as usize]),
             );
             match entry {
                 hashbrown::hash_table::Entry::Occupied(first) => {
                     return Err(TokenizerError::DuplicateToken {
-                        text: text.clone(),
+                        text: text.to_owned(),
                         first: *first.get(),
                         second: id,
                     });
@@ -267,17 +275,13 @@ impl Vocab {
     }
 
     pub fn text(&self, id: u32) -> Option<&str> {
-        self.texts.get(id as usize).map(String::as_str)
-    }
-
-    pub fn texts(&self) -> &[String] {
-        &self.texts
+        self.texts.get(id as usize)
     }
 
     pub fn id(&self, text: &str) -> Option<u32> {
         self.ids
             .find(self.hasher.hash_one(text), |&j| {
-                self.texts[j as usize] == text
+                &self.texts[j as usize] == text
             })
             .copied()
     }
@@ -413,8 +417,8 @@ impl Vocab {
 }
 
 /// The id in `eog` whose text is `t`.
-fn find_text(texts: &[String], eog: &HashSet<u32>, t: &str) -> Option<u32> {
+fn find_text(texts: &StringArray, eog: &HashSet<u32>, t: &str) -> Option<u32> {
     eog.iter()
         .copied()
-        .find(|&id| texts.get(id as usize).map(String::as_str) == Some(t))
+        .find(|&id| texts.get(id as usize) == Some(t))
 }

@@ -14,11 +14,15 @@ fn write_smollm2_hf(dir: &Path, config: Option<serde_json::Value>) -> Tokenizer 
     let meta = common::model_meta(common::SMOLLM2);
     let tokens = meta.str_array("tokenizer.ggml.tokens").expect("tokens");
     let types = meta.i32_array("tokenizer.ggml.token_type").expect("types");
-    let merges = meta.str_array("tokenizer.ggml.merges").expect("merges");
+    let merges: Vec<&str> = meta
+        .str_array("tokenizer.ggml.merges")
+        .expect("merges")
+        .iter()
+        .collect();
     let vocab: serde_json::Map<String, serde_json::Value> = tokens
         .iter()
         .enumerate()
-        .map(|(i, t)| (t.clone(), json!(i)))
+        .map(|(i, t)| (t.to_owned(), json!(i)))
         .collect();
     let added: Vec<serde_json::Value> = tokens
         .iter()

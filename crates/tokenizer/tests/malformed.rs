@@ -5,7 +5,7 @@ use lucid_gguf::{Array, GgufError, Metadata, Value};
 use lucid_tokenizer::{Tokenizer, TokenizerError};
 
 fn strings(items: &[&str]) -> Value {
-    Value::Array(Array::String(items.iter().map(|s| s.to_string()).collect()))
+    Value::Array(Array::String(items.iter().collect()))
 }
 
 /// A small valid byte-level BPE vocabulary: all 256 byte characters, plus
@@ -25,7 +25,10 @@ fn bpe_meta() -> Metadata {
     [
         ("tokenizer.ggml.model", Value::String("gpt2".into())),
         ("tokenizer.ggml.pre", Value::String("gpt-2".into())),
-        ("tokenizer.ggml.tokens", Value::Array(Array::String(tokens))),
+        (
+            "tokenizer.ggml.tokens",
+            Value::Array(Array::String(tokens.into())),
+        ),
         ("tokenizer.ggml.token_type", Value::Array(Array::I32(types))),
         (
             "tokenizer.ggml.merges",
@@ -60,7 +63,10 @@ fn spm_meta() -> Metadata {
     }
     [
         ("tokenizer.ggml.model", Value::String("llama".into())),
-        ("tokenizer.ggml.tokens", Value::Array(Array::String(tokens))),
+        (
+            "tokenizer.ggml.tokens",
+            Value::Array(Array::String(tokens.into())),
+        ),
         ("tokenizer.ggml.token_type", Value::Array(Array::I32(types))),
         ("tokenizer.ggml.scores", Value::Array(Array::F32(scores))),
         ("tokenizer.ggml.add_space_prefix", Value::Bool(true)),

@@ -155,7 +155,7 @@ pub fn small_writer() -> GgufWriter {
         "t.a_nested",
         Value::Array(Array::Array(vec![
             Array::U32(vec![1, 2]),
-            Array::String(vec!["x".into()]),
+            Array::String(vec!["x"].into()),
             Array::Array(vec![Array::Bool(vec![false])]),
             Array::I64(Vec::new()),
         ])),
@@ -230,7 +230,7 @@ fn array_chunks(a: &Array) -> Vec<Vec<u8>> {
         Array::F32(v) => le(v, f32::to_le_bytes),
         Array::F64(v) => le(v, f64::to_le_bytes),
         Array::Bool(v) => v.iter().map(|&b| vec![u8::from(b)]).collect(),
-        Array::String(v) => v.iter().map(|s| string_encoding(s)).collect(),
+        Array::String(v) => v.iter().map(string_encoding).collect(),
         Array::Array(v) => v.iter().flat_map(array_chunks).collect(),
     }
 }
