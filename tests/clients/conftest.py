@@ -54,13 +54,20 @@ class Server:
         )
         self.log: list[str] = []
         threading.Thread(target=self._drain_stderr, daemon=True).start()
-        line = self.proc.stdout.readline()
-        m = re.search(r"http://(\S+)", line)
-        if not m:
+        try:
+            line = self.proc.stdout.readline()
+            m = re.search(r"http://(\S+)", line)
+            if not m:
+                pytest.fail(f"lucid serve did not start: {line!r} {''.join(self.log)}")
+            self.base = f"http://{m.group(1)}"
+            self.wait_healthy()
+        except BaseException:
+            # A server that never came up leaves neither a process nor its
+            # copy of the model behind.
             self.proc.kill()
-            pytest.fail(f"lucid serve did not start: {line!r} {''.join(self.log)}")
-        self.base = f"http://{m.group(1)}"
-        self.wait_healthy()
+            self.proc.wait()
+            shutil.rmtree(self.home, ignore_errors=True)
+            raise
 
     def _drain_stderr(self):
         for line in self.proc.stderr:
