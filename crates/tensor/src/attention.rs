@@ -142,48 +142,81 @@ mod avx2 {
             "attention reads past the cache"
         );
         assert!(g.q.len() >= G * hd && out.len() >= G * hd && scores.len() >= G * n);
-        // Scores: each key row once for the whole group.
-        for jj in 0..n {
-            let at = (first + jj) * g.stride + g.offset;
-            let mut acc = [_mm256_setzero_ps(); G];
+        // Scores: each key row once for the whole group. Two keys at a time
+        // when the group is small, so that eight sums are in flight instead
+        // of four (an FMA's latency covers two issues); each key's sum is
+        // computed exactly as alone.
+        let pair = G <= 4;
+        let mut jj = 0;
+        while jj < n {
+            let two = pair && jj + 1 < n;
+            let at = [
+                (first + jj) * g.stride + g.offset,
+                (first + jj + usize::from(two)) * g.stride + g.offset,
+            ];
+            let mut acc = [[_mm256_setzero_ps(); G]; 2];
             let mut c = 0;
             while c < hd {
-                // SAFETY: bounds checked above.
-                let kv = unsafe { load8(g.k, at + c) };
-                for h in 0..G {
-                    let qv = unsafe { _mm256_loadu_ps(g.q.as_ptr().add(h * hd + c)) };
-                    acc[h] = _mm256_fmadd_ps(qv, kv, acc[h]);
+                for k in 0..1 + usize::from(two) {
+                    // SAFETY: bounds checked above.
+                    let kv = unsafe { load8(g.k, at[k] + c) };
+                    for h in 0..G {
+                        let qv = unsafe { _mm256_loadu_ps(g.q.as_ptr().add(h * hd + c)) };
+                        acc[k][h] = _mm256_fmadd_ps(qv, kv, acc[k][h]);
+                    }
                 }
                 c += 8;
             }
-            for h in 0..G {
-                let mut x = hsum(acc[h]) * g.scale;
-                if let Some(cap) = g.softcap {
-                    x = cap * (x / cap).tanh();
+            for k in 0..1 + usize::from(two) {
+                for h in 0..G {
+                    let mut x = hsum(acc[k][h]) * g.scale;
+                    if let Some(cap) = g.softcap {
+                        x = cap * (x / cap).tanh();
+                    }
+                    scores[h * n + jj + k] = x;
                 }
-                scores[h * n + jj] = x;
             }
+            jj += 1 + usize::from(two);
         }
         for h in 0..G {
             crate::ops::softmax(&mut scores[h * n..(h + 1) * n]);
         }
-        // Values: eight dimensions at a time, every key, the whole group.
+        // Values: sixteen dimensions at a time (eight when the group is
+        // large), every key, the whole group; each output is the same sum
+        // in the same order whatever the width.
+        let wide = G <= 4 && hd.is_multiple_of(16);
+        let step = if wide { 16 } else { 8 };
         let mut c = 0;
         while c < hd {
-            let mut acc = [_mm256_setzero_ps(); G];
+            let mut acc = [[_mm256_setzero_ps(); G]; 2];
             for jj in 0..n {
                 let at = (first + jj) * g.stride + g.offset;
                 // SAFETY: bounds checked above (values have the keys' shape).
                 let vv = unsafe { load8(g.v, at + c) };
+                let vw = if wide {
+                    // SAFETY: c + 16 <= hd when `wide`.
+                    unsafe { load8(g.v, at + c + 8) }
+                } else {
+                    vv
+                };
                 for h in 0..G {
-                    acc[h] = _mm256_fmadd_ps(_mm256_set1_ps(scores[h * n + jj]), vv, acc[h]);
+                    let p = _mm256_set1_ps(scores[h * n + jj]);
+                    acc[0][h] = _mm256_fmadd_ps(p, vv, acc[0][h]);
+                    if wide {
+                        acc[1][h] = _mm256_fmadd_ps(p, vw, acc[1][h]);
+                    }
                 }
             }
             for h in 0..G {
-                // SAFETY: h * hd + c + 8 <= G * hd <= out.len().
-                unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(h * hd + c), acc[h]) };
+                // SAFETY: h * hd + c + step <= G * hd <= out.len().
+                unsafe {
+                    _mm256_storeu_ps(out.as_mut_ptr().add(h * hd + c), acc[0][h]);
+                    if wide {
+                        _mm256_storeu_ps(out.as_mut_ptr().add(h * hd + c + 8), acc[1][h]);
+                    }
+                }
             }
-            c += 8;
+            c += step;
         }
     }
 }
@@ -194,7 +227,16 @@ mod tests {
 
     #[test]
     fn the_vector_path_matches_the_reference() {
-        let (hd, kv_heads, positions) = (64, 2, 37);
+        // Even and odd key counts (keys go in pairs for small groups), head
+        // sizes with and without a whole number of sixteen-wide steps.
+        for (hd, keys) in [(64, 3..=30), (24, 0..=36)] {
+            check_against_reference(hd, keys);
+        }
+    }
+
+    fn check_against_reference(hd: usize, keys: RangeInclusive<usize>) {
+        let (kv_heads, positions) = (2, 37);
+        let n = keys.clone().count();
         let stride = hd * kv_heads;
         let kf: Vec<f32> = (0..positions * stride)
             .map(|i| ((i * 13) % 17) as f32 / 17.0 - 0.5)
@@ -206,7 +248,7 @@ mod tests {
         let mut v16 = Vec::new();
         ops::extend_f16(&mut k16, &kf);
         ops::extend_f16(&mut v16, &vf);
-        for heads in [1, 3, 4, 5] {
+        for heads in [1, 2, 3, 4, 5, 8] {
             let q: Vec<f32> = (0..heads * hd).map(|i| (i as f32 * 0.1).sin()).collect();
             for (k, v) in [
                 (KvView::F32(&kf), KvView::F32(&vf)),
@@ -219,15 +261,15 @@ mod tests {
                     stride,
                     offset: hd,
                     head_dim: hd,
-                    keys: 3..=30,
+                    keys: keys.clone(),
                     scale: 0.125,
                     softcap: Some(30.0),
                 };
                 let (mut s1, mut s2) = (Vec::new(), Vec::new());
                 let (mut o1, mut o2) = (vec![0.0; heads * hd], vec![0.0; heads * hd]);
                 attend_group(&g, &mut s1, &mut o1);
-                s2.resize(heads * 28, 0.0);
-                generic(&g, heads, 28, &mut s2, &mut o2);
+                s2.resize(heads * n, 0.0);
+                generic(&g, heads, n, &mut s2, &mut o2);
                 for (a, b) in o1.iter().zip(&o2) {
                     assert!((a - b).abs() < 1e-5, "{heads} heads: {a} vs {b}");
                 }
