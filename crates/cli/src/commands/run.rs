@@ -29,7 +29,9 @@ pub struct Args {
     /// Complete the prompt as plain text, without the chat template.
     #[arg(long)]
     raw: bool,
-    /// Print one JSON object with the tokens, text and timings instead of streaming.
+    /// Print one JSON object with the tokens, text and timings instead of
+    /// streaming (for a `provider:model`: the text, finish reason and usage,
+    /// asked for in one request that does not stream).
     #[arg(long)]
     json: bool,
     /// A system message for the chat (default: the catalog's for the model;
@@ -184,47 +186,45 @@ fn run_remote(args: &Args) -> anyhow::Result<()> {
     req.params.top_p = args.top_p;
     req.params.seed = args.seed.map(|s| s as i64);
     req.params.stop = args.stop.clone();
-    req.stream = true;
+    // `--json` prints one object at the end, so it asks for the answer in
+    // one piece; otherwise the text streams to stdout as it comes.
+    req.stream = !args.json;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
+        if args.json {
+            let answer = router.chat(&req).await?;
+            return print_remote_json(&args.model, &answer);
+        }
         let mut stream = router.chat_stream(&req).await?;
         let mut out = std::io::stdout().lock();
-        let mut text = String::new();
-        let mut finish = None;
         while let Some(event) = stream.next().await {
-            match event? {
-                ChatEvent::Delta { text: t, .. } => {
-                    if !args.json {
-                        out.write_all(t.as_bytes())?;
-                        out.flush()?;
-                    }
-                    text.push_str(&t);
-                }
-                ChatEvent::Finish { reason, usage } => finish = Some((reason, usage)),
+            if let ChatEvent::Delta { text, .. } = event? {
+                out.write_all(text.as_bytes())?;
+                out.flush()?;
             }
         }
-        if args.json {
-            let (reason, usage) = finish.unzip();
-            let usage = usage.flatten();
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({
-                    "model": args.model,
-                    "text": text,
-                    "finish_reason": reason.map(|r| format!("{r:?}").to_lowercase()),
-                    "usage": usage.map(|u| serde_json::json!({
-                        "prompt_tokens": u.prompt_tokens,
-                        "completion_tokens": u.completion_tokens,
-                    })),
-                }))?
-            );
-        } else {
-            writeln!(out)?;
-        }
+        writeln!(out)?;
         Ok(())
     })
+}
+
+/// `lucid run provider:model --json`'s output.
+fn print_remote_json(model: &str, answer: &lucid_providers::ChatResponse) -> anyhow::Result<()> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({
+            "model": model,
+            "text": answer.text,
+            "finish_reason": format!("{:?}", answer.finish_reason).to_lowercase(),
+            "usage": answer.usage.map(|u| serde_json::json!({
+                "prompt_tokens": u.prompt_tokens,
+                "completion_tokens": u.completion_tokens,
+            })),
+        }))?
+    );
+    Ok(())
 }
 
 /// The prompt tokens of a conversation, rendered with the model's template.

@@ -1,5 +1,7 @@
-//! Protocol-faithful fakes of the vendors' HTTP APIs, for the adapters to be
-//! tested against on 127.0.0.1 with ephemeral ports.
+//! Protocol-faithful fakes of the vendors' HTTP APIs, for lucid's tests to
+//! run the provider adapters against on 127.0.0.1 with ephemeral ports: the
+//! adapters' own tests in `lucid-providers`, and the end-to-end tests that
+//! reach them through the `lucid` CLI and the HTTP server.
 //!
 //! Each vendor module is written from that vendor's published API reference:
 //! it checks the request as the real service does (path, headers, body shape,
@@ -8,8 +10,14 @@
 //! right thing. The machinery here is shared: the HTTP server, a queue of
 //! [`Fault`]s that each request takes one from, the SSE writer that applies
 //! them, a listener that can reset connections, and a log capture.
+//!
+//! This crate is test infrastructure only (`publish = false`, a
+//! dev-dependency of the crates that use it). A fake that cannot bind, or a
+//! lock poisoned by a failed assertion elsewhere, should panic, so it
+//! unwraps; and the fakes answer bad requests with an axum [`Response`] as
+//! their error, as handlers do, however large that is.
 
-#![allow(dead_code)]
+#![allow(clippy::unwrap_used, clippy::result_large_err)]
 
 pub mod anthropic;
 pub mod gemini;
@@ -517,8 +525,11 @@ pub fn capture_logs() -> (Logs, tracing::subscriber::DefaultGuard) {
 }
 
 /// Asserts that neither key appears in the logs nor in any of the errors'
-/// `Display` or `Debug`, and that the logs did capture something.
-pub fn assert_no_key(logs: &Logs, errors: &[&lucid_providers::ProviderError]) {
+/// `Display` or `Debug`, and that the logs did capture something (the
+/// `sending request` line `lucid-providers` logs for every attempt). The
+/// errors are taken as `dyn Error` so that this crate need not depend on the
+/// one it tests.
+pub fn assert_no_key(logs: &Logs, errors: &[&dyn std::error::Error]) {
     let text = logs.text();
     assert!(
         text.contains("sending request"),

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use super::{Call, Incoming, Script, Vendor, data_event, json_response, words};
 
 /// The OpenAI fake.
+#[derive(Default)]
 pub struct OpenAi {
     /// Plays an OpenAI-compatible server instead of OpenAI.
     pub compat: bool,
@@ -24,10 +25,7 @@ pub struct OpenAi {
 
 impl OpenAi {
     pub fn new() -> Self {
-        OpenAi {
-            compat: false,
-            compat_key: false,
-        }
+        OpenAi::default()
     }
 
     /// A compatible server; `key` says whether it wants a key.
