@@ -15,33 +15,6 @@ use lucid_catalog::bom::{BomModel, BomOptions, cyclonedx};
 use lucid_catalog::{Catalog, Licenses};
 use serde_json::Value;
 
-/// A directory under the system's temporary folder, removed when dropped.
-/// (The CLI has no dev-dependencies; this is all the tests need.)
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("lucid-license-test-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn lucid(home: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_lucid"));
     cmd.env("LUCID_HOME", home).env_remove("LUCID_LOCAL_MODELS");
@@ -81,7 +54,7 @@ fn check_json(home: &Path, args: &[&str]) -> (Option<i32>, Value) {
 
 #[test]
 fn gemma3_distill_is_conditional_on_the_model_derivative_clause() {
-    let home = TempDir::new();
+    let home = tempfile::tempdir().unwrap();
     let out = run(
         home.path(),
         &["license", "check", "gemma3", "--use", "distill"],
@@ -125,7 +98,7 @@ fn gemma3_distill_is_conditional_on_the_model_derivative_clause() {
 
 #[test]
 fn smollm2_commercial_is_allowed_under_apache_section_2() {
-    let home = TempDir::new();
+    let home = tempfile::tempdir().unwrap();
     let (code, json) = check_json(
         home.path(),
         &[
@@ -171,7 +144,7 @@ fn smollm2_commercial_is_allowed_under_apache_section_2() {
 
 #[test]
 fn a_forbidden_use_exits_3_and_names_the_clause() {
-    let home = TempDir::new();
+    let home = tempfile::tempdir().unwrap();
     let out = run(
         home.path(),
         &[
@@ -213,9 +186,9 @@ fn a_forbidden_use_exits_3_and_names_the_clause() {
 
 #[test]
 fn unknown_licenses_and_models() {
-    let home = TempDir::new();
+    let home = tempfile::tempdir().unwrap();
     // A model card with a license lucid does not know: unknown, never allowed.
-    let dir = TempDir::new();
+    let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("README.md"),
         "---\nlicense: some-custom-license\n---\n",
@@ -268,7 +241,7 @@ fn unknown_licenses_and_models() {
 
 #[test]
 fn show_lists_every_use() {
-    let home = TempDir::new();
+    let home = tempfile::tempdir().unwrap();
     let out = run(home.path(), &["license", "show", "gemma3"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
@@ -296,7 +269,7 @@ fn show_lists_every_use() {
 
 #[test]
 fn models_lists_catalog_models_with_kind_license_and_presence() {
-    let home = TempDir::new();
+    let home = tempfile::tempdir().unwrap();
     let out = run(home.path(), &["models"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
@@ -341,8 +314,8 @@ fn models_lists_catalog_models_with_kind_license_and_presence() {
 
 #[test]
 fn bom_is_the_validated_cyclonedx_document() {
-    let home = TempDir::new();
-    let dir = TempDir::new();
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let out_file = dir.path().join("bom.json");
     let out = run(
         home.path(),

@@ -134,6 +134,20 @@ pub enum FinishReason {
     Other(String),
 }
 
+impl FinishReason {
+    /// OpenAI's spelling (`stop`, `length`, `content_filter`, `tool_calls`),
+    /// or the vendor's own for any other reason.
+    pub fn name(&self) -> &str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::ContentFilter => "content_filter",
+            FinishReason::ToolCalls => "tool_calls",
+            FinishReason::Other(name) => name,
+        }
+    }
+}
+
 /// Token counts as reported by the provider.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {

@@ -217,7 +217,7 @@ fn print_remote_json(model: &str, answer: &lucid_providers::ChatResponse) -> any
         serde_json::to_string_pretty(&serde_json::json!({
             "model": model,
             "text": answer.text,
-            "finish_reason": format!("{:?}", answer.finish_reason).to_lowercase(),
+            "finish_reason": answer.finish_reason.name(),
             "usage": answer.usage.map(|u| serde_json::json!({
                 "prompt_tokens": u.prompt_tokens,
                 "completion_tokens": u.completion_tokens,
