@@ -1,6 +1,8 @@
 //! Finding and opening a local model by catalog name or path, pulling it
 //! first when the catalog knows it and the store does not have it yet.
 
+use std::path::{Path, PathBuf};
+
 use anyhow::Context;
 use lucid_catalog::ModelEntry;
 use lucid_engine::LoadedModel;
@@ -16,14 +18,24 @@ pub fn load(model: &str) -> anyhow::Result<LoadedModel> {
 
 /// Like [`load`], also giving the model's catalog entry when it has one.
 pub fn load_with_entry(model: &str) -> anyhow::Result<(LoadedModel, Option<&'static ModelEntry>)> {
+    let (path, entry) = resolve(model)?;
+    Ok((load_path(model, &path)?, entry))
+}
+
+/// The file of `model` in the store, pulled first if it is not there yet,
+/// and its catalog entry.
+pub fn resolve(model: &str) -> anyhow::Result<(PathBuf, Option<&'static ModelEntry>)> {
     let store = Store::open_default()?;
     let bar = Bar::default();
     let resolved = store.ensure(model, &bar);
     bar.clear();
     let resolved = resolved?;
-    let loaded =
-        LoadedModel::load(&resolved.path).with_context(|| format!("cannot load {model}"))?;
-    Ok((loaded, resolved.entry))
+    Ok((resolved.path, resolved.entry))
+}
+
+/// Loads the model file or checkpoint at `path`; `model` names it in errors.
+pub fn load_path(model: &str, path: &Path) -> anyhow::Result<LoadedModel> {
+    LoadedModel::load(path).with_context(|| format!("cannot load {model}"))
 }
 
 /// The default thread count: the cores this process may use.

@@ -392,7 +392,15 @@ impl<'a> Parser<'a> {
     fn strings(&mut self, n: usize) -> Result<StringArray, Bad> {
         const WHAT: &str = "string in array";
         let first = self.pos;
-        let mut bytes = Vec::new();
+        // The lengths first, so the text is copied once into a buffer of
+        // its size (the file bounds the sum).
+        let mut total = 0usize;
+        for _ in 0..n {
+            let len = self.u64(WHAT)?;
+            total += self.take(len, WHAT)?.len();
+        }
+        self.pos = first;
+        let mut bytes = Vec::with_capacity(total);
         let mut ends = Vec::with_capacity(n);
         for _ in 0..n {
             let len = self.u64(WHAT)?;

@@ -3,36 +3,25 @@
 //! A vocabulary holds a quarter of a million short texts. Stored as a
 //! `Vec<String>` that is a quarter of a million allocations to make and to
 //! free; here it is one text buffer and one list of where each string ends,
-//! and reading it from a file checks UTF-8 once over the whole buffer.
+//! reading it from a file checks UTF-8 once over the whole buffer, and the
+//! two are shared, so a tokenizer keeps the file's vocabulary without a copy.
 
 use std::fmt;
 use std::ops::Index;
+use std::sync::Arc;
 
 /// Strings laid end to end in one buffer, indexed like a slice of `&str`.
+/// Cloning shares the buffers.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct StringArray {
-    text: String,
+    text: Arc<String>,
     /// `ends[i]` is the byte offset in `text` where string `i` ends; it
     /// starts where string `i - 1` ends (or at 0). Every end is a char
     /// boundary of `text`.
-    ends: Vec<usize>,
+    ends: Arc<Vec<usize>>,
 }
 
 impl StringArray {
-    /// An empty array with room for `n` strings of `bytes` bytes in all.
-    pub fn with_capacity(n: usize, bytes: usize) -> StringArray {
-        StringArray {
-            text: String::with_capacity(bytes),
-            ends: Vec::with_capacity(n),
-        }
-    }
-
-    /// Appends one string.
-    pub fn push(&mut self, s: &str) {
-        self.text.push_str(s);
-        self.ends.push(self.text.len());
-    }
-
     /// Builds the array from raw bytes and the end of each string in them,
     /// checking that the bytes are UTF-8 and that no end cuts a character.
     /// On failure, returns the index of the first string that is not valid
@@ -52,17 +41,18 @@ impl StringArray {
         };
         // Valid as a whole with every end on a char boundary means every
         // string is valid on its own (and the converse).
-        let text = match String::from_utf8(bytes) {
-            Ok(text) => text,
-            Err(e) => {
-                let bytes = e.into_bytes();
-                return Err(first_bad(&ends, &bytes));
-            }
-        };
+        if simdutf8::basic::from_utf8(&bytes).is_err() {
+            return Err(first_bad(&ends, &bytes));
+        }
+        // SAFETY: `simdutf8` has just checked that the bytes are UTF-8.
+        let text = unsafe { String::from_utf8_unchecked(bytes) };
         if ends.iter().any(|&end| !text.is_char_boundary(end)) {
             return Err(first_bad(&ends, text.as_bytes()));
         }
-        Ok(StringArray { text, ends })
+        Ok(StringArray {
+            text: Arc::new(text),
+            ends: Arc::new(ends),
+        })
     }
 
     /// The number of strings.
@@ -88,11 +78,6 @@ impl StringArray {
             &self.text[start..self.ends[i]]
         })
     }
-
-    /// The total length of all strings in bytes.
-    pub fn total_bytes(&self) -> usize {
-        self.text.len()
-    }
 }
 
 impl Index<usize> for StringArray {
@@ -114,11 +99,15 @@ impl fmt::Debug for StringArray {
 
 impl<S: AsRef<str>> FromIterator<S> for StringArray {
     fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> StringArray {
-        let mut out = StringArray::default();
+        let (mut text, mut ends) = (String::new(), Vec::new());
         for s in iter {
-            out.push(s.as_ref());
+            text.push_str(s.as_ref());
+            ends.push(text.len());
         }
-        out
+        StringArray {
+            text: Arc::new(text),
+            ends: Arc::new(ends),
+        }
     }
 }
 
