@@ -14,9 +14,7 @@
 
 use std::process::{Command, Output};
 
-use lucid_provider_fakes::{
-    Fake, KEY, PIECES, TEXT, WRONG_KEY, anthropic::Anthropic, gemini::Gemini, openai::OpenAi, words,
-};
+use lucid_provider_fakes::{Fake, KEY, PIECES, PROVIDER_VARS, Provider, TEXT, WRONG_KEY, words};
 use serde_json::{Value, json};
 
 /// The prompt every test sends.
@@ -24,81 +22,9 @@ const PROMPT: &str = "Say hello to the world";
 /// The system message of the `--json` tests.
 const SYSTEM: &str = "Be brief.";
 
-/// Variables through which the tests' own environment could hand the binary
-/// a key or an endpoint.
-const PROVIDER_VARS: &[&str] = &[
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "ANTHROPIC_API_KEY",
-    "ANTHROPIC_BASE_URL",
-    "GEMINI_API_KEY",
-    "GOOGLE_API_KEY",
-    "GEMINI_BASE_URL",
-];
-
-/// The variable the `compat:fake` endpoint's key is read from.
-const COMPAT_KEY_VAR: &str = "LUCID_TEST_COMPAT_KEY";
-
-#[derive(Clone, Copy, PartialEq)]
-enum Vendor {
-    OpenAi,
-    Anthropic,
-    Gemini,
-    Compat,
-}
-
-impl Vendor {
-    /// The model string given to `lucid run`.
-    fn model(self) -> &'static str {
-        match self {
-            Vendor::OpenAi => "openai:gpt-4o-mini",
-            Vendor::Anthropic => "anthropic:claude-3-5-haiku-latest",
-            Vendor::Gemini => "gemini:gemini-1.5-flash",
-            Vendor::Compat => "compat:fake",
-        }
-    }
-
-    /// The provider's name, as errors give it.
-    fn provider(self) -> &'static str {
-        match self {
-            Vendor::OpenAi => "openai",
-            Vendor::Anthropic => "anthropic",
-            Vendor::Gemini => "gemini",
-            Vendor::Compat => "compat:fake",
-        }
-    }
-
-    /// The model the vendor should be asked for.
-    fn vendor_model(self) -> &'static str {
-        match self {
-            Vendor::OpenAi => "gpt-4o-mini",
-            Vendor::Anthropic => "claude-3-5-haiku-latest",
-            Vendor::Gemini => "gemini-1.5-flash",
-            // `model` in the config file's `[providers.compat.fake]`.
-            Vendor::Compat => "served/model-8B",
-        }
-    }
-
-    /// The key and base-URL variables, for the three vendors.
-    fn env(self) -> Option<(&'static str, &'static str)> {
-        match self {
-            Vendor::OpenAi => Some(("OPENAI_API_KEY", "OPENAI_BASE_URL")),
-            Vendor::Anthropic => Some(("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL")),
-            Vendor::Gemini => Some(("GEMINI_API_KEY", "GEMINI_BASE_URL")),
-            Vendor::Compat => None,
-        }
-    }
-
-    /// What the vendor answers a wrong key with: Gemini's is a 400 with
-    /// reason `API_KEY_INVALID`.
-    fn rejection_status(self) -> u16 {
-        if self == Vendor::Gemini { 400 } else { 401 }
-    }
-}
-
 /// A fake vendor on its own runtime, and a home directory for the binary.
 struct Setup {
-    vendor: Vendor,
+    vendor: Provider,
     // Declared before the runtime, so that it is dropped first.
     fake: Fake,
     _runtime: tokio::runtime::Runtime,
@@ -106,35 +32,18 @@ struct Setup {
 }
 
 impl Setup {
-    fn start(vendor: Vendor) -> Setup {
+    fn start(vendor: Provider) -> Setup {
         // One worker serves the fake while the test thread waits for the binary.
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .unwrap();
-        let fake = runtime.block_on(async {
-            match vendor {
-                Vendor::OpenAi => Fake::start(OpenAi::new(), vec![]).await,
-                Vendor::Anthropic => Fake::start(Anthropic, vec![]).await,
-                Vendor::Gemini => Fake::start(Gemini, vec![]).await,
-                Vendor::Compat => Fake::start(OpenAi::compat(true), vec![]).await,
-            }
-        });
+        let fake = runtime.block_on(vendor.start_fake());
         let home = tempfile::tempdir().unwrap();
         let config_dir = home.path().join("config/lucid");
         std::fs::create_dir_all(&config_dir).unwrap();
-        if vendor == Vendor::Compat {
-            std::fs::write(
-                config_dir.join("providers.toml"),
-                format!(
-                    "[providers.compat.fake]\nbase_url = \"{}\"\napi_key_env = \"{COMPAT_KEY_VAR}\"\nmodel = \"{}\"\n",
-                    fake.base_url,
-                    vendor.vendor_model()
-                ),
-            )
-            .unwrap();
-        }
+        std::fs::write(config_dir.join("providers.toml"), vendor.config_toml(&fake)).unwrap();
         Setup {
             vendor,
             fake,
@@ -162,10 +71,7 @@ impl Setup {
             Some(filter) => cmd.env("LUCID_LOG", filter),
             None => cmd.env_remove("LUCID_LOG"),
         };
-        match self.vendor.env() {
-            Some((key_var, url_var)) => cmd.env(key_var, key).env(url_var, &self.fake.base_url),
-            None => cmd.env(COMPAT_KEY_VAR, key),
-        };
+        cmd.envs(self.vendor.env_vars(&self.fake, key));
         cmd
     }
 
@@ -180,34 +86,12 @@ impl Setup {
             .unwrap()
     }
 
-    /// Checks that the fake saw one request, to the vendor's path for `model`,
-    /// asking for a stream or not as `stream` says.
+    /// Checks that the fake saw one request, to the vendor's path for its
+    /// model, asking for a stream or not as `stream` says.
     fn saw_one_request(&self, stream: bool) {
-        let mut requests = self.fake.requests();
+        let requests = self.fake.requests();
         assert_eq!(requests.len(), 1, "{requests:#?}");
-        let req = requests.remove(0);
-        assert_eq!(req.method, "POST");
-        let model = self.vendor.vendor_model();
-        match self.vendor {
-            Vendor::OpenAi | Vendor::Compat => {
-                assert_eq!(req.path, "/v1/chat/completions");
-                assert_eq!(req.body["model"], model);
-                assert_eq!(req.body["stream"].as_bool().unwrap_or(false), stream);
-            }
-            Vendor::Anthropic => {
-                assert_eq!(req.path, "/v1/messages");
-                assert_eq!(req.body["model"], model);
-                assert_eq!(req.body["stream"].as_bool().unwrap_or(false), stream);
-            }
-            Vendor::Gemini => {
-                let method = if stream {
-                    "streamGenerateContent"
-                } else {
-                    "generateContent"
-                };
-                assert_eq!(req.path, format!("/v1beta/models/{model}:{method}"));
-            }
-        }
+        self.vendor.check_request(&requests[0], stream);
     }
 }
 
@@ -216,7 +100,7 @@ fn text(bytes: &[u8]) -> String {
 }
 
 /// Without `--json` the answer streams to stdout, and only the answer.
-fn streams_the_answer(vendor: Vendor) {
+fn streams_the_answer(vendor: Provider) {
     let setup = Setup::start(vendor);
     let out = setup.run(KEY, &[], None);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
@@ -227,7 +111,7 @@ fn streams_the_answer(vendor: Vendor) {
 
 /// `--json` asks for the answer in one request that does not stream and
 /// prints it with the finish reason and the usage the vendor reported.
-fn json_is_one_plain_request(vendor: Vendor) {
+fn json_is_one_plain_request(vendor: Provider) {
     let setup = Setup::start(vendor);
     let out = setup.run(KEY, &["--json", "--system", SYSTEM], None);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
@@ -251,7 +135,7 @@ fn json_is_one_plain_request(vendor: Vendor) {
 
 /// A wrong key fails with the provider and the status on stderr, and the key
 /// appears nowhere, not even in the most verbose logs.
-fn a_rejected_key_names_the_provider(vendor: Vendor) {
+fn a_rejected_key_names_the_provider(vendor: Provider) {
     let setup = Setup::start(vendor);
     let out = setup.run(WRONG_KEY, &[], Some("trace"));
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
@@ -277,21 +161,21 @@ fn a_rejected_key_names_the_provider(vendor: Vendor) {
 macro_rules! vendor_tests {
     ($($module:ident: $vendor:ident),* $(,)?) => {$(
         mod $module {
-            use super::Vendor;
+            use super::Provider;
 
             #[test]
             fn streams_the_answer() {
-                super::streams_the_answer(Vendor::$vendor);
+                super::streams_the_answer(Provider::$vendor);
             }
 
             #[test]
             fn json_is_one_plain_request() {
-                super::json_is_one_plain_request(Vendor::$vendor);
+                super::json_is_one_plain_request(Provider::$vendor);
             }
 
             #[test]
             fn a_rejected_key_names_the_provider() {
-                super::a_rejected_key_names_the_provider(Vendor::$vendor);
+                super::a_rejected_key_names_the_provider(Provider::$vendor);
             }
         }
     )*};
@@ -308,7 +192,7 @@ vendor_tests! {
 /// config file's default.
 #[test]
 fn compat_model_in_the_name_wins_over_the_config() {
-    let setup = Setup::start(Vendor::Compat);
+    let setup = Setup::start(Provider::Compat);
     let out = setup
         .lucid(KEY, None)
         .args(["run", "compat:fake:other/model", PROMPT])

@@ -22,6 +22,9 @@
 pub mod anthropic;
 pub mod gemini;
 pub mod openai;
+mod provider;
+
+pub use provider::{COMPAT_KEY_VAR, PROVIDER_VARS, Provider};
 
 use std::collections::{HashMap, VecDeque};
 use std::io;

@@ -15,110 +15,35 @@ mod common;
 use std::collections::HashMap;
 
 use common::{KEY as SERVER_KEY, server_config, spawn, sse_data};
-use lucid_provider_fakes::{
-    Fake, KEY, PIECES, TEXT, WRONG_KEY, anthropic::Anthropic, gemini::Gemini, openai::OpenAi, words,
-};
+use lucid_provider_fakes::{Fake, KEY, PIECES, Provider, TEXT, WRONG_KEY, words};
 use lucid_server::{AppState, LocalModel};
 use serde_json::{Value, json};
 
 const SYSTEM: &str = "Be brief.";
 const PROMPT: &str = "Say hello to the world";
 
-/// The variable the `compat:fake` endpoint's key is read from.
-const COMPAT_KEY_VAR: &str = "LUCID_TEST_COMPAT_KEY";
-
-#[derive(Clone, Copy, PartialEq, Debug)]
-enum Vendor {
-    OpenAi,
-    Anthropic,
-    Gemini,
-    Compat,
-}
-
-impl Vendor {
-    /// The model string a client sends.
-    fn model(self) -> &'static str {
-        match self {
-            Vendor::OpenAi => "openai:gpt-4o-mini",
-            Vendor::Anthropic => "anthropic:claude-3-5-haiku-latest",
-            Vendor::Gemini => "gemini:gemini-1.5-flash",
-            Vendor::Compat => "compat:fake",
-        }
-    }
-
-    /// The provider's name, as errors give it.
-    fn provider(self) -> &'static str {
-        match self {
-            Vendor::OpenAi => "openai",
-            Vendor::Anthropic => "anthropic",
-            Vendor::Gemini => "gemini",
-            Vendor::Compat => "compat:fake",
-        }
-    }
-
-    /// The model the vendor should be asked for.
-    fn vendor_model(self) -> &'static str {
-        match self {
-            Vendor::OpenAi => "gpt-4o-mini",
-            Vendor::Anthropic => "claude-3-5-haiku-latest",
-            Vendor::Gemini => "gemini-1.5-flash",
-            Vendor::Compat => "served/model-8B",
-        }
-    }
-
-    /// What the vendor answers a wrong key with: Gemini's is a 400 with
-    /// reason `API_KEY_INVALID`.
-    fn rejection_status(self) -> u16 {
-        if self == Vendor::Gemini { 400 } else { 401 }
-    }
-
-    async fn fake(self) -> Fake {
-        match self {
-            Vendor::OpenAi => Fake::start(OpenAi::new(), vec![]).await,
-            Vendor::Anthropic => Fake::start(Anthropic, vec![]).await,
-            Vendor::Gemini => Fake::start(Gemini, vec![]).await,
-            Vendor::Compat => Fake::start(OpenAi::compat(true), vec![]).await,
-        }
-    }
-
-    /// The key and base-URL variables, for the three vendors.
-    fn env(self) -> Option<(&'static str, &'static str)> {
-        match self {
-            Vendor::OpenAi => Some(("OPENAI_API_KEY", "OPENAI_BASE_URL")),
-            Vendor::Anthropic => Some(("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL")),
-            Vendor::Gemini => Some(("GEMINI_API_KEY", "GEMINI_BASE_URL")),
-            Vendor::Compat => None,
-        }
-    }
-
-    /// The providers config and environment that point this vendor at
-    /// `fake` with `key`: the vendor's own variables, or a
-    /// `[providers.compat.fake]` table.
-    fn config(self, fake: &Fake, key: &str) -> (lucid_providers::Config, HashMap<String, String>) {
-        let mut env = HashMap::new();
-        let mut toml = String::new();
-        match self.env() {
-            Some((key_var, url_var)) => {
-                env.insert(key_var.to_owned(), key.to_owned());
-                env.insert(url_var.to_owned(), fake.base_url.clone());
-            }
-            None => {
-                env.insert(COMPAT_KEY_VAR.to_owned(), key.to_owned());
-                toml = format!(
-                    "[providers.compat.fake]\nbase_url = \"{}\"\napi_key_env = \"{COMPAT_KEY_VAR}\"\nmodel = \"{}\"\n",
-                    fake.base_url,
-                    self.vendor_model()
-                );
-            }
-        }
-        (lucid_providers::Config::from_toml(&toml).unwrap(), env)
-    }
+/// The providers config and environment that point `vendor` at `fake` with
+/// `key`: the vendor's own variables, or a `[providers.compat.fake]` table.
+fn config(
+    vendor: Provider,
+    fake: &Fake,
+    key: &str,
+) -> (lucid_providers::Config, HashMap<String, String>) {
+    let env = vendor
+        .env_vars(fake, key)
+        .into_iter()
+        .map(|(var, value)| (var.to_owned(), value))
+        .collect();
+    (
+        lucid_providers::Config::from_toml(&vendor.config_toml(fake)).unwrap(),
+        env,
+    )
 }
 
 /// A server with no local models whose provider router reaches `vendor`'s
 /// fake with `key`.
 struct Front {
-    vendor: Vendor,
+    vendor: Provider,
     fake: Fake,
     base: String,
     stop: tokio::sync::oneshot::Sender<()>,
@@ -126,9 +51,9 @@ struct Front {
 }
 
 impl Front {
-    async fn start(vendor: Vendor, key: &str) -> Front {
-        let fake = vendor.fake().await;
-        let (config, env) = vendor.config(&fake, key);
+    async fn start(vendor: Provider, key: &str) -> Front {
+        let fake = vendor.start_fake().await;
+        let (config, env) = config(vendor, &fake, key);
         let router =
             lucid_providers::Router::from_config(&config, &|name| env.get(name).cloned()).unwrap();
         let state =
@@ -174,28 +99,7 @@ impl Front {
     /// model, asking for a stream or not as `stream` says.
     fn check_last_request(&self, stream: bool) {
         let req = self.fake.requests().pop().expect("the fake saw no request");
-        assert_eq!(req.method, "POST");
-        let model = self.vendor.vendor_model();
-        match self.vendor {
-            Vendor::OpenAi | Vendor::Compat | Vendor::Anthropic => {
-                let path = if self.vendor == Vendor::Anthropic {
-                    "/v1/messages"
-                } else {
-                    "/v1/chat/completions"
-                };
-                assert_eq!(req.path, path);
-                assert_eq!(req.body["model"], model);
-                assert_eq!(req.body["stream"].as_bool().unwrap_or(false), stream);
-            }
-            Vendor::Gemini => {
-                let method = if stream {
-                    "streamGenerateContent"
-                } else {
-                    "generateContent"
-                };
-                assert_eq!(req.path, format!("/v1beta/models/{model}:{method}"));
-            }
-        }
+        self.vendor.check_request(&req, stream);
     }
 }
 
@@ -204,7 +108,7 @@ fn prompt_tokens() -> u64 {
     u64::from(words(SYSTEM) + words(PROMPT))
 }
 
-async fn answers_in_one_piece(vendor: Vendor) {
+async fn answers_in_one_piece(vendor: Provider) {
     let front = Front::start(vendor, KEY).await;
     let (status, body) = front.chat(json!({})).await;
     assert_eq!(status, 200, "{body}");
@@ -242,7 +146,7 @@ async fn answers_in_one_piece(vendor: Vendor) {
     front.stop().await;
 }
 
-async fn streams(vendor: Vendor) {
+async fn streams(vendor: Provider) {
     let front = Front::start(vendor, KEY).await;
     let (status, body) = front
         .chat(json!({"stream": true, "stream_options": {"include_usage": true}}))
@@ -293,7 +197,7 @@ async fn streams(vendor: Vendor) {
 /// The vendor refuses the key: the server answers 502 (its own caller did
 /// nothing wrong) with an OpenAI-shaped error naming the provider and the
 /// vendor's status, streamed or not, and the key is nowhere in it.
-async fn a_rejected_key_is_a_bad_gateway(vendor: Vendor) {
+async fn a_rejected_key_is_a_bad_gateway(vendor: Provider) {
     let front = Front::start(vendor, WRONG_KEY).await;
     for (stream, extra) in [(false, json!({})), (true, json!({"stream": true}))] {
         let (status, body) = front.chat(extra).await;
@@ -322,21 +226,21 @@ async fn a_rejected_key_is_a_bad_gateway(vendor: Vendor) {
 macro_rules! vendor_tests {
     ($($module:ident: $vendor:ident),* $(,)?) => {$(
         mod $module {
-            use super::Vendor;
+            use super::Provider;
 
             #[tokio::test]
             async fn answers_in_one_piece() {
-                super::answers_in_one_piece(Vendor::$vendor).await;
+                super::answers_in_one_piece(Provider::$vendor).await;
             }
 
             #[tokio::test]
             async fn streams() {
-                super::streams(Vendor::$vendor).await;
+                super::streams(Provider::$vendor).await;
             }
 
             #[tokio::test]
             async fn a_rejected_key_is_a_bad_gateway() {
-                super::a_rejected_key_is_a_bad_gateway(Vendor::$vendor).await;
+                super::a_rejected_key_is_a_bad_gateway(Provider::$vendor).await;
             }
         }
     )*};
