@@ -8,11 +8,13 @@
 //! are transposed into GGUF's `[out, in]` when the checkpoint is restated.
 
 use lucid_gguf::{GgufFile, Value};
-use lucid_tensor::ops::{self, Activation};
+use lucid_tensor::ops::Activation;
 
 use crate::arch::{Architecture, Hparams};
 use crate::batch::SeqInput;
-use crate::blocks::{Attention, AttentionShape, LearnedPositions, Linear, Mlp, Norm};
+use crate::blocks::{
+    Attention, AttentionShape, LearnedPositions, Linear, Mlp, Norm, SequentialBlock,
+};
 use crate::error::Result;
 use crate::hf::{self, Converted, HfCheckpoint, HfConfig};
 use crate::hooks::{HookPoint, Hooks};
@@ -164,24 +166,13 @@ impl Gpt2Config {
     }
 }
 
-struct Block {
-    attn_norm: Norm,
-    wq: Linear,
-    wk: Linear,
-    wv: Linear,
-    wo: Linear,
-    attn: Attention,
-    ffn_norm: Norm,
-    mlp: Mlp,
-}
-
 /// A loaded GPT-2 model.
 pub struct Gpt2Model {
     info: ModelInfo,
     config: Gpt2Config,
     tok_embd: Weight,
     positions: LearnedPositions,
-    blocks: Vec<Block>,
+    blocks: Vec<SequentialBlock>,
     output_norm: Norm,
     output: Linear,
 }
@@ -207,7 +198,7 @@ impl Gpt2Model {
             .map(|i| {
                 let p = format!("blk.{i}");
                 let [wq, wk, wv] = Linear::load_fused(loader, &format!("{p}.attn_qkv"), d, [d; 3])?;
-                Ok(Block {
+                Ok(SequentialBlock {
                     attn_norm: Norm::layer(loader, &format!("{p}.attn_norm"), d, c.norm_eps)?,
                     wq,
                     wk,
@@ -281,38 +272,7 @@ impl Model for Gpt2Model {
             .add(&ctx.positions, &mut buf.x, &mut buf.tmp)?;
         hooks.rows(HookPoint::Embed, &ctx.spans, d, &buf.x);
         for (l, b) in self.blocks.iter().enumerate() {
-            hooks.rows(HookPoint::ResidPre(l), &ctx.spans, d, &buf.x);
-            b.attn_norm
-                .forward_on(&ctx.compute.pool, &buf.x, &mut buf.h);
-            ctx.compute.linears(
-                &buf.h,
-                &mut [
-                    (&b.wq, &mut buf.q),
-                    (&b.wk, &mut buf.k),
-                    (&b.wv, &mut buf.v),
-                ],
-            );
-            b.attn.forward(
-                &ctx.compute.pool,
-                l,
-                &buf.q,
-                &buf.k,
-                &buf.v,
-                seqs,
-                &ctx.spans,
-                &mut buf.attn,
-                &mut buf.attn_scratch,
-                hooks,
-            );
-            ctx.compute.linear(&buf.attn, &b.wo, &mut buf.o);
-            hooks.rows(HookPoint::AttnOut(l), &ctx.spans, d, &buf.o);
-            ops::add_assign(&mut buf.x, &buf.o);
-            b.ffn_norm.forward_on(&ctx.compute.pool, &buf.x, &mut buf.h);
-            b.mlp
-                .forward(&mut ctx.compute, &buf.h, &mut buf.up, &mut buf.o);
-            hooks.rows(HookPoint::MlpOut(l), &ctx.spans, d, &buf.o);
-            ops::add_assign(&mut buf.x, &buf.o);
-            hooks.rows(HookPoint::ResidPost(l), &ctx.spans, d, &buf.x);
+            b.forward(l, d, ctx, &mut buf, seqs, hooks);
         }
         ctx.output(&buf.x, &self.output_norm, &self.output, None, hooks);
         ctx.buf = buf;

@@ -12,11 +12,13 @@
 //! local (as llama.cpp's per-layer pattern arrays do).
 
 use lucid_gguf::{Array, GgufFile, Value};
-use lucid_tensor::ops::{self, Activation};
+use lucid_tensor::ops::Activation;
 
 use crate::arch::{Architecture, Hparams};
 use crate::batch::SeqInput;
-use crate::blocks::{Attention, AttentionShape, LearnedPositions, Linear, Mlp, Norm};
+use crate::blocks::{
+    Attention, AttentionShape, LearnedPositions, Linear, Mlp, Norm, SequentialBlock,
+};
 use crate::error::Result;
 use crate::hf::{Converted, HfCheckpoint, HfConfig};
 use crate::hooks::{HookPoint, Hooks};
@@ -222,24 +224,13 @@ fn attention_layers(cfg: &HfConfig<'_>) -> Result<Vec<String>> {
     Ok(layers)
 }
 
-struct Block {
-    attn_norm: Norm,
-    wq: Linear,
-    wk: Linear,
-    wv: Linear,
-    wo: Linear,
-    attn: Attention,
-    ffn_norm: Norm,
-    mlp: Mlp,
-}
-
 /// A loaded GPT-Neo model.
 pub struct GptNeoModel {
     info: ModelInfo,
     config: GptNeoConfig,
     tok_embd: Weight,
     positions: LearnedPositions,
-    blocks: Vec<Block>,
+    blocks: Vec<SequentialBlock>,
     output_norm: Norm,
     output: Linear,
 }
@@ -264,7 +255,7 @@ impl GptNeoModel {
         let blocks = (0..c.n_layers)
             .map(|i| {
                 let p = format!("blk.{i}");
-                Ok(Block {
+                Ok(SequentialBlock {
                     attn_norm: Norm::layer(loader, &format!("{p}.attn_norm"), d, c.norm_eps)?,
                     wq: Linear::load(loader, &format!("{p}.attn_q"), d, d)?,
                     wk: Linear::load(loader, &format!("{p}.attn_k"), d, d)?,
@@ -339,38 +330,7 @@ impl Model for GptNeoModel {
             .add(&ctx.positions, &mut buf.x, &mut buf.tmp)?;
         hooks.rows(HookPoint::Embed, &ctx.spans, d, &buf.x);
         for (l, b) in self.blocks.iter().enumerate() {
-            hooks.rows(HookPoint::ResidPre(l), &ctx.spans, d, &buf.x);
-            b.attn_norm
-                .forward_on(&ctx.compute.pool, &buf.x, &mut buf.h);
-            ctx.compute.linears(
-                &buf.h,
-                &mut [
-                    (&b.wq, &mut buf.q),
-                    (&b.wk, &mut buf.k),
-                    (&b.wv, &mut buf.v),
-                ],
-            );
-            b.attn.forward(
-                &ctx.compute.pool,
-                l,
-                &buf.q,
-                &buf.k,
-                &buf.v,
-                seqs,
-                &ctx.spans,
-                &mut buf.attn,
-                &mut buf.attn_scratch,
-                hooks,
-            );
-            ctx.compute.linear(&buf.attn, &b.wo, &mut buf.o);
-            hooks.rows(HookPoint::AttnOut(l), &ctx.spans, d, &buf.o);
-            ops::add_assign(&mut buf.x, &buf.o);
-            b.ffn_norm.forward_on(&ctx.compute.pool, &buf.x, &mut buf.h);
-            b.mlp
-                .forward(&mut ctx.compute, &buf.h, &mut buf.up, &mut buf.o);
-            hooks.rows(HookPoint::MlpOut(l), &ctx.spans, d, &buf.o);
-            ops::add_assign(&mut buf.x, &buf.o);
-            hooks.rows(HookPoint::ResidPost(l), &ctx.spans, d, &buf.x);
+            b.forward(l, d, ctx, &mut buf, seqs, hooks);
         }
         ctx.output(&buf.x, &self.output_norm, &self.output, None, hooks);
         ctx.buf = buf;

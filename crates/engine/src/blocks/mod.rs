@@ -11,6 +11,7 @@ pub mod mlp;
 pub mod norm;
 pub mod position;
 pub mod rope;
+pub mod sequential;
 
 pub use attention::{Attention, AttentionShape};
 pub use linear::Linear;
@@ -18,3 +19,4 @@ pub use mlp::{GatedMlp, Mlp};
 pub use norm::Norm;
 pub use position::LearnedPositions;
 pub use rope::{Rope, RopeScaling, RopeStyle};
+pub use sequential::SequentialBlock;
