@@ -12,9 +12,13 @@
 // Test helpers outside `#[test]` functions unwrap too: a failure is a test failure.
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Command, Output};
+use std::io::Read;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
-use lucid_provider_fakes::{Fake, KEY, PIECES, PROVIDER_VARS, Provider, TEXT, WRONG_KEY, words};
+use lucid_provider_fakes::{
+    Fake, Fault, KEY, PIECES, PROVIDER_VARS, Provider, TEXT, WRONG_KEY, words,
+};
 use serde_json::{Value, json};
 
 /// The prompt every test sends.
@@ -27,19 +31,24 @@ struct Setup {
     vendor: Provider,
     // Declared before the runtime, so that it is dropped first.
     fake: Fake,
-    _runtime: tokio::runtime::Runtime,
+    runtime: tokio::runtime::Runtime,
     home: tempfile::TempDir,
 }
 
 impl Setup {
     fn start(vendor: Provider) -> Setup {
+        Setup::start_with(vendor, vec![])
+    }
+
+    /// A fake whose requests take `faults` in turn.
+    fn start_with(vendor: Provider, faults: Vec<Fault>) -> Setup {
         // One worker serves the fake while the test thread waits for the binary.
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .unwrap();
-        let fake = runtime.block_on(vendor.start_fake());
+        let fake = runtime.block_on(vendor.start_fake_with(faults));
         let home = tempfile::tempdir().unwrap();
         let config_dir = home.path().join("config/lucid");
         std::fs::create_dir_all(&config_dir).unwrap();
@@ -47,7 +56,7 @@ impl Setup {
         Setup {
             vendor,
             fake,
-            _runtime: runtime,
+            runtime,
             home,
         }
     }
@@ -107,6 +116,51 @@ fn streams_the_answer(vendor: Provider) {
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert_eq!(stdout, format!("{TEXT}\n"), "stderr: {stderr}");
     setup.saw_one_request(true);
+}
+
+/// A reader that stops reading (`lucid run … | head`) ends the run quietly
+/// and the vendor sees the connection close, for an answer that would
+/// otherwise never end.
+fn a_closed_stdout_cancels_the_request(vendor: Provider) {
+    let setup = Setup::start_with(vendor, vec![Fault::Endless]);
+    let mut child = setup
+        .lucid(KEY, None)
+        .arg("run")
+        .arg(vendor.model())
+        .arg(PROMPT)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 8];
+    stdout.read_exact(&mut first).unwrap();
+    drop(stdout);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("lucid kept running after its reader went away");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(
+        setup
+            .runtime
+            .block_on(setup.fake.wait_client_gone(Duration::from_secs(5))),
+        "the vendor never saw the connection close"
+    );
 }
 
 /// `--json` asks for the answer in one request that does not stream and
@@ -176,6 +230,11 @@ macro_rules! vendor_tests {
             #[test]
             fn a_rejected_key_names_the_provider() {
                 super::a_rejected_key_names_the_provider(Provider::$vendor);
+            }
+
+            #[test]
+            fn a_closed_stdout_cancels_the_request() {
+                super::a_closed_stdout_cancels_the_request(Provider::$vendor);
             }
         }
     )*};

@@ -5,7 +5,7 @@
 use crate::anthropic::Anthropic;
 use crate::gemini::Gemini;
 use crate::openai::OpenAi;
-use crate::{Fake, Recorded};
+use crate::{Fake, Fault, Recorded};
 
 /// The variable the `compat:fake` endpoint's key is read from.
 pub const COMPAT_KEY_VAR: &str = "LUCID_TEST_COMPAT_KEY";
@@ -82,11 +82,16 @@ impl Provider {
 
     /// Starts this vendor's fake, answering normally.
     pub async fn start_fake(self) -> Fake {
+        self.start_fake_with(vec![]).await
+    }
+
+    /// Starts this vendor's fake; each request takes the next of `faults`.
+    pub async fn start_fake_with(self, faults: Vec<Fault>) -> Fake {
         match self {
-            Provider::OpenAi => Fake::start(OpenAi::new(), vec![]).await,
-            Provider::Anthropic => Fake::start(Anthropic, vec![]).await,
-            Provider::Gemini => Fake::start(Gemini, vec![]).await,
-            Provider::Compat => Fake::start(OpenAi::compat(true), vec![]).await,
+            Provider::OpenAi => Fake::start(OpenAi::new(), faults).await,
+            Provider::Anthropic => Fake::start(Anthropic, faults).await,
+            Provider::Gemini => Fake::start(Gemini, faults).await,
+            Provider::Compat => Fake::start(OpenAi::compat(true), faults).await,
         }
     }
 

@@ -200,12 +200,18 @@ fn run_remote(args: &Args) -> anyhow::Result<()> {
         let mut stream = router.chat_stream(&req).await?;
         let mut out = std::io::stdout().lock();
         while let Some(event) = stream.next().await {
-            if let ChatEvent::Delta { text, .. } = event? {
-                out.write_all(text.as_bytes())?;
-                out.flush()?;
+            if let ChatEvent::Delta { text, .. } = event?
+                && out
+                    .write_all(text.as_bytes())
+                    .and_then(|_| out.flush())
+                    .is_err()
+            {
+                // The reader went away (`lucid run … | head`): dropping the
+                // stream closes the connection, which cancels the request.
+                return Ok(());
             }
         }
-        writeln!(out)?;
+        let _ = writeln!(out);
         Ok(())
     })
 }
