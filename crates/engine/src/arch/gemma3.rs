@@ -316,19 +316,7 @@ impl Model for Gemma3Model {
                 shape.head_dim,
                 &ctx.positions,
             );
-            b.attn.forward(
-                &ctx.compute.pool,
-                l,
-                &buf.q,
-                &buf.k,
-                &buf.v,
-                seqs,
-                &ctx.spans,
-                &mut buf.attn,
-                &mut buf.attn_scratch,
-                hooks,
-            );
-            ctx.compute.linear(&buf.attn, &b.wo, &mut buf.o);
+            b.attn.attend(l, &b.wo, ctx, &mut buf, seqs, hooks);
             b.attn_post_norm
                 .forward_inplace(&ctx.compute.pool, &mut buf.o, &mut buf.tmp);
             hooks.rows(HookPoint::AttnOut(l), &ctx.spans, d, &buf.o);

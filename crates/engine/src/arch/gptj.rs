@@ -306,19 +306,7 @@ impl Model for GptJModel {
                 head_dim,
                 &ctx.positions,
             );
-            b.attn.forward(
-                &ctx.compute.pool,
-                l,
-                &buf.q,
-                &buf.k,
-                &buf.v,
-                seqs,
-                &ctx.spans,
-                &mut buf.attn,
-                &mut buf.attn_scratch,
-                hooks,
-            );
-            ctx.compute.linear(&buf.attn, &b.wo, &mut buf.o);
+            b.attn.attend(l, &b.wo, ctx, &mut buf, seqs, hooks);
             hooks.rows(HookPoint::AttnOut(l), &ctx.spans, d, &buf.o);
             b.mlp
                 .forward(&mut ctx.compute, &buf.h, &mut buf.up, &mut buf.tmp);

@@ -360,19 +360,7 @@ impl Model for GptNeoXModel {
                 head_dim,
                 &ctx.positions,
             );
-            b.attn.forward(
-                &ctx.compute.pool,
-                l,
-                &buf.q,
-                &buf.k,
-                &buf.v,
-                seqs,
-                &ctx.spans,
-                &mut buf.attn,
-                &mut buf.attn_scratch,
-                hooks,
-            );
-            ctx.compute.linear(&buf.attn, &b.wo, &mut buf.o);
+            b.attn.attend(l, &b.wo, ctx, &mut buf, seqs, hooks);
             hooks.rows(HookPoint::AttnOut(l), &ctx.spans, d, &buf.o);
             if self.config.parallel_residual {
                 // The MLP reads its own norm of the block's input.

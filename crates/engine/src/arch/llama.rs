@@ -252,19 +252,7 @@ impl Model for LlamaModel {
                 b.attn.shape.head_dim,
                 &ctx.positions,
             );
-            b.attn.forward(
-                &ctx.compute.pool,
-                l,
-                &buf.q,
-                &buf.k,
-                &buf.v,
-                seqs,
-                &ctx.spans,
-                &mut buf.attn,
-                &mut buf.attn_scratch,
-                hooks,
-            );
-            ctx.compute.linear(&buf.attn, &b.wo, &mut buf.o);
+            b.attn.attend(l, &b.wo, ctx, &mut buf, seqs, hooks);
             hooks.rows(HookPoint::AttnOut(l), &ctx.spans, d, &buf.o);
             ops::add_assign(&mut buf.x, &buf.o);
             b.ffn_norm.forward_on(&ctx.compute.pool, &buf.x, &mut buf.h);

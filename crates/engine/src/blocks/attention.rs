@@ -13,7 +13,9 @@ use lucid_tensor::ops;
 use lucid_tensor::pool::SharedMut;
 
 use crate::batch::{SeqInput, SeqSpan};
+use crate::blocks::Linear;
 use crate::hooks::{HookData, HookPoint, Hooks};
+use crate::model::{Buffers, ForwardCtx};
 
 /// Head counts and sizes of one attention layer.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -53,6 +55,33 @@ pub struct AttnScratch {
 }
 
 impl Attention {
+    /// Layer `layer`'s attention over the batch's projected `buf.q`, `buf.k`
+    /// and `buf.v` (appending the keys and values to the caches), then the
+    /// output projection `wo` into `buf.o`.
+    pub fn attend(
+        &self,
+        layer: usize,
+        wo: &Linear,
+        ctx: &mut ForwardCtx,
+        buf: &mut Buffers,
+        seqs: &mut [SeqInput<'_>],
+        hooks: &mut Hooks<'_>,
+    ) {
+        self.forward(
+            &ctx.compute.pool,
+            layer,
+            &buf.q,
+            &buf.k,
+            &buf.v,
+            seqs,
+            &ctx.spans,
+            &mut buf.attn,
+            &mut buf.attn_scratch,
+            hooks,
+        );
+        ctx.compute.linear(&buf.attn, wo, &mut buf.o);
+    }
+
     /// Appends `k` and `v` (rows of the batch) to each sequence's cache, then
     /// writes the attention output of every new token into `out`.
     #[allow(clippy::too_many_arguments)]

@@ -45,19 +45,7 @@ impl SequentialBlock {
                 (&self.wv, &mut buf.v),
             ],
         );
-        self.attn.forward(
-            &ctx.compute.pool,
-            l,
-            &buf.q,
-            &buf.k,
-            &buf.v,
-            seqs,
-            &ctx.spans,
-            &mut buf.attn,
-            &mut buf.attn_scratch,
-            hooks,
-        );
-        ctx.compute.linear(&buf.attn, &self.wo, &mut buf.o);
+        self.attn.attend(l, &self.wo, ctx, buf, seqs, hooks);
         hooks.rows(HookPoint::AttnOut(l), &ctx.spans, d, &buf.o);
         ops::add_assign(&mut buf.x, &buf.o);
         self.ffn_norm
