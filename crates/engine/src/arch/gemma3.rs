@@ -302,18 +302,11 @@ impl Model for Gemma3Model {
             } else {
                 &self.rope_global
             };
-            rope.apply_on(
+            rope.apply_qk_on(
                 &ctx.compute.pool,
                 &mut buf.q,
-                shape.n_heads,
-                shape.head_dim,
-                &ctx.positions,
-            );
-            rope.apply_on(
-                &ctx.compute.pool,
                 &mut buf.k,
-                shape.n_kv_heads,
-                shape.head_dim,
+                shape,
                 &ctx.positions,
             );
             b.attn.attend(l, &b.wo, ctx, &mut buf, seqs, hooks);

@@ -291,19 +291,11 @@ impl Model for GptJModel {
                     (&b.wv, &mut buf.v),
                 ],
             );
-            let (heads, head_dim) = (b.attn.shape.n_heads, b.attn.shape.head_dim);
-            self.rope.apply_on(
+            self.rope.apply_qk_on(
                 &ctx.compute.pool,
                 &mut buf.q,
-                heads,
-                head_dim,
-                &ctx.positions,
-            );
-            self.rope.apply_on(
-                &ctx.compute.pool,
                 &mut buf.k,
-                heads,
-                head_dim,
+                b.attn.shape,
                 &ctx.positions,
             );
             b.attn.attend(l, &b.wo, ctx, &mut buf, seqs, hooks);

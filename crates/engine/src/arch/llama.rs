@@ -238,18 +238,11 @@ impl Model for LlamaModel {
                     (&b.wv, &mut buf.v),
                 ],
             );
-            self.rope.apply_on(
+            self.rope.apply_qk_on(
                 &ctx.compute.pool,
                 &mut buf.q,
-                b.attn.shape.n_heads,
-                b.attn.shape.head_dim,
-                &ctx.positions,
-            );
-            self.rope.apply_on(
-                &ctx.compute.pool,
                 &mut buf.k,
-                b.attn.shape.n_kv_heads,
-                b.attn.shape.head_dim,
+                b.attn.shape,
                 &ctx.positions,
             );
             b.attn.attend(l, &b.wo, ctx, &mut buf, seqs, hooks);

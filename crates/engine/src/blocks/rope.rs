@@ -2,6 +2,8 @@
 
 use lucid_tensor::ThreadPool;
 
+use crate::blocks::AttentionShape;
+
 /// How the rotated dimensions are paired.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RopeStyle {
@@ -64,6 +66,20 @@ impl Rope {
         for (row, &pos) in x.chunks_exact_mut(width).zip(positions) {
             self.rotate(row, head_dim, pos);
         }
+    }
+
+    /// Rotates a batch's query rows (`shape.n_heads` heads) and key rows
+    /// (`shape.n_kv_heads` heads), row `t` at `positions[t]`, over `pool`.
+    pub fn apply_qk_on(
+        &self,
+        pool: &ThreadPool,
+        q: &mut [f32],
+        k: &mut [f32],
+        shape: AttentionShape,
+        positions: &[usize],
+    ) {
+        self.apply_on(pool, q, shape.n_heads, shape.head_dim, positions);
+        self.apply_on(pool, k, shape.n_kv_heads, shape.head_dim, positions);
     }
 
     /// [`Rope::apply`], rows in parallel on `pool` when there are many.
