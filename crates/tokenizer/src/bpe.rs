@@ -265,7 +265,7 @@ impl Bpe {
             // and is left out, as the `tokenizers` crate's BPE does.
             word.reset(piece.bytes().filter_map(|b| self.byte_ids[usize::from(b)]));
             word.merge_all(&self.merges);
-            out.extend(word.ids());
+            out.extend(word.tokens());
         }
         Ok(())
     }
@@ -360,7 +360,7 @@ impl Word {
     }
 
     /// The ids of the live symbols, in order.
-    fn ids(&self) -> impl Iterator<Item = u32> + '_ {
+    fn tokens(&self) -> impl Iterator<Item = u32> + '_ {
         self.ids.iter().filter_map(|&id| id)
     }
 }
