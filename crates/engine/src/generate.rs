@@ -148,6 +148,17 @@ impl<'m> Session<'m> {
         }
     }
 
+    /// A session over a cache made by the caller, for example one kept in a
+    /// precision other than the model's default.
+    pub fn with_cache(model: &'m LoadedModel, n_threads: usize, cache: KvCache) -> Session<'m> {
+        Session {
+            model,
+            ctx: ForwardCtx::new(n_threads),
+            cache,
+            cached: Vec::new(),
+        }
+    }
+
     pub fn model(&self) -> &'m LoadedModel {
         self.model
     }

@@ -29,7 +29,7 @@ pub use error::{EngineError, Result};
 pub use generate::{GenerateParams, Generated, Session, StopReason, Timings, TokenEvent};
 pub use hf::HfCheckpoint;
 pub use hooks::{HookData, HookPoint, Hooks, Observer};
-pub use kv_cache::KvCache;
+pub use kv_cache::{KvCache, KvPrecision};
 pub use loaded::{LoadOptions, LoadedModel, ModelMeta};
 pub use model::{ForwardCtx, Model, ModelInfo};
 pub use sampler::{Sampler, SamplingParams};
