@@ -20,6 +20,10 @@
 #         -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON -DLLAMA_CURL=OFF
 #   cmake --build llama_cpp_python-0.3.36/vendor/llama.cpp/build -j
 #   LLAMA_CPP_PYTHON=$PWD/llama_cpp_python-0.3.36 scripts/goldens/llama/run_all.sh
+#
+# Not run here: other_build.py (adds to the goldens how far llama.cpp built for another CPU is from
+# them; needs that second build, see its docstring) and layer_trace.py (a diagnostic that prints
+# where lucid and llama.cpp part ways inside the model; writes nothing).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 if [ -z "${PYTHON:-}" ]; then
