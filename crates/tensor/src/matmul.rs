@@ -136,6 +136,13 @@ pub fn matmul(pool: &ThreadPool, isa: Isa, w: WeightMatrix<'_>, x: &Activations,
     matmuls(pool, isa, &mut [MatmulJob { w, x, out }]);
 }
 
+#[cfg(target_arch = "x86_64")]
+thread_local! {
+    /// Each thread's weight rows unpacked for the AVX-512 tiles.
+    static PREPARED: std::cell::RefCell<kernels::PreparedRows> =
+        std::cell::RefCell::new(kernels::PreparedRows::default());
+}
+
 /// Matrix products run together in one parallel region, at most.
 const MAX_PARTS: usize = 8;
 /// Contiguous ranges of chunks handed to the participants of a region.
@@ -240,15 +247,24 @@ fn matmul_group(pool: &ThreadPool, isa: Isa, jobs: &mut [Option<MatmulJob<'_>>])
         let r1 = (r0 + p.chunk).min(p.w.rows);
         #[cfg(target_arch = "x86_64")]
         if let Some(split) = p.split {
+            // With more than one tile of tokens, rows are unpacked once.
+            let prepare = p.n_tokens > 4 && kernels::PreparedRows::supports(p.w.dtype);
             let mut tile = [[0f32; 4]; 4];
             let mut r = r0;
             while r < r1 {
                 let nr = if r + 4 <= r1 { 4 } else { 1 };
                 let rows: [&[u8]; 4] = std::array::from_fn(|k| p.w.row((r + k).min(r1 - 1)));
+                if prepare {
+                    PREPARED.with_borrow_mut(|prep| prep.prepare(p.w.dtype, &rows[..nr]));
+                }
                 let mut t = 0;
                 while t < p.n_tokens {
                     let nt = (p.n_tokens - t).min(4);
-                    kernels::tile(p.w.dtype, &rows[..nr], split, t, nt, &mut tile);
+                    if prepare {
+                        PREPARED.with_borrow(|prep| prep.tile(split, t, nt, &mut tile));
+                    } else {
+                        kernels::tile(p.w.dtype, &rows[..nr], split, t, nt, &mut tile);
+                    }
                     for (k, row) in tile[..nr].iter().enumerate() {
                         for (j, v) in row[..nt].iter().enumerate() {
                             // SAFETY: (t + j, r + k) is written by this chunk alone.

@@ -230,6 +230,22 @@ fn avx512_tiles_match_the_scalar_reference() {
                     let refs: Vec<&[u8]> = rows[..nr].iter().map(Vec::as_slice).collect();
                     let mut out = [[0f32; 4]; 4];
                     kernels::tile(wtype, &refs, &split, 4 - nt, nt, &mut out);
+                    if kernels::PreparedRows::supports(wtype) {
+                        // Rows unpacked once give the same bits.
+                        let mut prepared = kernels::PreparedRows::default();
+                        prepared.prepare(wtype, &refs);
+                        let mut again = [[0f32; 4]; 4];
+                        prepared.tile(&split, 4 - nt, nt, &mut again);
+                        for r in 0..nr {
+                            for t in 0..nt {
+                                assert_eq!(
+                                    again[r][t].to_bits(),
+                                    out[r][t].to_bits(),
+                                    "{wtype} n={n} prepared tile {nr}x{nt} [{r}][{t}]"
+                                );
+                            }
+                        }
+                    }
                     for r in 0..nr {
                         for t in 0..nt {
                             let want = kernels::dot_scalar(

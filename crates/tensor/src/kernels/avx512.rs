@@ -134,30 +134,29 @@ fn nibbles(a: &[u8; 16], b: &[u8; 16]) -> __m512i {
 
 /// One weight row's pair of blocks, prepared: unsigned values in value order,
 /// the scales spread over their lanes, and for Q4_1 the minimums.
-struct WPair {
+#[derive(Clone, Copy)]
+pub struct WPair {
     q: __m512i,
     d: __m512,
     m: __m512,
 }
 
+/// A tile kernel: `out[r][t] = dot(w[r], a[t])` for a tile of rows and
+/// tokens. `$pairs` counts a row's pairs of blocks and `$get` prepares one;
+/// `$offset` is what making the weights unsigned added to them (`None` for
+/// Q4_1, whose minimum enters through `m`).
 macro_rules! tile_kernel {
-    ($name:ident, $block:ty, $prep:ident, $offset:expr) => {
-        /// `out[r][t] = dot(w[r], a[t])` for a tile of rows and tokens.
+    ($name:ident, $item:ty, $pairs:ident, $get:ident, $offset:expr) => {
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c,fma,avx2")]
         pub unsafe fn $name<const R: usize, const T: usize>(
-            w: [&[$block]; R],
+            w: [&[$item]; R],
             a: [(&[i8], &[f32]); T],
             out: &mut [[f32; 4]; 4],
         ) {
             let offset: Option<f32> = $offset;
-            let nb = w[0].len();
+            let np = $pairs(w[0]);
             let mut acc = [[_mm512_setzero_ps(); T]; R];
-            let mut i = 0;
-            while i < nb {
-                let p = i / 2;
-                // A lone last block pairs with itself; the activations' zero
-                // padding block cancels the second copy.
-                let j = if i + 1 < nb { i + 1 } else { i };
+            for p in 0..np {
                 let mut aq = [_mm512_setzero_si512(); T];
                 let mut ad = [_mm512_setzero_ps(); T];
                 let mut as8 = [_mm512_setzero_ps(); T];
@@ -176,11 +175,7 @@ macro_rules! tile_kernel {
                     }
                 }
                 for r in 0..R {
-                    // Both ends of the pair: every line of the row, ahead.
-                    let at = (&w[r][i] as *const $block).cast::<u8>();
-                    super::prefetch_ahead(at);
-                    super::prefetch_ahead(at.wrapping_add(2 * size_of::<$block>() - 1));
-                    let wp = $prep(&w[r][i], &w[r][j]);
+                    let wp = $get(w[r], p);
                     for t in 0..T {
                         let dot = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(
                             _mm512_setzero_si512(),
@@ -198,13 +193,50 @@ macro_rules! tile_kernel {
                         }
                     }
                 }
-                i += 2;
             }
             for r in 0..R {
                 for t in 0..T {
                     out[r][t] = _mm512_reduce_add_ps(acc[r][t]);
                 }
             }
+        }
+    };
+}
+
+/// Pairs of blocks in a row of blocks (a lone last block makes a pair).
+#[inline]
+fn block_pairs<B>(w: &[B]) -> usize {
+    w.len().div_ceil(2)
+}
+
+/// Pairs in a row prepared by [`prepare`].
+#[inline]
+fn prepared_pairs(w: &[WPair]) -> usize {
+    w.len()
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c")]
+fn prepared(w: &[WPair], p: usize) -> WPair {
+    w[p]
+}
+
+/// `$get` for rows of blocks: pair `p` prepared as it is read, the row's
+/// lines ahead of it prefetched.
+macro_rules! pair_of_blocks {
+    ($name:ident, $block:ty, $prep:ident) => {
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c")]
+        fn $name(w: &[$block], p: usize) -> WPair {
+            // A lone last block pairs with itself; the activations' zero
+            // padding block cancels the second copy.
+            let i = 2 * p;
+            let j = (i + 1).min(w.len() - 1);
+            // Both ends of the pair: every line of the row, ahead.
+            let at = (&w[i] as *const $block).cast::<u8>();
+            super::prefetch_ahead(at);
+            super::prefetch_ahead(at.wrapping_add(2 * size_of::<$block>() - 1));
+            $prep(&w[i], &w[j])
         }
     };
 }
@@ -266,10 +298,58 @@ fn prep_q8_0(a: &BlockQ8_0, b: &BlockQ8_0) -> WPair {
     }
 }
 
-tile_kernel!(tile_q4_0, BlockQ4_0, prep_q4_0, Some(8.0));
-tile_kernel!(tile_q4_1, BlockQ4_1, prep_q4_1, None);
-tile_kernel!(tile_q5_0, BlockQ5_0, prep_q5_0, Some(16.0));
-tile_kernel!(tile_q8_0, BlockQ8_0, prep_q8_0, Some(128.0));
+pair_of_blocks!(pair_q4_0, BlockQ4_0, prep_q4_0);
+pair_of_blocks!(pair_q4_1, BlockQ4_1, prep_q4_1);
+pair_of_blocks!(pair_q5_0, BlockQ5_0, prep_q5_0);
+pair_of_blocks!(pair_q8_0, BlockQ8_0, prep_q8_0);
+
+tile_kernel!(tile_q4_0, BlockQ4_0, block_pairs, pair_q4_0, Some(8.0));
+tile_kernel!(tile_q4_1, BlockQ4_1, block_pairs, pair_q4_1, None);
+tile_kernel!(tile_q5_0, BlockQ5_0, block_pairs, pair_q5_0, Some(16.0));
+tile_kernel!(tile_q8_0, BlockQ8_0, block_pairs, pair_q8_0, Some(128.0));
+
+// The same kernels over rows prepared once by `prepare`, for products with
+// many tokens: each row's pairs are then unpacked once instead of once per
+// four tokens. Same arithmetic, same results to the last bit.
+tile_kernel!(
+    tile_q4_0_prepared,
+    WPair,
+    prepared_pairs,
+    prepared,
+    Some(8.0)
+);
+tile_kernel!(tile_q4_1_prepared, WPair, prepared_pairs, prepared, None);
+tile_kernel!(
+    tile_q5_0_prepared,
+    WPair,
+    prepared_pairs,
+    prepared,
+    Some(16.0)
+);
+tile_kernel!(
+    tile_q8_0_prepared,
+    WPair,
+    prepared_pairs,
+    prepared,
+    Some(128.0)
+);
+
+/// Appends a row of 32-value blocks' pairs, prepared, to `out`.
+macro_rules! prepare_fn {
+    ($name:ident, $block:ty, $get:ident) => {
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c")]
+        pub fn $name(row: &[$block], out: &mut Vec<WPair>) {
+            for p in 0..block_pairs(row) {
+                out.push($get(row, p));
+            }
+        }
+    };
+}
+
+prepare_fn!(prepare_q4_0, BlockQ4_0, pair_q4_0);
+prepare_fn!(prepare_q4_1, BlockQ4_1, pair_q4_1);
+prepare_fn!(prepare_q5_0, BlockQ5_0, pair_q5_0);
+prepare_fn!(prepare_q8_0, BlockQ8_0, pair_q8_0);
 
 // ---------------------------------------------------------------------------
 // k-quants. Activations are Q8_K split the same way: values contiguous, one

@@ -328,6 +328,34 @@ pub struct TileActs {
     pub k: avx512::SplitActsK,
 }
 
+/// Runs tile kernel `$kernel` on `$r4` (four rows, else one) rows given by
+/// `$w(k)` and `$nt` (1 to 4) activation rows given by `$a(t)`.
+#[cfg(target_arch = "x86_64")]
+macro_rules! run_tile {
+    ($kernel:ident, $r4:expr, $nt:expr, $w:expr, $a:expr, $out:expr) => {{
+        let (w, a) = ($w, $a);
+        // SAFETY: Isa::Avx512 is only chosen when the CPU has the features.
+        unsafe {
+            match ($r4, $nt) {
+                (true, 1) => avx512::$kernel::<4, 1>([w(0), w(1), w(2), w(3)], [a(0)], $out),
+                (true, 2) => avx512::$kernel::<4, 2>([w(0), w(1), w(2), w(3)], [a(0), a(1)], $out),
+                (true, 3) => {
+                    avx512::$kernel::<4, 3>([w(0), w(1), w(2), w(3)], [a(0), a(1), a(2)], $out)
+                }
+                (true, _) => avx512::$kernel::<4, 4>(
+                    [w(0), w(1), w(2), w(3)],
+                    [a(0), a(1), a(2), a(3)],
+                    $out,
+                ),
+                (false, 1) => avx512::$kernel::<1, 1>([w(0)], [a(0)], $out),
+                (false, 2) => avx512::$kernel::<1, 2>([w(0)], [a(0), a(1)], $out),
+                (false, 3) => avx512::$kernel::<1, 3>([w(0)], [a(0), a(1), a(2)], $out),
+                (false, _) => avx512::$kernel::<1, 4>([w(0)], [a(0), a(1), a(2), a(3)], $out),
+            }
+        }
+    }};
+}
+
 /// `out[r][t] = dot(rows[r], acts row first + t)` for `rows.len()` (1 or 4)
 /// weight rows and `nt` (1 to 4) activation rows, with the AVX-512 kernels.
 /// Only for types where [`has_tiles`] holds.
@@ -340,33 +368,18 @@ pub fn tile(
     nt: usize,
     out: &mut [[f32; 4]; 4],
 ) {
+    let r4 = rows.len() == 4;
     macro_rules! go {
-        ($kernel:ident, $block:ty, $acts:expr) => {{
-            let r4 = rows.len() == 4;
-            let w = |k: usize| -> &[$block] { cast_slice(rows[k.min(rows.len() - 1)]) };
-            let a = |t: usize| $acts.row(first + t.min(nt - 1));
-            // SAFETY: Isa::Avx512 is only chosen when the CPU has the features.
-            unsafe {
-                match (r4, nt) {
-                    (true, 1) => avx512::$kernel::<4, 1>([w(0), w(1), w(2), w(3)], [a(0)], out),
-                    (true, 2) => {
-                        avx512::$kernel::<4, 2>([w(0), w(1), w(2), w(3)], [a(0), a(1)], out)
-                    }
-                    (true, 3) => {
-                        avx512::$kernel::<4, 3>([w(0), w(1), w(2), w(3)], [a(0), a(1), a(2)], out)
-                    }
-                    (true, _) => avx512::$kernel::<4, 4>(
-                        [w(0), w(1), w(2), w(3)],
-                        [a(0), a(1), a(2), a(3)],
-                        out,
-                    ),
-                    (false, 1) => avx512::$kernel::<1, 1>([w(0)], [a(0)], out),
-                    (false, 2) => avx512::$kernel::<1, 2>([w(0)], [a(0), a(1)], out),
-                    (false, 3) => avx512::$kernel::<1, 3>([w(0)], [a(0), a(1), a(2)], out),
-                    (false, _) => avx512::$kernel::<1, 4>([w(0)], [a(0), a(1), a(2), a(3)], out),
-                }
-            }
-        }};
+        ($kernel:ident, $block:ty, $acts:expr) => {
+            run_tile!(
+                $kernel,
+                r4,
+                nt,
+                |k: usize| -> &[$block] { cast_slice(rows[k.min(rows.len() - 1)]) },
+                |t: usize| $acts.row(first + t.min(nt - 1)),
+                out
+            )
+        };
     }
     match wtype {
         DType::Q4_0 => go!(tile_q4_0, BlockQ4_0, acts.blocks),
@@ -376,5 +389,82 @@ pub fn tile(
         DType::Q4K => go!(tile_q4k, BlockQ4K, acts.k),
         DType::Q6K => go!(tile_q6k, BlockQ6K, acts.k),
         other => panic!("no AVX-512 tile kernel for {other}"),
+    }
+}
+
+/// Weight rows of 32-value blocks unpacked once for the AVX-512 tiles, for a
+/// product with many tokens: [`tile`] unpacks a row's blocks again for every
+/// four tokens, which in a long prompt's products costs as much as the
+/// multiplications (Gemma 3's Q5_0 matrices).
+#[cfg(target_arch = "x86_64")]
+#[derive(Default)]
+pub struct PreparedRows {
+    dtype: Option<DType>,
+    pairs: Vec<avx512::WPair>,
+    per_row: usize,
+    rows: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl std::fmt::Debug for PreparedRows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedRows")
+            .field("dtype", &self.dtype)
+            .field("rows", &self.rows)
+            .finish()
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl PreparedRows {
+    /// Whether weights of type `w` can be prepared.
+    pub fn supports(w: DType) -> bool {
+        matches!(w, DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q8_0)
+    }
+
+    /// Unpacks `rows` (1 or 4, each a row of `wtype` blocks), replacing what
+    /// was held. Only for the CPU with AVX-512 VNNI and the types
+    /// [`PreparedRows::supports`].
+    pub fn prepare(&mut self, wtype: DType, rows: &[&[u8]]) {
+        assert!(
+            is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512bw"),
+            "AVX-512 VNNI tiles on a CPU without them"
+        );
+        self.pairs.clear();
+        self.dtype = Some(wtype);
+        self.rows = rows.len();
+        for row in rows {
+            // SAFETY: the CPU has the features (asserted above; std caches
+            // the detection).
+            unsafe {
+                match wtype {
+                    DType::Q4_0 => avx512::prepare_q4_0(cast_slice(row), &mut self.pairs),
+                    DType::Q4_1 => avx512::prepare_q4_1(cast_slice(row), &mut self.pairs),
+                    DType::Q5_0 => avx512::prepare_q5_0(cast_slice(row), &mut self.pairs),
+                    DType::Q8_0 => avx512::prepare_q8_0(cast_slice(row), &mut self.pairs),
+                    other => panic!("no prepared AVX-512 tiles for {other}"),
+                }
+            }
+        }
+        self.per_row = self.pairs.len() / rows.len().max(1);
+    }
+
+    fn row(&self, k: usize) -> &[avx512::WPair] {
+        let k = k.min(self.rows - 1);
+        &self.pairs[k * self.per_row..(k + 1) * self.per_row]
+    }
+
+    /// [`tile`] on the prepared rows: the same results to the last bit.
+    pub fn tile(&self, acts: &TileActs, first: usize, nt: usize, out: &mut [[f32; 4]; 4]) {
+        let r4 = self.rows == 4;
+        let w = |k: usize| self.row(k);
+        let a = |t: usize| acts.blocks.row(first + t.min(nt - 1));
+        match self.dtype {
+            Some(DType::Q4_0) => run_tile!(tile_q4_0_prepared, r4, nt, w, a, out),
+            Some(DType::Q4_1) => run_tile!(tile_q4_1_prepared, r4, nt, w, a, out),
+            Some(DType::Q5_0) => run_tile!(tile_q5_0_prepared, r4, nt, w, a, out),
+            Some(DType::Q8_0) => run_tile!(tile_q8_0_prepared, r4, nt, w, a, out),
+            other => panic!("no prepared AVX-512 tiles for {other:?}"),
+        }
     }
 }
