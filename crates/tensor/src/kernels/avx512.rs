@@ -402,75 +402,58 @@ unsafe fn load64(q: &[i8], at: usize) -> __m512i {
     unsafe { _mm512_loadu_si512(q.as_ptr().add(at).cast()) }
 }
 
-/// `out[r][t] = dot(w[r], a[t])` for Q4_K weights.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c,fma,avx2")]
-pub unsafe fn tile_q4k<const R: usize, const T: usize>(
-    w: [&[BlockQ4K]; R],
-    a: [(&[i8], &[f32], &[i32]); T],
-    out: &mut [[f32; 4]; 4],
-) {
-    let nb = w[0].len();
+/// A k-quant block (256 values) prepared for the tiles: its values unsigned
+/// in four 64-value chunks as the activations come, per chunk the 16-bit
+/// scale of each lane pair, and per 16-value group the integer that
+/// multiplies the group's activation sum (`bsums`): Q4_K's minimum, Q6_K's
+/// scale (its values carry an offset of 32).
+#[derive(Clone, Copy)]
+pub struct KBlock {
+    q: [__m512i; 4],
+    s: [__m512i; 4],
+    m: [i32; 16],
+    d: f32,
+    dmin: f32,
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c")]
+fn prep_q4k(wb: &BlockQ4K) -> KBlock {
     let low = _mm512_set1_epi8(0x0f);
-    let mut acc = [[0f32; T]; R];
-    for i in 0..nb {
-        let mut aq = [[_mm512_setzero_si512(); 4]; T];
-        for t in 0..T {
-            for c in 0..4 {
-                aq[t][c] = unsafe { load64(a[t].0, 256 * i + 64 * c) };
-            }
-        }
-        for r in 0..R {
-            let wb = &w[r][i];
-            let mut sc = [0i16; 8];
-            let mut mn = [0i32; 8];
-            for g in 0..8 {
-                let (s, m) = crate::quant::scale_min_k4(g, &wb.scales);
-                sc[g] = s as i16;
-                mn[g] = m as i32;
-            }
-            let (d, dmin) = (half(wb.d), half(wb.dmin));
-            let mut sumi = [_mm512_setzero_si512(); T];
-            for c in 0..4 {
-                // SAFETY: 32 readable bytes.
-                let q = unsafe { _mm256_loadu_si256(wb.qs[32 * c..].as_ptr().cast()) };
-                let wq = _mm512_and_si512(
-                    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(q), _mm256_srli_epi16::<4>(q)),
-                    low,
-                );
-                let s = _mm512_inserti64x4::<1>(
-                    _mm512_castsi256_si512(_mm256_set1_epi16(sc[2 * c])),
-                    _mm256_set1_epi16(sc[2 * c + 1]),
-                );
-                for t in 0..T {
-                    let p = _mm512_maddubs_epi16(wq, aq[t][c]);
-                    sumi[t] = _mm512_add_epi32(sumi[t], _mm512_madd_epi16(p, s));
-                }
-            }
-            for t in 0..T {
-                let (_, ad, bs) = a[t];
-                let bs = &bs[16 * i..16 * i + 16];
-                let mut summs = 0i32;
-                for g in 0..8 {
-                    summs += mn[g] * (bs[2 * g] + bs[2 * g + 1]);
-                }
-                let isum = _mm512_reduce_add_epi32(sumi[t]);
-                acc[r][t] += ad[i] * (d * isum as f32 - dmin * summs as f32);
-            }
-        }
+    let mut sc = [0i16; 8];
+    let mut m = [0i32; 16];
+    for g in 0..8 {
+        let (s, mn) = crate::quant::scale_min_k4(g, &wb.scales);
+        sc[g] = s as i16;
+        m[2 * g] = mn as i32;
+        m[2 * g + 1] = mn as i32;
     }
-    for r in 0..R {
-        out[r][..T].copy_from_slice(&acc[r]);
+    let mut q = [_mm512_setzero_si512(); 4];
+    let mut s = [_mm512_setzero_si512(); 4];
+    for c in 0..4 {
+        // SAFETY: 32 readable bytes.
+        let v = unsafe { _mm256_loadu_si256(wb.qs[32 * c..].as_ptr().cast()) };
+        q[c] = _mm512_and_si512(
+            _mm512_inserti64x4::<1>(_mm512_castsi256_si512(v), _mm256_srli_epi16::<4>(v)),
+            low,
+        );
+        s[c] = _mm512_inserti64x4::<1>(
+            _mm512_castsi256_si512(_mm256_set1_epi16(sc[2 * c])),
+            _mm256_set1_epi16(sc[2 * c + 1]),
+        );
+    }
+    KBlock {
+        q,
+        s,
+        m,
+        d: half(wb.d),
+        dmin: half(wb.dmin),
     }
 }
 
-/// `out[r][t] = dot(w[r], a[t])` for Q6_K weights.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c,fma,avx2")]
-pub unsafe fn tile_q6k<const R: usize, const T: usize>(
-    w: [&[BlockQ6K]; R],
-    a: [(&[i8], &[f32], &[i32]); T],
-    out: &mut [[f32; 4]; 4],
-) {
-    let nb = w[0].len();
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c")]
+fn prep_q6k(wb: &BlockQ6K) -> KBlock {
     let low = _mm512_set1_epi8(0x0f);
     let three = _mm512_set1_epi8(3);
     // i16 lane k of a 64-value vector covers values 2k, 2k+1: group k / 8.
@@ -484,77 +467,132 @@ pub unsafe fn tile_q6k<const R: usize, const T: usize>(
             4, 4, 4,
         ),
     ];
-    let mut acc = [[0f32; T]; R];
-    for i in 0..nb {
-        let mut aq = [[_mm512_setzero_si512(); 4]; T];
-        for t in 0..T {
-            for c in 0..4 {
-                aq[t][c] = unsafe { load64(a[t].0, 256 * i + 64 * c) };
-            }
+    // SAFETY: 16 readable scale bytes.
+    let scales = _mm512_cvtepi8_epi16(unsafe {
+        _mm256_zextsi128_si256(_mm_loadu_si128(wb.scales.as_ptr().cast()))
+    });
+    let mut q = [_mm512_setzero_si512(); 4];
+    let mut s = [_mm512_setzero_si512(); 4];
+    for h in 0..2 {
+        // SAFETY: in-bounds 32-byte loads.
+        let (ql0, ql1, qh) = unsafe {
+            (
+                _mm256_loadu_si256(wb.ql[64 * h..].as_ptr().cast()),
+                _mm256_loadu_si256(wb.ql[64 * h + 32..].as_ptr().cast()),
+                _mm256_loadu_si256(wb.qh[32 * h..].as_ptr().cast()),
+            )
+        };
+        let l = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(ql0), ql1);
+        let hh = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(qh), _mm256_srli_epi16::<2>(qh));
+        // Values 0..63 of groups (q1 | q2) and (q3 | q4).
+        q[2 * h] = _mm512_or_si512(
+            _mm512_and_si512(l, low),
+            _mm512_slli_epi16::<4>(_mm512_and_si512(hh, three)),
+        );
+        q[2 * h + 1] = _mm512_or_si512(
+            _mm512_and_si512(_mm512_srli_epi16::<4>(l), low),
+            _mm512_slli_epi16::<4>(_mm512_and_si512(_mm512_srli_epi16::<4>(hh), three)),
+        );
+        // Scales of this half: 8 groups of 16 values, in value order.
+        for k in 0..2 {
+            s[2 * h + k] = _mm512_permutexvar_epi16(
+                _mm512_add_epi16(idx[k], _mm512_set1_epi16(8 * h as i16)),
+                scales,
+            );
         }
-        for r in 0..R {
-            let wb = &w[r][i];
-            let d = half(wb.d);
-            // SAFETY: 16 readable scale bytes.
-            let scales = _mm512_cvtepi8_epi16(unsafe {
-                _mm256_zextsi128_si256(_mm_loadu_si128(wb.scales.as_ptr().cast()))
-            });
-            let mut sumi = [_mm512_setzero_si512(); T];
-            for h in 0..2 {
-                // SAFETY: in-bounds 32-byte loads.
-                let (ql0, ql1, qh) = unsafe {
-                    (
-                        _mm256_loadu_si256(wb.ql[64 * h..].as_ptr().cast()),
-                        _mm256_loadu_si256(wb.ql[64 * h + 32..].as_ptr().cast()),
-                        _mm256_loadu_si256(wb.qh[32 * h..].as_ptr().cast()),
-                    )
-                };
-                let l = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(ql0), ql1);
-                let hh =
-                    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(qh), _mm256_srli_epi16::<2>(qh));
-                // Values 0..63 of groups (q1 | q2) and (q3 | q4).
-                let v12 = _mm512_or_si512(
-                    _mm512_and_si512(l, low),
-                    _mm512_slli_epi16::<4>(_mm512_and_si512(hh, three)),
-                );
-                let v34 = _mm512_or_si512(
-                    _mm512_and_si512(_mm512_srli_epi16::<4>(l), low),
-                    _mm512_slli_epi16::<4>(_mm512_and_si512(_mm512_srli_epi16::<4>(hh), three)),
-                );
-                // Scales of this half: 8 groups of 16 values, in value order.
-                let s_half = _mm512_permutexvar_epi16(
-                    _mm512_add_epi16(idx[0], _mm512_set1_epi16(8 * h as i16)),
-                    scales,
-                );
-                let s_half2 = _mm512_permutexvar_epi16(
-                    _mm512_add_epi16(idx[1], _mm512_set1_epi16(8 * h as i16)),
-                    scales,
-                );
+    }
+    KBlock {
+        q,
+        s,
+        m: wb.scales.map(i32::from),
+        d: half(wb.d),
+        dmin: 0.0,
+    }
+}
+
+/// A k-quant tile kernel; `$get(row, i)` gives block `i` of a row prepared.
+/// Q4_K (`$q6k` false): `d_a · (d · Σ − dmin · Σ m·bsum)`; Q6_K:
+/// `d · d_a · (Σ − 32 · Σ m·bsum)`.
+macro_rules! tile_k {
+    ($name:ident, $item:ty, $get:ident, $q6k:expr) => {
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c,fma,avx2")]
+        pub unsafe fn $name<const R: usize, const T: usize>(
+            w: [&[$item]; R],
+            a: [(&[i8], &[f32], &[i32]); T],
+            out: &mut [[f32; 4]; 4],
+        ) {
+            let nb = w[0].len();
+            let mut acc = [[0f32; T]; R];
+            for i in 0..nb {
+                let mut aq = [[_mm512_setzero_si512(); 4]; T];
                 for t in 0..T {
-                    let p12 = _mm512_maddubs_epi16(v12, aq[t][2 * h]);
-                    let p34 = _mm512_maddubs_epi16(v34, aq[t][2 * h + 1]);
-                    sumi[t] = _mm512_add_epi32(
-                        sumi[t],
-                        _mm512_add_epi32(
-                            _mm512_madd_epi16(p12, s_half),
-                            _mm512_madd_epi16(p34, s_half2),
-                        ),
-                    );
+                    for c in 0..4 {
+                        aq[t][c] = unsafe { load64(a[t].0, 256 * i + 64 * c) };
+                    }
+                }
+                for r in 0..R {
+                    let wb = $get(w[r], i);
+                    let mut sumi = [_mm512_setzero_si512(); T];
+                    for c in 0..4 {
+                        for t in 0..T {
+                            let p = _mm512_maddubs_epi16(wb.q[c], aq[t][c]);
+                            sumi[t] = _mm512_add_epi32(sumi[t], _mm512_madd_epi16(p, wb.s[c]));
+                        }
+                    }
+                    for t in 0..T {
+                        let (_, ad, bs) = a[t];
+                        let bs = &bs[16 * i..16 * i + 16];
+                        let mut offset = 0i32;
+                        for g in 0..16 {
+                            offset += wb.m[g] * bs[g];
+                        }
+                        let isum = _mm512_reduce_add_epi32(sumi[t]);
+                        acc[r][t] += if $q6k {
+                            wb.d * ad[i] * (isum - 32 * offset) as f32
+                        } else {
+                            ad[i] * (wb.d * isum as f32 - wb.dmin * offset as f32)
+                        };
+                    }
                 }
             }
-            for t in 0..T {
-                let (_, ad, bs) = a[t];
-                let bs = &bs[16 * i..16 * i + 16];
-                let mut offset = 0i32;
-                for g in 0..16 {
-                    offset += wb.scales[g] as i32 * bs[g];
-                }
-                let isum = _mm512_reduce_add_epi32(sumi[t]);
-                acc[r][t] += d * ad[i] * (isum - 32 * offset) as f32;
+            for r in 0..R {
+                out[r][..T].copy_from_slice(&acc[r]);
             }
         }
-    }
-    for r in 0..R {
-        out[r][..T].copy_from_slice(&acc[r]);
-    }
+    };
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c")]
+fn block_q4k(w: &[BlockQ4K], i: usize) -> KBlock {
+    prep_q4k(&w[i])
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c")]
+fn block_q6k(w: &[BlockQ6K], i: usize) -> KBlock {
+    prep_q6k(&w[i])
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c")]
+fn prepared_k(w: &[KBlock], i: usize) -> KBlock {
+    w[i]
+}
+
+tile_k!(tile_q4k, BlockQ4K, block_q4k, false);
+tile_k!(tile_q6k, BlockQ6K, block_q6k, true);
+tile_k!(tile_q4k_prepared, KBlock, prepared_k, false);
+tile_k!(tile_q6k_prepared, KBlock, prepared_k, true);
+
+/// Appends a row of k-quant blocks, prepared, to `out`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c")]
+pub fn prepare_q4k(row: &[BlockQ4K], out: &mut Vec<KBlock>) {
+    out.extend(row.iter().map(|b| prep_q4k(b)));
+}
+
+/// Appends a row of k-quant blocks, prepared, to `out`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c")]
+pub fn prepare_q6k(row: &[BlockQ6K], out: &mut Vec<KBlock>) {
+    out.extend(row.iter().map(|b| prep_q6k(b)));
 }

@@ -392,15 +392,18 @@ pub fn tile(
     }
 }
 
-/// Weight rows of 32-value blocks unpacked once for the AVX-512 tiles, for a
-/// product with many tokens: [`tile`] unpacks a row's blocks again for every
-/// four tokens, which in a long prompt's products costs as much as the
-/// multiplications (Gemma 3's Q5_0 matrices).
+/// Weight rows unpacked once for the AVX-512 tiles, for a product with many
+/// tokens: [`tile`] unpacks a row's blocks again for every four tokens,
+/// which in a long prompt's products costs about as much as the
+/// multiplications.
 #[cfg(target_arch = "x86_64")]
 #[derive(Default)]
 pub struct PreparedRows {
     dtype: Option<DType>,
+    /// 32-value block types: pairs of blocks.
     pairs: Vec<avx512::WPair>,
+    /// k-quants: blocks.
+    kblocks: Vec<avx512::KBlock>,
     per_row: usize,
     rows: usize,
 }
@@ -419,7 +422,10 @@ impl std::fmt::Debug for PreparedRows {
 impl PreparedRows {
     /// Whether weights of type `w` can be prepared.
     pub fn supports(w: DType) -> bool {
-        matches!(w, DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q8_0)
+        matches!(
+            w,
+            DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q8_0 | DType::Q4K | DType::Q6K
+        )
     }
 
     /// Unpacks `rows` (1 or 4, each a row of `wtype` blocks), replacing what
@@ -431,6 +437,7 @@ impl PreparedRows {
             "AVX-512 VNNI tiles on a CPU without them"
         );
         self.pairs.clear();
+        self.kblocks.clear();
         self.dtype = Some(wtype);
         self.rows = rows.len();
         for row in rows {
@@ -442,28 +449,34 @@ impl PreparedRows {
                     DType::Q4_1 => avx512::prepare_q4_1(cast_slice(row), &mut self.pairs),
                     DType::Q5_0 => avx512::prepare_q5_0(cast_slice(row), &mut self.pairs),
                     DType::Q8_0 => avx512::prepare_q8_0(cast_slice(row), &mut self.pairs),
+                    DType::Q4K => avx512::prepare_q4k(cast_slice(row), &mut self.kblocks),
+                    DType::Q6K => avx512::prepare_q6k(cast_slice(row), &mut self.kblocks),
                     other => panic!("no prepared AVX-512 tiles for {other}"),
                 }
             }
         }
-        self.per_row = self.pairs.len() / rows.len().max(1);
+        self.per_row = (self.pairs.len() + self.kblocks.len()) / rows.len().max(1);
     }
 
-    fn row(&self, k: usize) -> &[avx512::WPair] {
+    fn row<'a, X>(&self, items: &'a [X], k: usize) -> &'a [X] {
         let k = k.min(self.rows - 1);
-        &self.pairs[k * self.per_row..(k + 1) * self.per_row]
+        &items[k * self.per_row..(k + 1) * self.per_row]
     }
 
     /// [`tile`] on the prepared rows: the same results to the last bit.
     pub fn tile(&self, acts: &TileActs, first: usize, nt: usize, out: &mut [[f32; 4]; 4]) {
         let r4 = self.rows == 4;
-        let w = |k: usize| self.row(k);
+        let w = |k: usize| self.row(&self.pairs, k);
         let a = |t: usize| acts.blocks.row(first + t.min(nt - 1));
+        let wk = |k: usize| self.row(&self.kblocks, k);
+        let ak = |t: usize| acts.k.row(first + t.min(nt - 1));
         match self.dtype {
             Some(DType::Q4_0) => run_tile!(tile_q4_0_prepared, r4, nt, w, a, out),
             Some(DType::Q4_1) => run_tile!(tile_q4_1_prepared, r4, nt, w, a, out),
             Some(DType::Q5_0) => run_tile!(tile_q5_0_prepared, r4, nt, w, a, out),
             Some(DType::Q8_0) => run_tile!(tile_q8_0_prepared, r4, nt, w, a, out),
+            Some(DType::Q4K) => run_tile!(tile_q4k_prepared, r4, nt, wk, ak, out),
+            Some(DType::Q6K) => run_tile!(tile_q6k_prepared, r4, nt, wk, ak, out),
             other => panic!("no prepared AVX-512 tiles for {other:?}"),
         }
     }
