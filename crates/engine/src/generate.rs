@@ -140,12 +140,7 @@ impl<'m> Session<'m> {
     /// A session on `n_threads` threads with a context of at most `context`
     /// tokens (the model's own when `None`).
     pub fn new(model: &'m LoadedModel, n_threads: usize, context: Option<usize>) -> Session<'m> {
-        Session {
-            model,
-            ctx: ForwardCtx::new(n_threads),
-            cache: model.model.new_cache(context),
-            cached: Vec::new(),
-        }
+        Session::with_cache(model, n_threads, model.model.new_cache(context))
     }
 
     /// A session over a cache made by the caller, for example one kept in a
