@@ -1,8 +1,9 @@
-//! `lucid run provider:model` through the built binary, against the
-//! protocol-faithful vendor fakes of `lucid-provider-fakes` on loopback: for
-//! OpenAI, Anthropic, Gemini and an OpenAI-compatible endpoint named in
-//! `providers.toml`, a streamed answer, an answer in one piece (`--json`),
-//! and a key the vendor rejects.
+//! `lucid run provider:model` and `lucid serve` through the built binary,
+//! against the protocol-faithful vendor fakes of `lucid-provider-fakes` on
+//! loopback: for OpenAI, Anthropic, Gemini and an OpenAI-compatible endpoint
+//! named in `providers.toml`, a streamed answer, an answer in one piece
+//! (`--json`), a key the vendor rejects, and the same model served over
+//! `/v1/chat/completions`.
 //!
 //! The binary finds each fake the way a user points it at a self-hosted
 //! endpoint: the vendor's `*_BASE_URL` and key variables, or the config file
@@ -12,8 +13,8 @@
 // Test helpers outside `#[test]` functions unwrap too: a failure is a test failure.
 #![allow(clippy::unwrap_used)]
 
-use std::io::Read;
-use std::process::{Command, Output, Stdio};
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use lucid_provider_fakes::{
@@ -101,6 +102,60 @@ impl Setup {
         let requests = self.fake.requests();
         assert_eq!(requests.len(), 1, "{requests:#?}");
         self.vendor.check_request(&requests[0], stream);
+    }
+}
+
+/// A running `lucid serve`, killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    /// Starts `cmd` (a `lucid` command) as `serve --port 0 [args]` and waits
+    /// for the line that says where it listens.
+    fn start(mut cmd: Command, args: &[&str]) -> Server {
+        let mut child = cmd
+            .args(["serve", "--port", "0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let Some((_, addr)) = line.trim().rsplit_once(" on ") else {
+            let _ = child.kill();
+            panic!("lucid serve did not say where it listens: {line:?}");
+        };
+        Server {
+            child,
+            base: addr.to_string(),
+        }
+    }
+
+    /// `POST /v1/chat/completions` with `body`; the status and the body.
+    fn chat(&self, body: Value) -> (u16, String) {
+        let client = reqwest::blocking::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let response = client
+            .post(format!("{}/v1/chat/completions", self.base))
+            .json(&body)
+            .send()
+            .unwrap();
+        (response.status().as_u16(), response.text().unwrap())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -210,7 +265,48 @@ fn a_rejected_key_names_the_provider(vendor: Provider) {
     setup.saw_one_request(true);
 }
 
-/// The same three tests for each vendor, in a module named after it, so that
+/// `lucid serve` with no local model answers `provider:model` on the OpenAI
+/// route, in one piece and streamed, through the provider the environment
+/// (or, for `compat:`, the default config file) configures.
+fn serves_the_provider(vendor: Provider) {
+    let setup = Setup::start(vendor);
+    let server = Server::start(setup.lucid(KEY, None), &[]);
+    let request = json!({
+        "model": vendor.model(),
+        "messages": [{"role": "user", "content": PROMPT}],
+    });
+    let (status, body) = server.chat(request.clone());
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(v["choices"][0]["message"]["content"], TEXT, "{body}");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop", "{body}");
+
+    let mut streamed = request;
+    streamed["stream"] = json!(true);
+    let (status, body) = server.chat(streamed);
+    assert_eq!(status, 200, "{body}");
+    let events: Vec<&str> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert_eq!(events.last(), Some(&"[DONE]"), "{body}");
+    let answer: String = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str::<Value>(e).unwrap())
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(String::from)
+        })
+        .collect();
+    assert_eq!(answer, TEXT, "{body}");
+    let requests = setup.fake.requests();
+    assert_eq!(requests.len(), 2, "{requests:#?}");
+    setup.vendor.check_request(&requests[0], false);
+    setup.vendor.check_request(&requests[1], true);
+}
+
+/// The same tests for each vendor, in a module named after it, so that
 /// a failure says which (`gemini::streams_the_answer`).
 macro_rules! vendor_tests {
     ($($module:ident: $vendor:ident),* $(,)?) => {$(
@@ -235,6 +331,11 @@ macro_rules! vendor_tests {
             #[test]
             fn a_closed_stdout_cancels_the_request() {
                 super::a_closed_stdout_cancels_the_request(Provider::$vendor);
+            }
+
+            #[test]
+            fn serves_the_provider() {
+                super::serves_the_provider(Provider::$vendor);
             }
         }
     )*};
@@ -263,4 +364,25 @@ fn compat_model_in_the_name_wins_over_the_config() {
     let requests = setup.fake.requests();
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].body["model"], "other/model");
+}
+
+/// `lucid serve --providers-config FILE` reads the endpoints from that file
+/// instead of the default one, which here does not exist.
+#[test]
+fn serve_reads_the_named_providers_config() {
+    let setup = Setup::start(Provider::Compat);
+    let default = setup.home.path().join("config/lucid/providers.toml");
+    let elsewhere = setup.home.path().join("endpoints.toml");
+    std::fs::rename(&default, &elsewhere).unwrap();
+    let server = Server::start(
+        setup.lucid(KEY, None),
+        &["--providers-config", elsewhere.to_str().unwrap()],
+    );
+    let (status, body) = server.chat(json!({
+        "model": Provider::Compat.model(),
+        "messages": [{"role": "user", "content": PROMPT}],
+    }));
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], TEXT, "{body}");
 }
