@@ -209,7 +209,7 @@ fn block_pairs<B>(w: &[B]) -> usize {
     w.len().div_ceil(2)
 }
 
-/// Pairs in a row prepared by [`prepare`].
+/// Pairs in a row prepared by the `prepare_*` functions below.
 #[inline]
 fn prepared_pairs(w: &[WPair]) -> usize {
     w.len()
@@ -308,7 +308,7 @@ tile_kernel!(tile_q4_1, BlockQ4_1, block_pairs, pair_q4_1, None);
 tile_kernel!(tile_q5_0, BlockQ5_0, block_pairs, pair_q5_0, Some(16.0));
 tile_kernel!(tile_q8_0, BlockQ8_0, block_pairs, pair_q8_0, Some(128.0));
 
-// The same kernels over rows prepared once by `prepare`, for products with
+// The same kernels over rows prepared once by `prepare_*`, for products with
 // many tokens: each row's pairs are then unpacked once instead of once per
 // four tokens. Same arithmetic, same results to the last bit.
 tile_kernel!(
