@@ -86,6 +86,15 @@ pub struct Buffers {
 }
 
 impl Buffers {
+    /// The query, key and value projections of the normed rows `h` into
+    /// `q`, `k` and `v`, in one parallel region.
+    pub fn project_qkv(&mut self, compute: &mut Compute, [wq, wk, wv]: [&Linear; 3]) {
+        compute.linears(
+            &self.h,
+            &mut [(wq, &mut self.q), (wk, &mut self.k), (wv, &mut self.v)],
+        );
+    }
+
     /// Sizes the buffers every family uses for `n` tokens.
     pub fn size(&mut self, n: usize, d_model: usize, q_width: usize, kv_width: usize) {
         self.x.resize(n * d_model, 0.0);

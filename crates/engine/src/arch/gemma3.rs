@@ -285,14 +285,7 @@ impl Model for Gemma3Model {
             hooks.rows(HookPoint::ResidPre(l), &ctx.spans, d, &buf.x);
             b.attn_norm
                 .forward_on(&ctx.compute.pool, &buf.x, &mut buf.h);
-            ctx.compute.linears(
-                &buf.h,
-                &mut [
-                    (&b.wq, &mut buf.q),
-                    (&b.wk, &mut buf.k),
-                    (&b.wv, &mut buf.v),
-                ],
-            );
+            buf.project_qkv(&mut ctx.compute, [&b.wq, &b.wk, &b.wv]);
             b.q_norm
                 .forward_inplace(&ctx.compute.pool, &mut buf.q, &mut buf.tmp);
             b.k_norm

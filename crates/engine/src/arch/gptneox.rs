@@ -337,14 +337,7 @@ impl Model for GptNeoXModel {
             hooks.rows(HookPoint::ResidPre(l), &ctx.spans, d, &buf.x);
             b.attn_norm
                 .forward_on(&ctx.compute.pool, &buf.x, &mut buf.h);
-            ctx.compute.linears(
-                &buf.h,
-                &mut [
-                    (&b.wq, &mut buf.q),
-                    (&b.wk, &mut buf.k),
-                    (&b.wv, &mut buf.v),
-                ],
-            );
+            buf.project_qkv(&mut ctx.compute, [&b.wq, &b.wk, &b.wv]);
             self.rope.apply_qk_on(
                 &ctx.compute.pool,
                 &mut buf.q,

@@ -37,14 +37,7 @@ impl SequentialBlock {
         hooks.rows(HookPoint::ResidPre(l), &ctx.spans, d, &buf.x);
         self.attn_norm
             .forward_on(&ctx.compute.pool, &buf.x, &mut buf.h);
-        ctx.compute.linears(
-            &buf.h,
-            &mut [
-                (&self.wq, &mut buf.q),
-                (&self.wk, &mut buf.k),
-                (&self.wv, &mut buf.v),
-            ],
-        );
+        buf.project_qkv(&mut ctx.compute, [&self.wq, &self.wk, &self.wv]);
         self.attn.attend(l, &self.wo, ctx, buf, seqs, hooks);
         hooks.rows(HookPoint::AttnOut(l), &ctx.spans, d, &buf.o);
         ops::add_assign(&mut buf.x, &buf.o);
