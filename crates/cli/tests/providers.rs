@@ -13,6 +13,8 @@
 // Test helpers outside `#[test]` functions unwrap too: a failure is a test failure.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -109,6 +111,7 @@ impl Setup {
 struct Server {
     child: Child,
     base: String,
+    client: reqwest::blocking::Client,
 }
 
 impl Server {
@@ -130,20 +133,22 @@ impl Server {
             let _ = child.kill();
             panic!("lucid serve did not say where it listens: {line:?}");
         };
-        Server {
-            child,
-            base: addr.to_string(),
-        }
-    }
-
-    /// `POST /v1/chat/completions` with `body`; the status and the body.
-    fn chat(&self, body: Value) -> (u16, String) {
         let client = reqwest::blocking::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap();
-        let response = client
+        Server {
+            child,
+            base: addr.to_string(),
+            client,
+        }
+    }
+
+    /// `POST /v1/chat/completions` with `body`; the status and the body.
+    fn chat(&self, body: Value) -> (u16, String) {
+        let response = self
+            .client
             .post(format!("{}/v1/chat/completions", self.base))
             .json(&body)
             .send()
@@ -202,13 +207,7 @@ fn a_closed_stdout_cancels_the_request(vendor: Provider) {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let stderr = common::stderr_of(&mut child);
     assert!(status.success(), "{status}: {stderr}");
     assert!(
         setup

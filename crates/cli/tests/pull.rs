@@ -9,7 +9,9 @@
 // Test helpers outside `#[test]` functions unwrap too: a failure is a test failure.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -194,13 +196,7 @@ fn an_interrupted_pull_leaves_only_a_partial_and_the_next_pull_completes() {
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::fs::metadata(&partial).map_or(0, |m| m.len()) < 1 << 20 {
         if let Some(status) = child.try_wait().unwrap() {
-            let mut stderr = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut stderr)
-                .unwrap();
+            let stderr = common::stderr_of(&mut child);
             panic!("lucid pull ended before it was killed ({status}): {stderr}");
         }
         assert!(Instant::now() < deadline, "the download never started");
