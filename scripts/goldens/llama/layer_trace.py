@@ -31,14 +31,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def read_dir(d):
-    """name -> array shaped as its index line says (rows of the first dimension)."""
-    out = {}
+    """name -> the flat f32 values of every tensor listed in d/index.txt."""
     with open(os.path.join(d, "index.txt")) as f:
-        for line in f:
-            name, *shape = line.split()
-            data = np.fromfile(os.path.join(d, name + ".f32"), dtype="<f4")
-            out[name] = data
-    return out
+        names = [line.split()[0] for line in f if line.strip()]
+    return {n: np.fromfile(os.path.join(d, n + ".f32"), dtype="<f4") for n in names}
 
 
 def last_rows(a, width, n):
