@@ -250,6 +250,44 @@ mod tests {
     }
 
     #[test]
+    fn a_union_that_is_its_own_alternative_is_refused_at_once() {
+        // Each of these once explored 2^33 branches before answering.
+        for schema in [
+            json!({"anyOf": [{"$ref": "#"}, {"$ref": "#"}]}),
+            json!({"anyOf": [{"$ref": "#/$defs/a"}, {"type": "null"}],
+                   "$defs": {"a": {"anyOf": [{"$ref": "#"}, {"type": "string"}]}}}),
+        ] {
+            let err = Grammar::from_schema(&Json::from(&schema)).unwrap_err();
+            assert!(
+                err.to_string().contains("left recursion"),
+                "{schema}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn long_ref_chains_resolve_and_only_real_cycles_are_cycles() {
+        // d0 -> d1 -> ... -> d199 -> a string.
+        let mut defs = serde_json::Map::new();
+        for i in 0..200 {
+            defs.insert(
+                format!("d{i}"),
+                json!({"$ref": format!("#/$defs/d{}", i + 1)}),
+            );
+        }
+        defs.insert("d200".into(), json!({"type": "string"}));
+        let chain = json!({"$defs": defs, "$ref": "#/$defs/d0"});
+        let g = Arc::new(Grammar::from_schema(&Json::from(&chain)).unwrap());
+        assert_eq!(run(&g, r#""x""#), Ok(true));
+        assert!(run(&g, "1").is_err());
+
+        let cycle = json!({"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}},
+                           "$ref": "#/$defs/a"});
+        let err = Grammar::from_schema(&Json::from(&cycle)).unwrap_err();
+        assert!(err.to_string().contains("cycle"), "{err}");
+    }
+
+    #[test]
     fn unsupported_keywords_are_named() {
         for (schema, word) in [
             (json!({"type": "string", "pattern": "a+"}), "pattern"),

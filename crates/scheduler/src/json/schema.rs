@@ -140,40 +140,107 @@ impl Grammar {
         &self.literals[id as usize]
     }
 
-    /// The bytes a value of `id` may begin with (whitespace aside).
-    fn first_bytes(&self, id: NodeId, depth: usize) -> [bool; 256] {
-        let mut set = [false; 256];
-        if depth > 32 {
-            return [true; 256];
-        }
+    /// The bytes a value of `id` may begin with (whitespace aside), when
+    /// that does not depend on other nodes (every node but a union).
+    fn own_first_bytes(&self, id: NodeId) -> ByteSet {
+        let mut set = ByteSet::default();
         match self.node(id) {
-            Node::Any | Node::Ref(_) => set = [true; 256],
-            Node::Object { .. } | Node::AnyObject => set[usize::from(b'{')] = true,
-            Node::Array { .. } => set[usize::from(b'[')] = true,
-            Node::String => set[usize::from(b'"')] = true,
+            Node::Any | Node::Ref(_) => set = ByteSet::all(),
+            Node::Object { .. } | Node::AnyObject => set.insert(b'{'),
+            Node::Array { .. } => set.insert(b'['),
+            Node::String => set.insert(b'"'),
             Node::Number { .. } => {
-                set[usize::from(b'-')] = true;
+                set.insert(b'-');
                 for d in b'0'..=b'9' {
-                    set[usize::from(d)] = true;
+                    set.insert(d);
                 }
             }
             Node::Literals(l) => {
                 for lit in self.literal_set(*l) {
                     if let Some(&b) = lit.first() {
-                        set[usize::from(b)] = true;
+                        set.insert(b);
                     }
                 }
             }
-            Node::Union(alts) => {
-                for &a in alts {
-                    let s = self.first_bytes(a, depth + 1);
-                    for (x, y) in set.iter_mut().zip(s) {
-                        *x |= y;
-                    }
-                }
-            }
+            Node::Union(_) => {}
         }
         set
+    }
+
+    /// The bytes each node's value may begin with, every node visited once
+    /// (a union's set is the union of its alternatives'). `Err(id)` names a
+    /// union that is its own alternative before any byte is read (`anyOf:
+    /// [{"$ref": "#"}, ...]` at the root): no value of it could ever begin.
+    fn first_byte_sets(&self) -> Result<Vec<ByteSet>, NodeId> {
+        #[derive(Clone, Copy, PartialEq)]
+        enum Mark {
+            New,
+            Open,
+            Done,
+        }
+        let n = self.nodes.len();
+        let mut sets = vec![ByteSet::default(); n];
+        let mut mark = vec![Mark::New; n];
+        // Depth-first with an explicit stack (node, next alternative): a
+        // schema controls how deep unions nest through `$ref`s.
+        let mut stack: Vec<(usize, usize)> = Vec::new();
+        for start in 0..n {
+            if mark[start] != Mark::New {
+                continue;
+            }
+            mark[start] = Mark::Open;
+            stack.push((start, 0));
+            while let Some((id, next)) = stack.last().copied() {
+                if let Node::Union(alts) = &self.nodes[id]
+                    && let Some(&alt) = alts.get(next)
+                {
+                    if let Some(top) = stack.last_mut() {
+                        top.1 += 1;
+                    }
+                    let alt = alt as usize;
+                    match mark[alt] {
+                        Mark::New => {
+                            mark[alt] = Mark::Open;
+                            stack.push((alt, 0));
+                        }
+                        Mark::Open => return Err(alt as NodeId),
+                        Mark::Done => {}
+                    }
+                    continue;
+                }
+                sets[id] = match &self.nodes[id] {
+                    Node::Union(alts) => alts
+                        .iter()
+                        .fold(ByteSet::default(), |acc, &a| acc.union(sets[a as usize])),
+                    _ => self.own_first_bytes(id as NodeId),
+                };
+                mark[id] = Mark::Done;
+                stack.pop();
+            }
+        }
+        Ok(sets)
+    }
+}
+
+/// A set of bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct ByteSet([u64; 4]);
+
+impl ByteSet {
+    fn all() -> ByteSet {
+        ByteSet([u64::MAX; 4])
+    }
+
+    fn insert(&mut self, b: u8) {
+        self.0[usize::from(b >> 6)] |= 1 << (b & 63);
+    }
+
+    fn union(self, other: ByteSet) -> ByteSet {
+        ByteSet(std::array::from_fn(|i| self.0[i] | other.0[i]))
+    }
+
+    fn intersects(self, other: ByteSet) -> bool {
+        self.0.iter().zip(other.0).any(|(a, b)| a & b != 0)
     }
 }
 
@@ -454,33 +521,27 @@ impl<'a> Compiler<'a> {
     /// on first use, then checks that every union can be decided by its
     /// first byte.
     fn resolve_refs(&mut self) -> Result<(), SchemaError> {
+        // `target` may compile definitions, adding nodes as this goes.
         let mut i = 0;
-        let mut hops = 0;
         while i < self.g.nodes.len() {
-            if let Node::Ref(r) = &self.g.nodes[i] {
-                let r = r.clone();
-                let target = self.target(&r)?;
-                self.g.nodes[i] = self.g.nodes[target as usize].clone();
-                hops += 1;
-                // A ref to a ref resolves again in the same slot; a cycle of
-                // refs that never reaches a schema is an error.
-                if hops > 64 {
-                    return Err(Self::err(
-                        &r,
-                        "`$ref`s form a cycle that never reaches a schema",
-                    ));
-                }
-                continue;
+            if matches!(self.g.nodes[i], Node::Ref(_)) {
+                self.resolve_chain(i)?;
             }
-            hops = 0;
             i += 1;
         }
-        for id in 0..self.g.nodes.len() {
-            if let Node::Union(alts) = &self.g.nodes[id] {
-                let mut seen = [false; 256];
+        let sets = self.g.first_byte_sets().map_err(|_| {
+            Self::err(
+                "/",
+                "an `anyOf` has itself as an alternative through `$ref`s before any value begins \
+                 (left recursion): no value could match it",
+            )
+        })?;
+        for node in &self.g.nodes {
+            if let Node::Union(alts) = node {
+                let mut seen = ByteSet::default();
                 for &a in alts {
-                    let first = self.g.first_bytes(a, 0);
-                    if first.iter().zip(&seen).any(|(x, y)| *x && *y) {
+                    let first = sets[a as usize];
+                    if first.intersects(seen) {
                         return Err(Self::err(
                             "/",
                             "`anyOf` or a `type` list has alternatives that can begin with the same character \
@@ -488,11 +549,35 @@ impl<'a> Compiler<'a> {
                              alternatives of different kinds, such as a string or null",
                         ));
                     }
-                    for (s, f) in seen.iter_mut().zip(first) {
-                        *s |= f;
-                    }
+                    seen = seen.union(first);
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Replaces the `$ref` in slot `start`, and every `$ref` slot its chain
+    /// of references passes through, with the schema the chain ends at: each
+    /// slot is resolved once, however long the chain. A chain that comes
+    /// back to a slot it passed never reaches a schema.
+    fn resolve_chain(&mut self, start: usize) -> Result<(), SchemaError> {
+        let mut chain = vec![start];
+        let mut seen = std::collections::HashSet::from([start]);
+        let mut slot = start;
+        while let Node::Ref(r) = &self.g.nodes[slot] {
+            let r = r.clone();
+            slot = self.target(&r)? as usize;
+            if !seen.insert(slot) {
+                return Err(Self::err(
+                    &r,
+                    "`$ref`s form a cycle that never reaches a schema",
+                ));
+            }
+            chain.push(slot);
+        }
+        let resolved = self.g.nodes[slot].clone();
+        for s in chain {
+            self.g.nodes[s] = resolved.clone();
         }
         Ok(())
     }
