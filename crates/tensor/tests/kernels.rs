@@ -188,7 +188,7 @@ fn dot_types_are_what_llama_cpp_uses() {
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn avx512_tiles_match_the_scalar_reference() {
-    if Isa::detect() != Isa::Avx512 {
+    if Isa::best() != Isa::Avx512 {
         eprintln!("this CPU has no AVX-512 VNNI: nothing to test");
         return;
     }
@@ -266,4 +266,28 @@ fn avx512_tiles_match_the_scalar_reference() {
             }
         }
     }
+}
+
+#[test]
+fn instruction_sets_are_named_and_ordered() {
+    for isa in [Isa::Scalar, Isa::Avx2, Isa::Avx512] {
+        assert_eq!(Isa::from_name(isa.name()), Some(isa));
+        assert_eq!(Isa::from_name(&isa.name().to_uppercase()), Some(isa));
+    }
+    assert_eq!(Isa::from_name("avx512"), Some(Isa::Avx512));
+    assert_eq!(Isa::from_name("sse2"), None);
+    let available = Isa::available();
+    assert_eq!(available[0], Isa::Scalar);
+    assert!(available.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(available.last().copied(), Some(Isa::best()));
+    assert!(Isa::current() <= Isa::best());
+    eprintln!(
+        "kernels on this CPU: {}; this process uses {}",
+        available
+            .iter()
+            .map(|i| i.name())
+            .collect::<Vec<_>>()
+            .join(", "),
+        Isa::current().name()
+    );
 }

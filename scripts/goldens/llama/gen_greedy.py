@@ -254,6 +254,10 @@ def main():
     ap.add_argument("--model", choices=list(C.MODELS), action="append")
     ap.add_argument("--skip-checks", action="store_true")
     ap.add_argument("--out-dir", default=C.GOLDEN_DIR)
+    ap.add_argument("--build-flags", default="GGML_NATIVE=ON",
+                    help="how the llama.cpp in LLAMA_CPP_LIB_PATH was built (recorded as is); "
+                         "for the AVX2 goldens: GGML_NATIVE=OFF GGML_AVX=ON GGML_AVX2=ON GGML_FMA=ON GGML_F16C=ON "
+                         "GGML_BMI2=ON, with --out-dir tests/goldens/llama/avx2")
     args = ap.parse_args()
     C.check_versions()
     build = C.llama_cpp_build()
@@ -287,7 +291,8 @@ def main():
             "n_threads_batch": SETTINGS["n_threads_batch"],
             "flash_attn": "enabled (llama.cpp's default 'auto' resolves to enabled on CPU; llama-cpp-python's own default is disabled, so flash_attn=True is passed)",
             "swa_full": "true (llama-cpp-python's context default; irrelevant here: every sequence is far shorter than Gemma 3's 512-token window)",
-            "backend": "CPU (ggml-cpu, native build), no GPU offload",
+            "backend": ("CPU (ggml-cpu, native build), no GPU offload" if args.build_flags == "GGML_NATIVE=ON"
+                        else f"CPU (ggml-cpu built with {args.build_flags}), no GPU offload"),
             "n_generated": N_GEN,
             "near_tie_margin": NEAR_TIE,
             "eog_token_ids": eog,

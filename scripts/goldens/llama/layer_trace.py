@@ -61,7 +61,7 @@ def main():
         subprocess.run([exe, path, ref_dir, fa, kv, args.prompt], check=True, stderr=subprocess.DEVNULL)
         with open(os.path.join(ref_dir, "tokens.txt")) as f:
             ids = f.read().strip()
-        subprocess.run(["cargo", "run", "-q", "--release", "-p", "lucid-engine", "--example", "trace", "--",
+        subprocess.run(["cargo", "run", "-q", "--profile", "test", "-p", "lucid-engine", "--example", "trace", "--",
                         path, lucid_dir, kv, ids], check=True, cwd=C.REPO)
         ref, lucid = read_dir(ref_dir), read_dir(lucid_dir)
     n = len(ids.split(","))

@@ -5,6 +5,8 @@
 
 use std::path::PathBuf;
 
+use lucid_tensor::kernels::{ISA_VAR, Isa};
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -30,4 +32,39 @@ pub fn golden(rel: &str) -> serde_json::Value {
     let path = repo_root().join("tests/goldens").join(rel);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
+}
+
+/// Runs `check` on the kernels of `isa`, for the test named `test` (its
+/// name as the test harness lists it).
+///
+/// The kernels are chosen once per process ([`Isa::current`]), the way a
+/// user's process chooses them, so a test for another instruction set than
+/// this process's runs again in a child process of this test binary with
+/// `LUCID_ISA` naming it; the child's report is passed on. An instruction
+/// set this CPU cannot run is reported and not run.
+pub fn on_isa(isa: Isa, test: &str, check: impl FnOnce()) {
+    if Isa::current() == isa {
+        eprintln!("{test}: kernels forced to {}", isa.name());
+        return check();
+    }
+    if isa > Isa::best() {
+        eprintln!("{test}: not run, this CPU has no {}", isa.name());
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(ISA_VAR, isa.name())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{test} on {} failed:\n{stdout}",
+        isa.name()
+    );
+    assert!(
+        stdout.contains("1 passed"),
+        "the child process for {test} ran no test:\n{stdout}"
+    );
 }

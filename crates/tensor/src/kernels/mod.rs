@@ -18,8 +18,9 @@ use bytemuck::cast_slice;
 use crate::blocks::*;
 use crate::dtype::DType;
 
-/// The instruction set the kernels use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The instruction set the kernels use, ordered from the reference up: an
+/// instruction set can run whatever a lower one can.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Isa {
     /// Portable Rust: the reference.
     Scalar,
@@ -30,13 +31,14 @@ pub enum Isa {
     Avx512,
 }
 
+/// The environment variable that caps the instruction set, by [`Isa::name`]
+/// (`scalar`, `avx2`, `avx512-vnni`): how the tests run every kernel path on
+/// one machine, and how a user rules out a path they suspect.
+pub const ISA_VAR: &str = "LUCID_ISA";
+
 impl Isa {
-    /// The best instruction set this CPU supports, unless `LUCID_ISA=scalar`
-    /// asks for the reference kernels.
-    pub fn detect() -> Isa {
-        if std::env::var("LUCID_ISA").is_ok_and(|v| v.eq_ignore_ascii_case("scalar")) {
-            return Isa::Scalar;
-        }
+    /// The best instruction set this CPU supports.
+    pub fn best() -> Isa {
         #[cfg(target_arch = "x86_64")]
         if is_x86_feature_detected!("avx2")
             && is_x86_feature_detected!("fma")
@@ -47,19 +49,37 @@ impl Isa {
                 && is_x86_feature_detected!("avx512vl")
                 && is_x86_feature_detected!("avx512dq")
                 && is_x86_feature_detected!("avx512vnni");
-            let wanted = std::env::var("LUCID_ISA").is_ok_and(|v| v.eq_ignore_ascii_case("avx2"));
-            return if avx512 && !wanted {
-                Isa::Avx512
-            } else {
-                Isa::Avx2
-            };
+            return if avx512 { Isa::Avx512 } else { Isa::Avx2 };
         }
         Isa::Scalar
     }
 
+    /// The best instruction set this CPU supports, capped by `LUCID_ISA`
+    /// when that names one ([`Isa::from_name`]). A cap above what the CPU
+    /// has, or a name lucid does not know, leaves the best.
+    pub fn detect() -> Isa {
+        let best = Isa::best();
+        match std::env::var(ISA_VAR).ok().and_then(|v| Isa::from_name(&v)) {
+            Some(cap) => cap.min(best),
+            None => best,
+        }
+    }
+
+    /// The instruction set called `name` ([`Isa::name`], or `avx512`), in
+    /// any case.
+    pub fn from_name(name: &str) -> Option<Isa> {
+        let name = name.trim().to_ascii_lowercase();
+        match name.as_str() {
+            "scalar" => Some(Isa::Scalar),
+            "avx2" => Some(Isa::Avx2),
+            "avx512" | "avx512-vnni" => Some(Isa::Avx512),
+            _ => None,
+        }
+    }
+
     /// Whether the AVX2 kernels can run.
     pub fn has_avx2(self) -> bool {
-        matches!(self, Isa::Avx2 | Isa::Avx512)
+        self >= Isa::Avx2
     }
 
     /// The instruction set detected once for this process.
@@ -70,15 +90,11 @@ impl Isa {
 
     /// Every instruction set this CPU can run, the reference first.
     pub fn available() -> Vec<Isa> {
-        let mut v = vec![Isa::Scalar];
-        let best = Isa::detect();
-        if best.has_avx2() {
-            v.push(Isa::Avx2);
-        }
-        if best == Isa::Avx512 {
-            v.push(Isa::Avx512);
-        }
-        v
+        let best = Isa::best();
+        [Isa::Scalar, Isa::Avx2, Isa::Avx512]
+            .into_iter()
+            .filter(|isa| *isa <= best)
+            .collect()
     }
 
     pub fn name(self) -> &'static str {
