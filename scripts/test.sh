@@ -3,11 +3,27 @@
 # from PyPI (cached in .cache/), checks formatting and lints, runs the Rust
 # tests of every crate, then the server against the official openai and
 # ollama Python clients, and the glass-box page in headless Chromium.
+# Each step prints the seconds since the start.
+#
+# The engine's tests print their reports (the instruction set each
+# llama.cpp-goldens run forced, its distance from llama.cpp, perplexity).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+start=$SECONDS
+step() { echo "== $* ($((SECONDS - start)) s)"; }
+
+step "test models"
 scripts/fetch-test-models.sh
+step "cargo fmt"
 cargo fmt --all -- --check
+step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
-cargo test --workspace
+step "cargo test (all crates but the engine)"
+cargo test --workspace --exclude lucid-engine
+step "cargo test (the engine, with its reports)"
+cargo test -p lucid-engine -- --show-output
+step "Python clients"
 tests/clients/run.sh
+step "glass-box page"
 tests/web/run.sh
+step "all tests passed"
