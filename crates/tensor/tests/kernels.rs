@@ -188,8 +188,8 @@ fn dot_types_are_what_llama_cpp_uses() {
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn avx512_tiles_match_the_scalar_reference() {
-    if Isa::best() != Isa::Avx512 {
-        eprintln!("this CPU has no AVX-512 VNNI: nothing to test");
+    if !Isa::available().contains(&Isa::Avx512) {
+        eprintln!("this CPU (or LUCID_ISA) rules out AVX-512 VNNI: nothing to test");
         return;
     }
     let mut rng = StdRng::seed_from_u64(5);
@@ -279,7 +279,7 @@ fn instruction_sets_are_named_and_ordered() {
     let available = Isa::available();
     assert_eq!(available[0], Isa::Scalar);
     assert!(available.windows(2).all(|w| w[0] < w[1]));
-    assert_eq!(available.last().copied(), Some(Isa::best()));
+    assert_eq!(available.last().copied(), Some(Isa::current()));
     assert!(Isa::current() <= Isa::best());
     eprintln!(
         "kernels on this CPU: {}; this process uses {}",

@@ -41,14 +41,18 @@ pub fn golden(rel: &str) -> serde_json::Value {
 /// user's process chooses them, so a test for another instruction set than
 /// this process's runs again in a child process of this test binary with
 /// `LUCID_ISA` naming it; the child's report is passed on. An instruction
-/// set this CPU cannot run is reported and not run.
+/// set this CPU cannot run, or that `LUCID_ISA` rules out for the whole test
+/// run ([`Isa::available`]), is reported and not run.
 pub fn on_isa(isa: Isa, test: &str, check: impl FnOnce()) {
     if Isa::current() == isa {
         eprintln!("{test}: kernels forced to {}", isa.name());
         return check();
     }
-    if isa > Isa::best() {
-        eprintln!("{test}: not run, this CPU has no {}", isa.name());
+    if !Isa::available().contains(&isa) {
+        eprintln!(
+            "{test}: not run, this CPU (or LUCID_ISA) rules out {}",
+            isa.name()
+        );
         return;
     }
     let out = std::process::Command::new(std::env::current_exe().unwrap())

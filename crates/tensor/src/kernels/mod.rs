@@ -88,12 +88,14 @@ impl Isa {
         *ISA.get_or_init(Isa::detect)
     }
 
-    /// Every instruction set this CPU can run, the reference first.
+    /// Every instruction set this CPU can run, up to the `LUCID_ISA` cap,
+    /// the reference first: with `LUCID_ISA=avx2` an AVX-512 machine tests
+    /// what an AVX2-only one has.
     pub fn available() -> Vec<Isa> {
-        let best = Isa::best();
+        let cap = Isa::detect();
         [Isa::Scalar, Isa::Avx2, Isa::Avx512]
             .into_iter()
-            .filter(|isa| *isa <= best)
+            .filter(|isa| *isa <= cap)
             .collect()
     }
 
