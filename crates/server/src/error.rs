@@ -107,6 +107,21 @@ impl ApiError {
         )
     }
 
+    /// A generation the server stopped before the model did (a shutdown
+    /// whose deadline passed): the reply is incomplete and must not be
+    /// reported as finished.
+    pub fn cut_off() -> ApiError {
+        ApiError {
+            code: Some("generation_cancelled"),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "The server stopped this generation before it finished (it is shutting down); \
+                 the reply is incomplete",
+            )
+        }
+    }
+
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message)
     }

@@ -114,7 +114,8 @@ pub struct Collected {
     pub finished: Option<Finished>,
 }
 
-/// Reads merged streams to the end; an engine failure fails the request.
+/// Reads merged streams to the end; an engine failure, or a choice the
+/// server stopped before its end ([`ApiError::cut_off`]), fails the request.
 pub async fn collect(mut merged: SelectAll<Tagged>, n: usize) -> Result<Vec<Collected>, ApiError> {
     let mut out: Vec<Collected> = (0..n).map(|_| Collected::default()).collect();
     while let Some((i, e)) = merged.next().await {
@@ -130,6 +131,15 @@ pub async fn collect(mut merged: SelectAll<Tagged>, n: usize) -> Result<Vec<Coll
             }
             Event::Failed(e) => return Err(ApiError::from_scheduler(e, "prompt")),
         }
+    }
+    // A choice the server cut short, or whose stream ended without a
+    // finish, is not a reply.
+    if out.iter().any(|c| {
+        c.finished
+            .as_ref()
+            .is_none_or(|f| f.reason == StopReason::Cancelled)
+    }) {
+        return Err(ApiError::cut_off());
     }
     Ok(out)
 }

@@ -142,6 +142,13 @@ impl Provider for LocalProvider {
                         })]
                     }
                 }
+                Event::Finished(f) if f.reason == lucid_engine::StopReason::Cancelled => {
+                    vec![Err(ProviderError::Protocol {
+                        provider: "local".into(),
+                        detail: "the generation was stopped before it finished (the server is shutting down)"
+                            .into(),
+                    })]
+                }
                 Event::Finished(f) => {
                     let mut v = Vec::new();
                     if !f.tail.is_empty() {

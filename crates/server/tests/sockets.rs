@@ -315,3 +315,93 @@ async fn graceful_shutdown_lets_streams_finish_and_refuses_new_work() {
         .unwrap();
     assert!(client().get(format!("{base}/health")).send().await.is_err());
 }
+
+#[tokio::test]
+async fn generations_cut_by_shutdown_end_with_an_error_never_a_finish() {
+    let config = ServerConfig {
+        shutdown_deadline: Duration::from_millis(300),
+        ..server_config()
+    };
+    let state = state_with(scheduler_config(), config);
+    let (base, stop, task) = spawn(state.clone()).await;
+    let long = |path: &str, stream: bool| {
+        let (url, path) = (format!("{base}{path}"), path.to_owned());
+        let messages =
+            json!([{"role": "user", "content": "Write a long story about a dragon and a knight."}]);
+        let body = if path.starts_with("/api/") {
+            json!({"model": "smollm2", "messages": messages, "stream": stream,
+                   "options": {"num_predict": 400, "temperature": 0}})
+        } else {
+            json!({"model": "smollm2", "messages": messages, "stream": stream,
+                   "max_tokens": 400, "temperature": 0})
+        };
+        tokio::spawn(async move {
+            let res = client()
+                .post(url)
+                .bearer_auth(KEY)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (res.status().as_u16(), res.text().await.unwrap())
+        })
+    };
+    let openai_stream = long("/v1/chat/completions", true);
+    let openai_plain = long("/v1/chat/completions", false);
+    let ollama_stream = long("/api/chat", true);
+    let sched = state.models()[0].scheduler.clone();
+    let t = Instant::now();
+    while sched.stats().active < 3 {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the three never ran at once"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.send(()).unwrap();
+
+    // OpenAI, streamed: text, then an error event and [DONE]; no choice
+    // claims a finish.
+    let (status, body) = openai_stream.await.unwrap();
+    assert_eq!(status, 200);
+    let data = sse_data(&body);
+    assert_eq!(data.last().unwrap(), "[DONE]", "{body}");
+    let events: Vec<Value> = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert!(
+        events.iter().all(|e| e["choices"]
+            .as_array()
+            .is_none_or(|cs| cs.iter().all(|c| c["finish_reason"].is_null()))),
+        "a cut stream claims a finish: {body}"
+    );
+    let last = events.last().unwrap();
+    assert_eq!(last["error"]["code"], "generation_cancelled", "{body}");
+
+    // OpenAI, not streamed: 503 naming the cut.
+    let (status, body) = openai_plain.await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["code"], "generation_cancelled");
+
+    // Ollama, streamed: an error line instead of `done: true`.
+    let (status, body) = ollama_stream.await.unwrap();
+    assert_eq!(status, 200);
+    let lines: Vec<Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.iter().all(|l| l["done"] != true), "{body}");
+    assert!(
+        lines.last().unwrap()["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("incomplete")),
+        "{body}"
+    );
+
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+}

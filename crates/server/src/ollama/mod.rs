@@ -270,12 +270,8 @@ async fn run(
             .into_iter()
             .next()
             .unwrap_or_default();
-        let fin = c.finished.unwrap_or_else(|| lucid_scheduler::Finished {
-            reason: lucid_engine::StopReason::Cancelled,
-            tail: String::new(),
-            usage: Default::default(),
-            timings: Default::default(),
-        });
+        // `collect` has refused a choice without a finish.
+        let fin = c.finished.ok_or_else(ApiError::cut_off)?;
         let mut line = chunk(&kind, &model, c.text, Some(&fin)).to_vec();
         line.pop();
         return Ok(([(header::CONTENT_TYPE, "application/json")], line).into_response());
@@ -289,7 +285,14 @@ async fn run(
             if !f.tail.is_empty() {
                 out.push_back(chunk(&kind, &model, f.tail.clone(), None));
             }
-            out.push_back(chunk(&kind, &model, String::new(), Some(&f)));
+            if f.reason == lucid_engine::StopReason::Cancelled {
+                // Cut short by the server: Ollama's mid-stream error line
+                // (which its clients raise), not a `done` that says complete.
+                let message = ApiError::cut_off().message;
+                out.push_back(ndjson(&serde_json::json!({ "error": message })));
+            } else {
+                out.push_back(chunk(&kind, &model, String::new(), Some(&f)));
+            }
         }
         Some((_, Event::Failed(e))) => {
             out.push_back(ndjson(&serde_json::json!({ "error": e.to_string() })));

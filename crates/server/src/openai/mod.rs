@@ -19,7 +19,7 @@ use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::stream::{self, BoxStream, StreamExt};
-use lucid_engine::{ChatMessage, Role, SamplingParams};
+use lucid_engine::{ChatMessage, Role, SamplingParams, StopReason};
 use lucid_providers::{ChatEvent, ChatRequest, ModelRef};
 use lucid_scheduler::{Event, Grammar, Request, TokenLogprobs};
 
@@ -446,6 +446,12 @@ async fn chat_completions(
                     }],
                     null_usage.clone(),
                 )));
+            }
+            if f.reason == StopReason::Cancelled {
+                // Cut short by the server: an error event (which the SDKs
+                // raise) instead of a finish reason that says complete.
+                out.push_back(sse_json(&ApiError::cut_off().openai_body()));
+                return;
             }
             out.push_back(sse_json(&chunk(
                 vec![ChunkChoice {
@@ -882,15 +888,19 @@ async fn completions(
         Some((i, Event::Finished(f))) => {
             completion_tokens += f.usage.completion_tokens;
             cached += f.usage.cached_tokens;
+            let cut = f.reason == StopReason::Cancelled;
             out.push_back(sse_json(&mk(
                 vec![CompletionChoice {
                     text: f.tail,
                     index: i,
                     logprobs: None,
-                    finish_reason: Some(generate::finish_reason(f.reason)),
+                    finish_reason: (!cut).then(|| generate::finish_reason(f.reason)),
                 }],
                 null_usage.clone(),
             )));
+            if cut {
+                out.push_back(sse_json(&ApiError::cut_off().openai_body()));
+            }
         }
         Some((_, Event::Failed(e))) => {
             out.push_back(sse_json(
