@@ -40,8 +40,8 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "The request body is empty; send a JSON object",
         ));
     }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         match inner.classify() {
@@ -59,10 +59,35 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             _ => ApiError::bad_request(format!("The request body is not valid JSON: {inner}")),
         }
     })?;
+    // `{...} garbage` is not a JSON body, however valid its start.
+    de.end().map_err(|e| {
+        ApiError::bad_request(format!(
+            "The request body has more after its JSON value: {e}"
+        ))
+    })?;
     Ok(value)
 }
 
 /// serde_json's "at line 1 column 30" says nothing a field path does not.
 fn strip_position(msg: &str) -> &str {
     msg.rfind(" at line ").map_or(msg, |i| &msg[..i])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailing_data_after_the_json_value_is_refused() {
+        assert!(parse::<serde_json::Value>(b"{\"a\": 1}\n").is_ok());
+        for body in [&b"{\"a\": 1} x"[..], b"{} {}", b"[1] ]"] {
+            let err = parse::<serde_json::Value>(body).unwrap_err();
+            assert_eq!(err.status, StatusCode::BAD_REQUEST);
+            assert!(
+                err.message.contains("more after its JSON value"),
+                "{}",
+                err.message
+            );
+        }
+    }
 }

@@ -54,6 +54,14 @@ impl ApiError {
     }
 
     pub fn model_not_found(model: &str, available: &[String]) -> ApiError {
+        // A name is echoed back whole only while it is of a sensible length.
+        const ECHO_CHARS: usize = 200;
+        let shown: String = model.chars().take(ECHO_CHARS).collect();
+        let model = if shown.len() < model.len() {
+            format!("{shown}… ({} bytes)", model.len())
+        } else {
+            shown
+        };
         ApiError {
             param: Some("model".into()),
             code: Some("model_not_found"),
@@ -252,5 +260,20 @@ impl IntoResponse for OllamaError {
         )
             .into_response();
         self.0.with_headers(res)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_model_name_is_not_echoed_whole() {
+        let name = "x".repeat(1 << 20);
+        let err = ApiError::model_not_found(&name, &["smollm2".to_owned()]);
+        assert!(err.message.len() < 400, "{} bytes", err.message.len());
+        assert!(err.message.contains("(1048576 bytes)"), "{}", err.message);
+        let short = ApiError::model_not_found("nope", &[]);
+        assert!(short.message.contains("`nope`"), "{}", short.message);
     }
 }
