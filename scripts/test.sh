@@ -14,6 +14,11 @@ step() { echo "== $* ($((SECONDS - start)) s)"; }
 
 step "test models"
 scripts/fetch-test-models.sh
+# The clients' and the browser's packages download beside the build.
+step "Python client and browser packages (in the background)"
+setup_log=$(mktemp)
+(tests/clients/run.sh --setup-only && tests/web/run.sh --setup-only) >"$setup_log" 2>&1 &
+setup_pid=$!
 step "cargo fmt"
 cargo fmt --all -- --check
 step "cargo clippy"
@@ -22,6 +27,12 @@ step "cargo test (all crates but the engine)"
 cargo test --workspace --exclude lucid-engine
 step "cargo test (the engine, with its reports)"
 cargo test -p lucid-engine -- --show-output
+wait "$setup_pid" || {
+  cat "$setup_log" >&2
+  echo "installing the Python clients or the browser failed" >&2
+  exit 1
+}
+rm -f "$setup_log"
 step "Python clients"
 tests/clients/run.sh
 step "glass-box page"

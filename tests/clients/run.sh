@@ -5,7 +5,8 @@
 # Creates a virtual environment under .cache/ (gitignored), installs the
 # pinned requirements, builds the lucid binary (cargo's test profile, which
 # is optimized and already built after `cargo test`) and runs pytest. Needs the test model: run
-# scripts/fetch-test-models.sh first. Extra arguments go to pytest.
+# scripts/fetch-test-models.sh first. Extra arguments go to pytest;
+# `--setup-only` installs the requirements and stops.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 venv="$root/.cache/clients-venv"
@@ -18,6 +19,7 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
 "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/tests/clients/requirements.txt"
+[ "${1:-}" = --setup-only ] && exit 0
 target="${CARGO_TARGET_DIR:-$root/target}"
 (cd "$root" && cargo build --profile test -q -p lucid-cli)
 export LUCID_BIN="$target/debug/lucid"

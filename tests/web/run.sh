@@ -10,6 +10,7 @@
 #
 #   tests/web/run.sh                          # the test
 #   tests/web/run.sh --update-doc-screenshot  # and rewrite docs/glass-box.png
+#   tests/web/run.sh --setup-only             # install Chromium and playwright-core, and stop
 #
 # Safe to run again; fails loudly (non-zero, with the reason) on any problem.
 # The browser part is bounded: 60 s for the server to come up, 150 s for the
@@ -24,11 +25,13 @@ target="${CARGO_TARGET_DIR:-$root/target}"
 shots="$root/target/web-screenshots"
 doc=""
 [ "${1:-}" = "--update-doc-screenshot" ] && doc="$root/docs/glass-box.png"
+setup_only=""
+[ "${1:-}" = "--setup-only" ] && setup_only=1
 
 die() { echo "tests/web/run.sh: $*" >&2; exit 1; }
 step() { echo "== $* ($(date +%T))"; }
 
-for f in SmolLM2-135M-Instruct.Q4_1.gguf gemma-3-270m-q4_k_m.gguf; do
+[ -n "$setup_only" ] || for f in SmolLM2-135M-Instruct.Q4_1.gguf gemma-3-270m-q4_k_m.gguf; do
   [ -f "$models/$f" ] || die "$models/$f is missing: run scripts/fetch-test-models.sh first"
 done
 
@@ -48,6 +51,8 @@ if ! [ -f "$here/node_modules/playwright-core/package.json" ]; then
   (cd "$here" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error) \
     || die "npm ci in tests/web failed"
 fi
+
+[ -n "$setup_only" ] && exit 0
 
 step "build lucid-glass-web"
 (cd "$root" && cargo build --profile test -p lucid-web --bin lucid-glass-web) || die "the harness does not build"
