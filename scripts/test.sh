@@ -5,8 +5,8 @@
 # ollama Python clients, and the glass-box page in headless Chromium.
 # Each step prints the seconds since the start.
 #
-# The engine's tests print their reports (the instruction set each
-# llama.cpp-goldens run forced, its distance from llama.cpp, perplexity).
+# Passing tests show what they print: the instruction set each
+# llama.cpp-goldens run forced and its distance from llama.cpp, perplexity.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS
@@ -21,12 +21,14 @@ setup_log=$(mktemp)
 setup_pid=$!
 step "cargo fmt"
 cargo fmt --all -- --check
+# The test profile, as `cargo test` below: the build scripts and proc macros
+# that both need are then compiled once, not once per profile.
 step "cargo clippy"
-cargo clippy --workspace --all-targets -- -D warnings
-step "cargo test (all crates but the engine)"
-cargo test --workspace --exclude lucid-engine
-step "cargo test (the engine, with its reports)"
-cargo test -p lucid-engine -- --show-output
+cargo clippy --profile test --workspace --all-targets -- -D warnings
+# One invocation: a second one for some of the packages would resolve
+# features differently and compile much of the tree again.
+step "cargo test"
+cargo test --workspace -- --show-output
 wait "$setup_pid" || {
   cat "$setup_log" >&2
   echo "installing the Python clients or the browser failed" >&2

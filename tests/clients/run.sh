@@ -21,7 +21,9 @@ fi
 "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/tests/clients/requirements.txt"
 [ "${1:-}" = --setup-only ] && exit 0
 target="${CARGO_TARGET_DIR:-$root/target}"
-(cd "$root" && cargo build --profile test -q -p lucid-cli)
+# The binary as `cargo test --workspace` builds it: a build of one package
+# unifies features differently and would compile much of the tree again.
+(cd "$root" && cargo test --workspace --no-run -q)
 export LUCID_BIN="$target/debug/lucid"
 cd "$root/tests/clients"
 exec "$venv/bin/python" -m pytest -q "$@"
