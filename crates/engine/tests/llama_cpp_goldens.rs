@@ -98,17 +98,22 @@ fn cases(golden: &serde_json::Value) -> Vec<Case> {
         .collect()
 }
 
-/// llama.cpp's own spread in a goldens file: the largest maximum and 99th
-/// percentile of the configurations of the build that made them. Another
-/// build's distance (`other_build.py`) is not counted: per-build goldens
-/// replace it.
-fn spread(golden: &serde_json::Value, golden_file: &str) -> (f32, f32) {
-    let configs: Vec<&serde_json::Value> = golden["reference"]["self_disagreement"]["configs"]
+/// The configurations in a goldens file measured with the build that made
+/// them. Another build's distance (`other_build.py`) is left out: per-build
+/// goldens replace it.
+fn same_build_configs(golden: &serde_json::Value) -> Vec<&serde_json::Value> {
+    golden["reference"]["self_disagreement"]["configs"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|c| c["settings"]["build"].is_null())
-        .collect();
+        .collect()
+}
+
+/// llama.cpp's own spread in a goldens file: the largest maximum and 99th
+/// percentile of the configurations of the build that made them.
+fn spread(golden: &serde_json::Value, golden_file: &str) -> (f32, f32) {
+    let configs = same_build_configs(golden);
     assert!(
         !configs.is_empty(),
         "{golden_file} records no llama.cpp spread"
@@ -128,12 +133,7 @@ fn spread(golden: &serde_json::Value, golden_file: &str) -> (f32, f32) {
 /// precision, even where the goldens' margin is above NEAR_TIE.
 fn first_flips(golden: &serde_json::Value) -> HashMap<usize, usize> {
     let mut first: HashMap<usize, usize> = HashMap::new();
-    for config in golden["reference"]["self_disagreement"]["configs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["settings"]["build"].is_null())
-    {
+    for config in same_build_configs(golden) {
         for flip in config["argmax_flips"].as_array().unwrap() {
             let (case, step) = (
                 flip[0].as_u64().unwrap() as usize,
