@@ -7,6 +7,20 @@
 //! gets the format its vocabulary was trained for when that can be told from
 //! its special tokens (Gemma's `<start_of_turn>`), and ChatML otherwise,
 //! which is also what llama.cpp falls back to.
+//!
+//! A template comes from a model file, which anyone can write, so rendering
+//! one is bounded: [`TEMPLATE_FUEL`] instructions per render (loops nested
+//! to run for hours stop at once), [`TEMPLATE_RECURSION`] levels of macro
+//! calls, [`MAX_TEMPLATE_OUTPUT`] bytes of output, and [`MAX_TEMPLATE_SOURCE`]
+//! bytes of source, compiled on a thread with a stack large enough for the
+//! deepest expression that much source can write. A template that cannot
+//! render a plain conversation within those bounds is refused when the
+//! model loads ([`ChatTemplate::with_fallback`]), not at its first request.
+//!
+//! What the bounds do not cover: a template that grows one string
+//! exponentially (`{% set s = s ~ s %}` in a loop) allocates before any
+//! instruction count or output cap can see it. The load-time render
+//! catches such a template only if the growth happens on every render.
 
 use minijinja::{Environment, ErrorKind, Value, context};
 use serde::Serialize;
@@ -154,6 +168,58 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
+/// Instructions one render may execute: a chat template renders a
+/// conversation of hundreds of messages in a few hundred thousand.
+pub const TEMPLATE_FUEL: u64 = 5_000_000;
+
+/// Nested macro calls and includes one render may make.
+pub const TEMPLATE_RECURSION: usize = 128;
+
+/// Bytes one render may write: far beyond any context's worth of text.
+pub const MAX_TEMPLATE_OUTPUT: usize = 64 << 20;
+
+/// Bytes of template source accepted: real chat templates are under 20 KB.
+pub const MAX_TEMPLATE_SOURCE: usize = 256 << 10;
+
+/// Stack for compiling a template: the parser limits nesting, but a long
+/// chain of filters (`x|e|e|e…`) is compiled by recursion as deep as the
+/// chain is long.
+const COMPILE_STACK: usize = 256 << 20;
+
+/// A writer that fails once `limit` bytes have been written.
+struct Capped {
+    out: String,
+    limit: usize,
+}
+
+impl std::fmt::Write for Capped {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if self.out.len() + s.len() > self.limit {
+            return Err(std::fmt::Error);
+        }
+        self.out.push_str(s);
+        Ok(())
+    }
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = std::str::from_utf8(buf)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        std::fmt::Write::write_str(self, text).map_err(|_| {
+            std::io::Error::other(format!(
+                "the chat template wrote more than {} MiB",
+                self.limit >> 20
+            ))
+        })?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 impl ChatTemplate {
     /// Compiles `source`, or ChatML when `None`.
     pub fn new(source: Option<&str>, bos_token: &str, eos_token: &str) -> Result<ChatTemplate> {
@@ -167,15 +233,34 @@ impl ChatTemplate {
         bos_token: &str,
         eos_token: &str,
     ) -> Result<ChatTemplate> {
-        let mut env = Environment::new();
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", raise_exception);
-        env.add_function("strftime_now", |format: String| strftime_now(&format));
-        env.add_template_owned("chat", source.unwrap_or(fallback).to_string())
+        let text = source.unwrap_or(fallback).to_string();
+        if text.len() > MAX_TEMPLATE_SOURCE {
+            return Err(EngineError::Template(format!(
+                "the model's chat template is {} KiB, more than the {} KiB lucid accepts",
+                text.len() >> 10,
+                MAX_TEMPLATE_SOURCE >> 10
+            )));
+        }
+        let compile = move || {
+            let mut env = Environment::new();
+            env.set_fuel(Some(TEMPLATE_FUEL));
+            env.set_recursion_limit(TEMPLATE_RECURSION);
+            env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+            env.add_function("raise_exception", raise_exception);
+            env.add_function("strftime_now", |format: String| strftime_now(&format));
+            env.add_template_owned("chat", text).map(|()| env)
+        };
+        let env = std::thread::Builder::new()
+            .name("chat-template".into())
+            .stack_size(COMPILE_STACK)
+            .spawn(compile)
+            .map_err(|e| EngineError::Template(format!("cannot compile the chat template: {e}")))?
+            .join()
+            .map_err(|_| EngineError::Template("compiling the chat template failed".into()))?
             .map_err(|e| {
                 EngineError::Template(format!("the model's chat template does not compile: {e}"))
             })?;
-        Ok(ChatTemplate {
+        let template = ChatTemplate {
             env,
             bos_token: bos_token.to_string(),
             eos_token: eos_token.to_string(),
@@ -185,7 +270,29 @@ impl ChatTemplate {
             } else {
                 "ChatML"
             },
-        })
+        };
+        template.smoke_render()?;
+        Ok(template)
+    }
+
+    /// Renders a short conversation, so a template that cannot (it loops
+    /// past its fuel, raises on every input, writes without bound) is
+    /// refused when the model loads. A template may refuse a system
+    /// message (Gemma 2's raise an exception), so one without is tried too.
+    fn smoke_render(&self) -> Result<()> {
+        let user = ChatMessage::new(Role::User, "Hello");
+        let reply = ChatMessage::new(Role::Assistant, "Hi! How can I help?");
+        let system = ChatMessage::new(Role::System, "You are a helpful assistant.");
+        let with_system = [system, user.clone(), reply.clone(), user.clone()];
+        let without = [user.clone(), reply, user];
+        match self.render(&with_system, true) {
+            Ok(_) => Ok(()),
+            Err(first) => self.render(&without, true).map(|_| ()).map_err(|_| {
+                EngineError::Template(format!(
+                    "the model's chat template cannot render a short conversation: {first}"
+                ))
+            }),
+        }
     }
 
     /// The prompt for `messages`; with `add_generation_prompt`, ending where
@@ -195,13 +302,38 @@ impl ChatTemplate {
             .env
             .get_template("chat")
             .map_err(|e| EngineError::Template(e.to_string()))?;
-        tmpl.render(context! {
-            messages => Value::from_serialize(messages),
-            add_generation_prompt => add_generation_prompt,
-            bos_token => &self.bos_token,
-            eos_token => &self.eos_token,
-        })
-        .map_err(|e| EngineError::Template(format!("rendering failed: {e}")))
+        let mut out = Capped {
+            out: String::new(),
+            limit: MAX_TEMPLATE_OUTPUT,
+        };
+        tmpl.render_captured_to(
+            context! {
+                messages => Value::from_serialize(messages),
+                add_generation_prompt => add_generation_prompt,
+                bos_token => &self.bos_token,
+                eos_token => &self.eos_token,
+            },
+            &mut out,
+        )
+        .map_err(|e| EngineError::Template(format!("rendering failed: {}", describe(&e))))?;
+        Ok(out.out)
+    }
+}
+
+/// A render error, saying which bound was hit when one was.
+fn describe(e: &minijinja::Error) -> String {
+    match e.kind() {
+        ErrorKind::OutOfFuel => format!(
+            "the chat template ran more than {TEMPLATE_FUEL} instructions (a runaway loop?)"
+        ),
+        ErrorKind::InvalidOperation if e.to_string().contains("recursion") => {
+            format!("the chat template nests calls deeper than {TEMPLATE_RECURSION} levels")
+        }
+        ErrorKind::WriteFailure => format!(
+            "the chat template wrote more than {} MiB",
+            MAX_TEMPLATE_OUTPUT >> 20
+        ),
+        _ => e.to_string(),
     }
 }
 
@@ -282,6 +414,52 @@ mod tests {
         assert_eq!(civil_from_days(20_786), (2026, 11, 29));
         assert_eq!(format_date("%d %b %Y", 2024, 7, 26), "26 Jul 2024");
         assert_eq!(format_date("%B %m %% %q", 2024, 12, 1), "December 12 % %q");
+    }
+
+    /// Hostile templates from a model file end in an error within their
+    /// bounds, never a hang, a stack overflow or an abort.
+    #[test]
+    fn hostile_templates_are_refused_at_load() {
+        let nested_loops = "{% for a in range(100000) %}{% for b in range(100000) %}\
+                            {{ a }}{% endfor %}{% endfor %}";
+        let recursive_macro = "{% macro f(n) %}{{ f(n) }}{{ f(n) }}{% endmacro %}{{ f(1) }}";
+        let exponential_macro = "{% macro f(n) %}{% if n > 0 %}{{ f(n - 1) }}{{ f(n - 1) }}\
+                                 {% endif %}{% endmacro %}{{ f(20) }}";
+        let huge_output = "{% for a in range(100000) %}{{ 'x' * 10000 }}{% endfor %}";
+        for (what, source) in [
+            ("nested loops", nested_loops.to_owned()),
+            ("recursive macro", recursive_macro.to_owned()),
+            ("exponential macro", exponential_macro.to_owned()),
+            ("huge output", huge_output.to_owned()),
+        ] {
+            let start = std::time::Instant::now();
+            let err = ChatTemplate::new(Some(&source), "", "").unwrap_err();
+            let secs = start.elapsed().as_secs_f64();
+            assert!(err.to_string().contains("chat template"), "{what}: {err}");
+            assert!(secs < 10.0, "{what} took {secs:.1} s");
+            eprintln!("{what}: refused in {secs:.2} s: {err}");
+        }
+        let too_long = "x".repeat(MAX_TEMPLATE_SOURCE + 1);
+        assert!(ChatTemplate::new(Some(&too_long), "", "").is_err());
+        // As long a chain of filters as the source limit allows compiles
+        // (on the compiler's own large stack) and renders.
+        let chained = format!("{{{{ 'A'{} }}}}", "|e".repeat(MAX_TEMPLATE_SOURCE / 2 - 10));
+        let t = ChatTemplate::new(Some(&chained), "", "").unwrap();
+        assert_eq!(t.render(&[], false).unwrap(), "A");
+    }
+
+    #[test]
+    fn a_template_that_fails_only_on_some_input_loads_and_fails_then() {
+        let t = ChatTemplate::new(
+            Some("{% for m in messages %}{% if m.content == 'boom' %}{{ raise_exception('no boom') }}{% endif %}{{ m.content }}{% endfor %}"),
+            "",
+            "",
+        )
+        .unwrap();
+        let err = t
+            .render(&[ChatMessage::new(Role::User, "boom")], true)
+            .unwrap_err();
+        assert!(err.to_string().contains("no boom"), "{err}");
     }
 
     #[test]
