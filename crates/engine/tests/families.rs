@@ -723,6 +723,41 @@ fn bad_checkpoints_are_typed_errors() {
     ));
 }
 
+/// Hyper-parameters the maths cannot use (a negative norm epsilon, a RoPE
+/// base of zero) are load errors that name the key, not a model that loads
+/// and writes garbage.
+#[test]
+fn nonsense_hyper_parameters_are_load_errors_naming_the_key() {
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    let good = tmp.path().join("neox.gguf");
+    write_gguf(&fixture("gptneox-sequential"), &good, DType::F32);
+    let bytes = std::fs::read(&good).expect("read");
+    LoadedModel::load(&good).expect("the unpatched file loads");
+    for (key, value) in [
+        ("gptneox.attention.layer_norm_epsilon", -1.0f32),
+        ("gptneox.rope.freq_base", 0.0),
+        ("gptneox.rope.freq_base", f32::NAN),
+    ] {
+        // A GGUF key is its bytes, then the value's type (u32, 6 = f32),
+        // then the value.
+        let at = bytes
+            .windows(key.len())
+            .position(|w| w == key.as_bytes())
+            .unwrap_or_else(|| panic!("{key} is in the file"));
+        let value_at = at + key.len() + 4;
+        assert_eq!(&bytes[at + key.len()..value_at], &6u32.to_le_bytes());
+        let mut patched = bytes.clone();
+        patched[value_at..value_at + 4].copy_from_slice(&value.to_le_bytes());
+        let path = tmp.path().join("patched.gguf");
+        std::fs::write(&path, &patched).expect("write");
+        let err = LoadedModel::load(&path).expect_err("nonsense loads");
+        assert!(
+            matches!(err, EngineError::Config { .. }) && err.to_string().contains(key),
+            "{key} = {value}: {err}"
+        );
+    }
+}
+
 /// Older GPT-2-style uploads have `vocab.json` and `merges.txt` but no
 /// `tokenizer.json`; they tokenize the same.
 #[test]

@@ -112,10 +112,14 @@ impl Gemma3Config {
             vocab_size,
             context_length: hp.usize("context_length")?,
             norm_eps: hp
-                .opt_f32("attention.layer_norm_rms_epsilon")?
+                .opt_positive_f32("attention.layer_norm_rms_epsilon")?
                 .unwrap_or(1e-6),
-            rope_base: hp.opt_f32("rope.freq_base")?.unwrap_or(1_000_000.0),
-            rope_base_local: hp.opt_f32("rope.freq_base_swa")?.unwrap_or(10_000.0),
+            rope_base: hp
+                .opt_positive_f32("rope.freq_base")?
+                .unwrap_or(1_000_000.0),
+            rope_base_local: hp
+                .opt_positive_f32("rope.freq_base_swa")?
+                .unwrap_or(10_000.0),
             rope_scaling,
             sliding_window,
             is_local,

@@ -118,7 +118,9 @@ impl Gpt2Config {
             n_heads,
             vocab_size: hp.vocab_size(weights)?,
             context_length: hp.usize("context_length")?,
-            norm_eps: hp.opt_f32("attention.layer_norm_epsilon")?.unwrap_or(1e-5),
+            norm_eps: hp
+                .opt_positive_f32("attention.layer_norm_epsilon")?
+                .unwrap_or(1e-5),
             act: hp.activation(Activation::GeluTanh)?,
         })
     }
@@ -148,7 +150,7 @@ impl Gpt2Config {
                 Some(n) => n,
                 None => cfg.usize("n_ctx")?,
             },
-            norm_eps: cfg.opt_f32("layer_norm_epsilon")?.unwrap_or(1e-5),
+            norm_eps: cfg.opt_positive_f32("layer_norm_epsilon")?.unwrap_or(1e-5),
             act: cfg.activation("activation_function", Activation::GeluTanh)?,
         })
     }

@@ -125,7 +125,9 @@ impl GptJConfig {
             n_heads,
             vocab_size: hp.vocab_size(weights)?,
             context_length: hp.usize("context_length")?,
-            norm_eps: hp.opt_f32("attention.layer_norm_epsilon")?.unwrap_or(1e-5),
+            norm_eps: hp
+                .opt_positive_f32("attention.layer_norm_epsilon")?
+                .unwrap_or(1e-5),
             act: hp.activation(Activation::GeluTanh)?,
             rope_dims,
         })
@@ -149,7 +151,7 @@ impl GptJConfig {
             n_heads,
             vocab_size: cfg.usize("vocab_size")?,
             context_length: cfg.usize("n_positions")?,
-            norm_eps: cfg.opt_f32("layer_norm_epsilon")?.unwrap_or(1e-5),
+            norm_eps: cfg.opt_positive_f32("layer_norm_epsilon")?.unwrap_or(1e-5),
             act: cfg.activation("activation_function", Activation::GeluTanh)?,
             rope_dims,
         })

@@ -135,7 +135,9 @@ impl GptNeoConfig {
             n_heads,
             vocab_size: hp.vocab_size(weights)?,
             context_length: hp.usize("context_length")?,
-            norm_eps: hp.opt_f32("attention.layer_norm_epsilon")?.unwrap_or(1e-5),
+            norm_eps: hp
+                .opt_positive_f32("attention.layer_norm_epsilon")?
+                .unwrap_or(1e-5),
             act: hp.activation(Activation::GeluTanh)?,
             window: hp.usize("attention.sliding_window")?,
             local,
@@ -170,7 +172,7 @@ impl GptNeoConfig {
             n_heads,
             vocab_size: cfg.usize("vocab_size")?,
             context_length: cfg.usize("max_position_embeddings")?,
-            norm_eps: cfg.opt_f32("layer_norm_epsilon")?.unwrap_or(1e-5),
+            norm_eps: cfg.opt_positive_f32("layer_norm_epsilon")?.unwrap_or(1e-5),
             act: cfg.activation("activation_function", Activation::GeluTanh)?,
             window: cfg.opt_usize("window_size")?.unwrap_or(256),
             local,

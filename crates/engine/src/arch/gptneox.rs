@@ -145,10 +145,12 @@ impl GptNeoXConfig {
             n_heads,
             vocab_size: hp.vocab_size(weights)?,
             context_length: hp.usize("context_length")?,
-            norm_eps: hp.opt_f32("attention.layer_norm_epsilon")?.unwrap_or(1e-5),
+            norm_eps: hp
+                .opt_positive_f32("attention.layer_norm_epsilon")?
+                .unwrap_or(1e-5),
             act: hp.activation(Activation::GeluErf)?,
             rope_dims,
-            rope_base: hp.opt_f32("rope.freq_base")?.unwrap_or(10_000.0),
+            rope_base: hp.opt_positive_f32("rope.freq_base")?.unwrap_or(10_000.0),
             parallel_residual: hp.opt_bool("use_parallel_residual")?.unwrap_or(true),
         })
     }
@@ -179,7 +181,7 @@ impl GptNeoXConfig {
             Some(p) => p as f64,
             None => rope_f32("partial_rotary_factor").unwrap_or(0.25),
         };
-        let base = match cfg.opt_f32("rotary_emb_base")? {
+        let base = match cfg.opt_positive_f32("rotary_emb_base")? {
             Some(b) => b as f64,
             None => rope_f32("rope_theta").unwrap_or(10_000.0),
         };
@@ -203,7 +205,7 @@ impl GptNeoXConfig {
             n_heads,
             vocab_size: cfg.usize("vocab_size")?,
             context_length: cfg.usize("max_position_embeddings")?,
-            norm_eps: cfg.opt_f32("layer_norm_eps")?.unwrap_or(1e-5),
+            norm_eps: cfg.opt_positive_f32("layer_norm_eps")?.unwrap_or(1e-5),
             act: cfg.activation("hidden_act", Activation::GeluErf)?,
             rope_dims,
             rope_base: base as f32,

@@ -90,9 +90,9 @@ impl LlamaConfig {
             vocab_size,
             context_length: hp.usize("context_length")?,
             norm_eps: hp
-                .opt_f32("attention.layer_norm_rms_epsilon")?
+                .opt_positive_f32("attention.layer_norm_rms_epsilon")?
                 .unwrap_or(1e-5),
-            rope_base: hp.opt_f32("rope.freq_base")?.unwrap_or(10_000.0),
+            rope_base: hp.opt_positive_f32("rope.freq_base")?.unwrap_or(10_000.0),
             rope_dims,
             // GGUF Llama files store the query and key rows permuted for
             // ggml's adjacent-pair rotation.

@@ -225,6 +225,18 @@ impl<'a> Hparams<'a> {
         Ok(v)
     }
 
+    /// A number the maths divides by, takes the root or the logarithm of
+    /// (norm epsilons, RoPE bases, scaling factors): finite and above zero.
+    pub fn opt_positive_f32(&self, key: &str) -> Result<Option<f32>> {
+        let v = self.opt_f32(key)?;
+        if let Some(x) = v
+            && x <= 0.0
+        {
+            return Err(self.invalid(key, &format!("must be above zero, not {x}")));
+        }
+        Ok(v)
+    }
+
     pub fn opt_str(&self, key: &str) -> Result<Option<&'a str>> {
         Ok(self.meta.opt_str(&self.key(key))?)
     }
