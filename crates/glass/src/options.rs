@@ -61,7 +61,15 @@ pub struct Limits {
     pub max_attention_values: usize,
     /// Lens cells: (layers + 1) × positions.
     pub max_lens_cells: usize,
+    /// Lens logits computed: cells × vocabulary size. Each is a dot
+    /// product of the model's width, so this bounds the lens's time on
+    /// models with a large vocabulary, where cells alone would not.
+    pub max_lens_logits: usize,
 }
+
+/// The server's bound on lens logits: about 3,000 cells of a 49k-token
+/// vocabulary (SmolLM2's 31 rows over 100 positions), 600 of Gemma 3's 262k.
+const LENS_LOGITS_SERVER: usize = 160 << 20;
 
 impl Limits {
     /// Bounds for a shared server: about 16 MB of attention, a lens grid
@@ -75,6 +83,7 @@ impl Limits {
             max_attended: 50,
             max_attention_values: 4 << 20,
             max_lens_cells: 32_000,
+            max_lens_logits: LENS_LOGITS_SERVER,
         }
     }
 
@@ -88,6 +97,7 @@ impl Limits {
             max_attended: usize::MAX,
             max_attention_values: usize::MAX,
             max_lens_cells: usize::MAX,
+            max_lens_logits: usize::MAX,
         }
     }
 }
@@ -169,10 +179,16 @@ impl ExplainOptions {
             limits.max_attention_values,
         )?;
         if self.lens {
+            let cells = (info.n_layers + 1).saturating_mul(positions);
             bound(
                 "the logit-lens cells requested ((layers + 1) × positions)",
-                (info.n_layers + 1).saturating_mul(positions),
+                cells,
                 limits.max_lens_cells,
+            )?;
+            bound(
+                "the logit-lens logits requested ((layers + 1) × positions × vocabulary)",
+                cells.saturating_mul(info.vocab_size),
+                limits.max_lens_logits,
             )?;
         }
         Ok(())

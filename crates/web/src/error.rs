@@ -2,7 +2,7 @@
 //! body.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use lucid_engine::EngineError;
 use lucid_glass::GlassError;
@@ -42,6 +42,39 @@ impl WebError {
                 }
             ),
             param: Some("model".into()),
+        }
+    }
+
+    /// 413 for a body over `limit` bytes.
+    pub fn too_large(limit: usize) -> WebError {
+        WebError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            kind: "invalid_request_error",
+            message: format!("the request body is larger than the limit of {limit} bytes"),
+            param: None,
+        }
+    }
+
+    /// 408 for a body that did not arrive in time.
+    pub fn body_timeout(secs: u64) -> WebError {
+        WebError {
+            status: StatusCode::REQUEST_TIMEOUT,
+            kind: "invalid_request_error",
+            message: format!("the request body did not arrive within {secs} s"),
+            param: None,
+        }
+    }
+
+    /// 429: every explain slot is taken and the queue behind them is full.
+    pub fn busy(queued: usize) -> WebError {
+        WebError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            kind: "rate_limit_error",
+            message: format!(
+                "the glass box is busy: every explain slot is in use and {queued} requests \
+                 are waiting; retry shortly"
+            ),
+            param: None,
         }
     }
 
@@ -98,10 +131,17 @@ impl From<GlassError> for WebError {
 
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
-        (
+        let mut res = (
             self.status,
             Json(serde_json::json!({ "error": self.body() })),
         )
-            .into_response()
+            .into_response();
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            res.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                HeaderValue::from_static("5"),
+            );
+        }
+        res
     }
 }

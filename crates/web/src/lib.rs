@@ -21,16 +21,18 @@ pub mod wire;
 use std::convert::Infallible;
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use lucid_engine::{LoadedModel, SamplingParams};
 use lucid_glass::{Event, ExplainOptions, Limits, ModelSummary, Token, Trace};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tracing::Instrument;
 
 pub use error::WebError;
@@ -108,6 +110,10 @@ pub struct WebConfig {
     pub threads: usize,
     /// Explains running at once; more wait their turn.
     pub max_concurrent: usize,
+    /// Explains that may wait for a turn; more are answered 429.
+    pub max_queue: usize,
+    /// How long a client may take to send the request body.
+    pub body_timeout: Duration,
 }
 
 impl Default for WebConfig {
@@ -116,6 +122,8 @@ impl Default for WebConfig {
             limits: Limits::server(),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
             max_concurrent: 1,
+            max_queue: 4,
+            body_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -128,6 +136,47 @@ struct Web {
     models: Arc<dyn ModelProvider>,
     config: Arc<WebConfig>,
     permits: Arc<Semaphore>,
+    /// Requests waiting for a permit.
+    waiting: Arc<AtomicUsize>,
+}
+
+impl Web {
+    /// A turn to run an explain: at once, after waiting in a queue of at
+    /// most `max_queue`, or a 429. A client that leaves while waiting drops
+    /// this future and its place.
+    async fn turn(&self) -> Result<OwnedSemaphorePermit, WebError> {
+        if let Ok(p) = self.permits.clone().try_acquire_owned() {
+            return Ok(p);
+        }
+        let queued = self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _place = Place(&self.waiting);
+        if queued >= self.config.max_queue {
+            return Err(WebError::busy(queued));
+        }
+        self.permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| WebError::internal("the explain queue is closed"))
+    }
+}
+
+/// A place in the queue, given up on drop.
+struct Place<'a>(&'a AtomicUsize);
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Set when the handler's future is dropped: the client went away.
+struct Gone(Arc<AtomicBool>);
+
+impl Drop for Gone {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// The glass-box routes, ready to merge into an app:
@@ -149,6 +198,7 @@ where
         models,
         permits: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
         config: Arc::new(config),
+        waiting: Arc::new(AtomicUsize::new(0)),
     };
     Router::new()
         .route("/", get(index))
@@ -300,10 +350,20 @@ fn prepare(web: &Web, body: &[u8]) -> Result<Prepared, WebError> {
     })
 }
 
-async fn explain(State(web): State<Web>, body: Bytes) -> Response {
-    let p = match prepare(&web, &body) {
-        Ok(p) => p,
+async fn explain(State(web): State<Web>, req: Request) -> Response {
+    let body = match read_body(&web, req).await {
+        Ok(b) => b,
         Err(e) => return e.into_response(),
+    };
+    // Tokenizing the prompt costs time in proportion to its length: off the
+    // async threads.
+    let w = web.clone();
+    let p = match tokio::task::spawn_blocking(move || prepare(&w, &body)).await {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return e.into_response(),
+        Err(e) => {
+            return WebError::internal(format!("reading the request failed: {e}")).into_response();
+        }
     };
     let span = tracing::info_span!("explain", model = %p.name, tokens = p.tokens.len(), steps = p.options.max_tokens);
     if p.stream {
@@ -313,10 +373,30 @@ async fn explain(State(web): State<Web>, body: Bytes) -> Response {
     }
 }
 
+/// The body, up to [`MAX_BODY`] bytes and within the body timeout.
+async fn read_body(web: &Web, req: Request) -> Result<Bytes, WebError> {
+    let limit = web.config.body_timeout;
+    let read = tokio::time::timeout(limit, Bytes::from_request(req, &()))
+        .await
+        .map_err(|_| WebError::body_timeout(limit.as_secs()))?;
+    read.map_err(|rej| {
+        if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            WebError::too_large(MAX_BODY)
+        } else {
+            WebError::invalid(None, format!("could not read the request body: {rej}"))
+        }
+    })
+}
+
 async fn whole_explain(web: Web, p: Prepared) -> Response {
-    let Ok(permit) = web.permits.clone().acquire_owned().await else {
-        return WebError::internal("the explain queue is closed").into_response();
+    let permit = match web.turn().await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
     };
+    // Dropped with this future when the client goes away; the explain then
+    // stops at its next step.
+    let gone = Gone(Arc::new(AtomicBool::new(false)));
+    let stop = gone.0.clone();
     let (limits, threads) = (web.config.limits.clone(), web.config.threads);
     let Prepared {
         name,
@@ -330,9 +410,16 @@ async fn whole_explain(web: Web, p: Prepared) -> Response {
     let result = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let _enter = span.enter();
-        lucid_glass::explain(&model, &tokens, &options, &limits, threads)
+        lucid_glass::explain_with(&model, &tokens, &options, &limits, threads, |_| {
+            if stop.load(Ordering::Relaxed) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
     })
     .await;
+    drop(gone);
     match result {
         Ok(Ok(mut trace)) => {
             if let Some(d) = precision {
@@ -377,6 +464,10 @@ fn line(event: &StreamEvent<'_>) -> Bytes {
 }
 
 async fn stream_explain(web: Web, p: Prepared) -> Response {
+    let permit = match web.turn().await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
     let (tx, rx) = mpsc::channel::<Bytes>(8);
     let Prepared {
         name,
@@ -403,9 +494,6 @@ async fn stream_explain(web: Web, p: Prepared) -> Response {
     let span = tracing::Span::current();
     tokio::spawn(
         async move {
-            let Ok(permit) = web.permits.clone().acquire_owned().await else {
-                return;
-            };
             let span = tracing::Span::current();
             let _ = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
