@@ -1,7 +1,8 @@
 //! Reading a JSON request body into a wire type, with errors that name the
 //! field: malformed JSON, a wrong type or a missing field become a 400 whose
 //! `param` is the path to the field (`messages[1].content`), and a body over
-//! the size limit becomes a 413.
+//! the size limit becomes a 413, and a body that does not arrive within
+//! [`crate::ServerConfig::body_timeout`] a 408.
 //!
 //! Any content type is accepted: curl users often leave it out, and the
 //! body is parsed as JSON either way.
@@ -22,7 +23,11 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
+        let limit = state.config().body_timeout;
+        let read = tokio::time::timeout(limit, Bytes::from_request(req, state))
+            .await
+            .map_err(|_| ApiError::body_timeout(limit))?;
+        let bytes = read.map_err(|rej| {
             if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::too_large(state.config().max_body_bytes)
             } else {

@@ -99,11 +99,31 @@ impl ApiError {
         )
     }
 
+    /// 403 for a request the server will not take from where it came.
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "permission_error", message)
+    }
+
+    /// 408: the body did not arrive in time (a client trickling it).
+    pub fn body_timeout(limit: Duration) -> ApiError {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request_error",
+            format!(
+                "The request body did not arrive within {} s (--body-timeout)",
+                limit.as_secs()
+            ),
+        )
+    }
+
     pub fn not_found_route(path: &str) -> ApiError {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "invalid_request_error",
-            format!("No route for {path}"),
+            format!(
+                "No route for {}",
+                path.chars().take(200).collect::<String>()
+            ),
         )
     }
 

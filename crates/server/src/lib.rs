@@ -36,10 +36,12 @@
 pub mod body;
 pub mod error;
 pub mod generate;
+pub mod listen;
 pub mod local_provider;
 pub mod metrics;
 pub mod ollama;
 pub mod openai;
+pub mod origin;
 pub mod policy;
 pub mod prompt;
 pub mod state;
@@ -95,6 +97,7 @@ impl ServerBuilder {
             .merge(ollama::routes())
             .merge(self.extra)
             .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
             .layer(DefaultBodyLimit::max(state.config().max_body_bytes))
             .layer(middleware::from_fn_with_state(state.clone(), auth))
             .layer(middleware::from_fn_with_state(state.clone(), log_request))
@@ -133,13 +136,42 @@ async fn not_found(req: Request) -> Response {
     }
 }
 
+async fn method_not_allowed(req: Request) -> Response {
+    let e = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request_error",
+        format!(
+            "{} is not allowed on {}",
+            req.method(),
+            req.uri().path().chars().take(200).collect::<String>()
+        ),
+    );
+    if req.uri().path().starts_with("/api/") {
+        OllamaError(e).into_response()
+    } else {
+        e.into_response()
+    }
+}
+
 /// Bearer auth on every route but `/health` and the glass-box page's static
 /// files (`/` and `/glass/…`: a browser loading a page cannot send a bearer
 /// header, and the files hold no data; the page sends the key on its API
-/// calls). The key is compared in constant time and never logged.
+/// calls). The key is compared in constant time and never logged. Without
+/// a key, the same routes check `Host` and `Origin` instead ([`origin`]).
 async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
     let public = path == "/health" || path == "/" || path.starts_with("/glass/");
+    if state.config().api_key.is_none()
+        && !public
+        && let Err(refusal) = origin::check(req.headers(), &state.config().allowed_hosts)
+    {
+        let e = ApiError::forbidden(refusal.message());
+        return if path.starts_with("/api/") {
+            OllamaError(e).into_response()
+        } else {
+            e.into_response()
+        };
+    }
     if let Some(key) = &state.config().api_key
         && !public
     {
@@ -233,16 +265,16 @@ pub async fn serve(
         st.begin_shutdown();
     };
     let hard_stop = state.config().shutdown_deadline + Duration::from_secs(5);
-    let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
+    let server = listen::accept_loop(listener, app, &state, graceful);
     let watchdog = async {
         state.shutdown_started().await;
         tokio::time::sleep(hard_stop).await;
     };
     tokio::select! {
-        r = server => r,
-        _ = watchdog => {
+        () = server => {}
+        () = watchdog => {
             tracing::warn!("connections still open after the shutdown deadline; closing");
-            Ok(())
         }
     }
+    Ok(())
 }

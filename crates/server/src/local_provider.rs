@@ -45,7 +45,7 @@ impl LocalProvider {
             })
     }
 
-    fn request(&self, m: &LocalModel, req: &ChatRequest) -> Result<Request, ProviderError> {
+    async fn request(&self, m: &LocalModel, req: &ChatRequest) -> Result<Request, ProviderError> {
         let bad = |param: &str, reason: String| ProviderError::UnsupportedParameter {
             provider: "local".into(),
             param: param.into(),
@@ -63,7 +63,8 @@ impl LocalProvider {
                 ChatMessage::new(role, msg.content.clone())
             })
             .collect();
-        let tokens = prompt::chat_tokens(&m.model, &messages, "messages")
+        let tokens = prompt::chat_tokens(m, messages, "messages")
+            .await
             .map_err(|e| bad("messages", e.message))?;
         let p = &req.params;
         let sampling = SamplingParams {
@@ -100,7 +101,7 @@ impl Provider for LocalProvider {
 
     async fn chat_stream(&self, req: &ChatRequest) -> Result<ChatStream, ProviderError> {
         let m = self.model(&req.model)?.clone();
-        let request = self.request(&m, req)?;
+        let request = self.request(&m, req).await?;
         let generation = m.scheduler.submit(request).map_err(|e| match e {
             lucid_scheduler::SchedulerError::Busy { retry_after, .. } => {
                 ProviderError::RateLimited {

@@ -70,6 +70,8 @@ struct Inner {
     finished: BTreeMap<(String, &'static str), u64>,
     ttft: BTreeMap<String, Histogram>,
     token_latency: BTreeMap<String, Histogram>,
+    /// Connections turned away at the connection limit.
+    connections_refused: u64,
 }
 
 /// The server's counters and histograms.
@@ -124,6 +126,11 @@ impl Metrics {
             .or_default() += 1;
     }
 
+    /// A connection turned away at the connection limit.
+    pub fn connection_refused(&self) {
+        self.lock().connections_refused += 1;
+    }
+
     /// The text exposition of everything, with the models' gauges.
     pub fn render(&self, models: &[LocalModel]) -> String {
         let m = self.lock();
@@ -137,6 +144,12 @@ impl Metrics {
                 esc(route)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP lucid_connections_refused_total Connections turned away at --max-connections.\n\
+             # TYPE lucid_connections_refused_total counter\nlucid_connections_refused_total {}",
+            m.connections_refused
+        );
         for (name, help, map) in [
             (
                 "lucid_prompt_tokens_total",

@@ -4,45 +4,105 @@
 //! model has none, see `lucid_engine::chat`). BOS is added the way the model's
 //! tokenizer asks for it, unless the template already wrote it, as the CLI's
 //! `lucid run` does.
+//!
+//! Both the rendering and the tokenization cost time in proportion to what
+//! the request sent, so they run on tokio's blocking pool, never on the
+//! async workers that answer every other request; and a text too long to
+//! fit the context whatever its tokens is refused by its byte length before
+//! it is tokenized (no token is longer than [`LocalModel::max_token_bytes`]).
 
-use lucid_engine::{ChatMessage, LoadedModel};
+use lucid_engine::ChatMessage;
 
 use crate::error::ApiError;
+use crate::state::LocalModel;
 
 /// The prompt tokens of a conversation; `param` names the request field
 /// for errors.
-pub fn chat_tokens(
-    model: &LoadedModel,
-    messages: &[ChatMessage],
+pub async fn chat_tokens(
+    model: &LocalModel,
+    messages: Vec<ChatMessage>,
     param: &str,
 ) -> Result<Vec<u32>, ApiError> {
-    let text = model.template.render(messages, true).map_err(|e| {
-        ApiError::invalid(
-            param,
-            format!("The chat template cannot render these messages: {e}"),
-        )
-    })?;
-    let writes_bos = model
-        .tokenizer
-        .bos()
-        .and_then(|b| model.tokenizer.token_text(b))
-        .is_some_and(|b| !b.is_empty() && text.starts_with(b));
-    model
-        .tokenizer
-        .encode(&text, !writes_bos, true)
-        .map_err(|e| ApiError::invalid(param, format!("Cannot tokenize the prompt: {e}")))
+    let m = model.clone();
+    let p = param.to_owned();
+    blocking(move || {
+        let text = m.model.template.render(&messages, true).map_err(|e| {
+            ApiError::invalid(
+                &p,
+                format!("The chat template cannot render these messages: {e}"),
+            )
+        })?;
+        fits_by_length(&m, &text, &p)?;
+        let tokenizer = &m.model.tokenizer;
+        let writes_bos = tokenizer
+            .bos()
+            .and_then(|b| tokenizer.token_text(b))
+            .is_some_and(|b| !b.is_empty() && text.starts_with(b));
+        tokenizer
+            .encode(&text, !writes_bos, true)
+            .map_err(|e| ApiError::invalid(&p, format!("Cannot tokenize the prompt: {e}")))
+    })
+    .await
 }
 
-/// The tokens of a raw completion prompt (BOS added as the model asks).
-pub fn raw_tokens(model: &LoadedModel, prompt: &str, param: &str) -> Result<Vec<u32>, ApiError> {
-    model
-        .tokenizer
-        .encode(prompt, true, true)
-        .map_err(|e| ApiError::invalid(param, format!("Cannot tokenize the prompt: {e}")))
+/// The tokens of raw completion prompts (BOS added as the model asks).
+pub async fn raw_tokens(
+    model: &LocalModel,
+    prompts: Vec<String>,
+    param: &str,
+) -> Result<Vec<Vec<u32>>, ApiError> {
+    let m = model.clone();
+    let p = param.to_owned();
+    blocking(move || {
+        for text in &prompts {
+            fits_by_length(&m, text, &p)?;
+        }
+        prompts
+            .iter()
+            .map(|text| {
+                m.model
+                    .tokenizer
+                    .encode(text, true, true)
+                    .map_err(|e| ApiError::invalid(&p, format!("Cannot tokenize the prompt: {e}")))
+            })
+            .collect()
+    })
+    .await
+}
+
+/// Runs `f` on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("preparing the prompt failed: {e}")))?
+}
+
+/// Refuses a text that has more bytes than the context could hold even if
+/// every token were as long as the model's longest.
+fn fits_by_length(model: &LocalModel, text: &str, param: &str) -> Result<(), ApiError> {
+    let limit = model.scheduler.context_limit();
+    let at_least = text.len().div_ceil(model.max_token_bytes.max(1));
+    if at_least >= limit {
+        return Err(ApiError {
+            code: Some("context_length_exceeded"),
+            ..ApiError::invalid(
+                param,
+                format!(
+                    "The prompt is {} bytes, at least {at_least} tokens (no token of this model \
+                     is longer than {} bytes), and the context holds {limit}",
+                    text.len(),
+                    model.max_token_bytes
+                ),
+            )
+        });
+    }
+    Ok(())
 }
 
 /// The text of one token, for log-probabilities.
-pub fn token_text(model: &LoadedModel, id: u32) -> (String, Vec<u8>) {
+pub fn token_text(model: &lucid_engine::LoadedModel, id: u32) -> (String, Vec<u8>) {
     let bytes = model.tokenizer.token_bytes(id);
     (String::from_utf8_lossy(&bytes).into_owned(), bytes)
 }

@@ -30,17 +30,30 @@ pub struct LocalModel {
     pub scheduler: Scheduler,
     /// When it was loaded, seconds since the epoch.
     pub created: u64,
+    /// Bytes of the vocabulary's longest token: a text of `n` bytes is at
+    /// least `n / max_token_bytes` tokens.
+    pub max_token_bytes: usize,
 }
 
 impl LocalModel {
     /// A model served under `name`, generating through `scheduler`.
     pub fn new(name: impl Into<String>, scheduler: Scheduler) -> LocalModel {
+        let model = scheduler.model().clone();
+        let tokenizer = &model.tokenizer;
+        let max_token_bytes = (0..tokenizer.vocab_size() as u32)
+            .map(|id| {
+                let text = tokenizer.token_text(id).map_or(0, str::len);
+                text.max(tokenizer.token_bytes(id).len())
+            })
+            .max()
+            .unwrap_or(1);
         LocalModel {
             name: name.into(),
             aliases: Vec::new(),
-            model: scheduler.model().clone(),
+            model,
             scheduler,
             created: now_secs(),
+            max_token_bytes,
         }
     }
 
@@ -65,6 +78,17 @@ pub struct ServerConfig {
     pub api_key: Option<String>,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// Connections open at once; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's head, and how long
+    /// an idle keep-alive connection waits for its next request.
+    pub header_timeout: Duration,
+    /// How long a client may take to send a request's body.
+    pub body_timeout: Duration,
+    /// Host names a browser may use to reach the server besides IP
+    /// addresses and `localhost`; checked, with `Origin`, only when there
+    /// is no API key (see [`crate::origin`]).
+    pub allowed_hosts: Vec<String>,
     /// How long in-flight streams may go on after a shutdown signal before
     /// they are cancelled.
     pub shutdown_deadline: Duration,
@@ -79,6 +103,10 @@ impl Default for ServerConfig {
         ServerConfig {
             api_key: None,
             max_body_bytes: 4 << 20,
+            max_connections: 512,
+            header_timeout: Duration::from_secs(15),
+            body_timeout: Duration::from_secs(60),
+            allowed_hosts: Vec::new(),
             shutdown_deadline: Duration::from_secs(10),
             policy: lucid_catalog::Policy::default(),
         }

@@ -49,6 +49,22 @@ pub struct Args {
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 4 << 20)]
     max_body_bytes: usize,
+    /// Connections open at once; more are answered 503 at once and closed.
+    #[arg(long, default_value_t = 512)]
+    max_connections: usize,
+    /// Seconds a client may take to send a request's headers; also how long
+    /// an idle keep-alive connection is kept.
+    #[arg(long, default_value_t = 15)]
+    header_timeout: u64,
+    /// Seconds a client may take to send a request's body (408 after).
+    #[arg(long, default_value_t = 60)]
+    body_timeout: u64,
+    /// A host name browsers may reach this server by, besides IP addresses
+    /// and localhost (repeatable). Without --api-key, requests naming
+    /// another host in `Host` or `Origin` are refused (DNS rebinding,
+    /// cross-site requests).
+    #[arg(long = "allowed-host", value_name = "HOST")]
+    allowed_hosts: Vec<String>,
     /// Seconds running streams may go on after Ctrl-C/SIGTERM before they are cancelled.
     #[arg(long, default_value_t = 10)]
     shutdown_timeout: u64,
@@ -111,6 +127,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ServerConfig {
             api_key: args.api_key.clone().filter(|k| !k.is_empty()),
             max_body_bytes: args.max_body_bytes,
+            max_connections: args.max_connections.max(1),
+            header_timeout: Duration::from_secs(args.header_timeout.max(1)),
+            body_timeout: Duration::from_secs(args.body_timeout.max(1)),
+            allowed_hosts: args.allowed_hosts.clone(),
             shutdown_deadline: Duration::from_secs(args.shutdown_timeout),
             policy: policy.policy().clone(),
         },

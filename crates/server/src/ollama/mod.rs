@@ -125,7 +125,9 @@ async fn show(
             .or_insert_with(|| v.clone().into());
     }
     Ok(axum::Json(Show {
-        modelfile: format!("FROM {}\n", m.model.meta.path.display()),
+        // The model's name, not the file's place on this machine: the path
+        // would tell a client about the server's file system.
+        modelfile: format!("FROM {}\n", m.name),
         parameters: String::new(),
         template: m
             .model
@@ -326,14 +328,15 @@ async fn generate_handler(
         .into_response());
     }
     let tokens = if req.raw.unwrap_or(false) {
-        prompt::raw_tokens(&lm.model, &prompt_text, "prompt")?
+        let mut all = prompt::raw_tokens(&lm, vec![prompt_text], "prompt").await?;
+        all.pop().unwrap_or_default()
     } else {
         let mut msgs = Vec::new();
         if let Some(s) = &req.system {
             msgs.push(ChatMessage::new(Role::System, s.clone()));
         }
         msgs.push(ChatMessage::new(Role::User, prompt_text));
-        prompt::chat_tokens(&lm.model, &msgs, "prompt")?
+        prompt::chat_tokens(&lm, msgs, "prompt").await?
     };
     let options = req.options.clone().unwrap_or_default();
     let (sampling, max_tokens) = sampling(&options)?;
@@ -405,7 +408,7 @@ async fn chat_handler(
         };
         msgs.push(ChatMessage::new(role, m.content.clone()));
     }
-    let tokens = prompt::chat_tokens(&lm.model, &msgs, "messages")?;
+    let tokens = prompt::chat_tokens(&lm, msgs, "messages").await?;
     let options = req.options.clone().unwrap_or_default();
     let (sampling, max_tokens) = sampling(&options)?;
     let request = Request {

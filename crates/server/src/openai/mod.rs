@@ -345,7 +345,7 @@ async fn chat_completions(
     let local_name = model_ref.model().unwrap_or_default().to_owned();
     let lm = state.require_model(&local_name)?.clone();
     let grammar = grammar(req.response_format.as_ref())?;
-    let tokens = prompt::chat_tokens(&lm.model, &msgs, "messages")?;
+    let tokens = prompt::chat_tokens(&lm, msgs, "messages").await?;
     let request = Request {
         prompt: tokens,
         max_tokens,
@@ -782,11 +782,10 @@ async fn completions(
         .require_model(model_ref.model().unwrap_or_default())?
         .clone();
     let prompts: Vec<Vec<u32>> = match &req.prompt {
-        Prompt::Text(t) => vec![prompt::raw_tokens(&lm.model, t, "prompt")?],
-        Prompt::Texts(ts) if !ts.is_empty() => ts
-            .iter()
-            .map(|t| prompt::raw_tokens(&lm.model, t, "prompt"))
-            .collect::<Result<_, _>>()?,
+        Prompt::Text(t) => prompt::raw_tokens(&lm, vec![t.clone()], "prompt").await?,
+        Prompt::Texts(ts) if !ts.is_empty() => {
+            prompt::raw_tokens(&lm, ts.clone(), "prompt").await?
+        }
         Prompt::Tokens(ids) => vec![ids.clone()],
         Prompt::TokenLists(l) if !l.is_empty() => l.clone(),
         _ => {
