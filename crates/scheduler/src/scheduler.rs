@@ -4,18 +4,28 @@
 //! Requests arrive through [`Scheduler::submit`] from any thread and wait in
 //! a FIFO queue. Each iteration of the scheduler thread:
 //!
-//! 1. admits queued requests while there is a free sequence slot and the
-//!    KV-cache budget has room for the request's worst case (prompt plus
-//!    `max_tokens` positions), evicting prefix-cache entries if that makes
-//!    room; a request starts from the longest cached prefix of its prompt;
+//! 1. resumes preempted sequences, then admits queued requests while there
+//!    is a free sequence slot and the KV-cache budget has room for the
+//!    request's prompt plus [`GROW_POSITIONS`] (or its `max_tokens`, if
+//!    smaller), evicting prefix-cache entries if that makes room; a request
+//!    starts from the longest cached prefix of its prompt. A request that
+//!    does not fit may be passed by later ones that do, at most
+//!    [`MAX_PASSES`] times, so one large request neither blocks the small
+//!    ones behind it nor waits for ever;
 //! 2. drops sequences whose consumer has gone (the [`Generation`] was dropped
 //!    or cancelled), freeing their caches;
-//! 3. builds one batch: one token for every decoding sequence, then chunks
+//! 3. grows the reservation of every decoding sequence that reached it, by
+//!    [`GROW_POSITIONS`]; when the budget has no room even after evicting
+//!    prefix-cache entries, the youngest sequence is preempted: its cache
+//!    is freed, and it reads its prompt and what it generated again when
+//!    room returns (as vLLM's recompute preemption), so the output is the
+//!    same;
+//! 4. builds one batch: one token for every decoding sequence, then chunks
 //!    of the prompts still being read (at most `prefill_chunk` tokens in all
 //!    while others decode, `max_batch_tokens` when nobody does), so a long
 //!    prompt is read over several steps instead of stalling everyone's
 //!    decoding;
-//! 4. runs the forward pass, samples a token for every sequence that got
+//! 5. runs the forward pass, samples a token for every sequence that got
 //!    logits, and sends it to its consumer; finished sequences hand their
 //!    cache to the prefix cache.
 //!
@@ -106,6 +116,8 @@ pub struct Stats {
     pub steps: u64,
     /// Tokens run through the model, in total.
     pub batch_tokens: u64,
+    /// Sequences preempted for KV-cache room, in total.
+    pub preemptions: u64,
 }
 
 /// A request waiting for admission.
@@ -113,7 +125,10 @@ struct Pending {
     id: u64,
     req: Request,
     max_new: usize,
+    /// Bytes of KV cache reserved at admission.
     reserve: usize,
+    /// Later requests admitted while this one waited at the head.
+    passed: usize,
     tx: mpsc::UnboundedSender<Event>,
     cancel: CancelHandle,
     submitted: Instant,
@@ -147,6 +162,7 @@ struct Shared {
     prefix_reused: AtomicU64,
     steps: AtomicU64,
     batch_tokens: AtomicU64,
+    preemptions: AtomicU64,
 }
 
 impl Shared {
@@ -223,6 +239,7 @@ impl Scheduler {
             prefix_reused: AtomicU64::new(0),
             steps: AtomicU64::new(0),
             batch_tokens: AtomicU64::new(0),
+            preemptions: AtomicU64::new(0),
         });
         let worker = shared.clone();
         let name = format!("lucid-sched-{}", shared.model.meta.name);
@@ -298,7 +315,7 @@ impl Scheduler {
             // No limit asked for: generate as far as the budget allows.
             max_new = budget_positions - n;
         }
-        let reserve = (n + max_new) * bpp;
+        let reserve = (n + max_new.min(GROW_POSITIONS)) * bpp;
         let (tx, rx) = mpsc::unbounded_channel();
         let cancel = CancelHandle::default();
         let id = s.next_id.fetch_add(1, Ordering::Relaxed);
@@ -321,6 +338,7 @@ impl Scheduler {
                 id,
                 max_new,
                 reserve,
+                passed: 0,
                 tx,
                 cancel: cancel.clone(),
                 submitted: Instant::now(),
@@ -352,6 +370,7 @@ impl Scheduler {
             prefix_reused_tokens: s.prefix_reused.load(Ordering::Relaxed),
             steps: s.steps.load(Ordering::Relaxed),
             batch_tokens: s.batch_tokens.load(Ordering::Relaxed),
+            preemptions: s.preemptions.load(Ordering::Relaxed),
         }
     }
 
@@ -379,7 +398,12 @@ struct Seq<'m> {
     prompt_len: usize,
     cached_tokens: usize,
     cache: KvCache,
+    /// Bytes of the budget this sequence holds; it may fill that many
+    /// positions before it must grow.
     reserved: usize,
+    /// Preempted for cache room: holds nothing, and waits to read its
+    /// tokens again.
+    preempted: bool,
     max_new: usize,
     generated: usize,
     sampler: Sampler,
@@ -405,6 +429,14 @@ impl Seq<'_> {
         self.cancel.is_cancelled() || self.tx.is_closed()
     }
 }
+
+/// Positions of KV cache reserved beyond a sequence's prompt when it is
+/// admitted, and added each time it reaches its reservation.
+pub const GROW_POSITIONS: usize = 256;
+
+/// How many later requests may be admitted before one that is waiting for
+/// room: then admission waits for it.
+pub const MAX_PASSES: usize = 32;
 
 /// How many times a refused token is masked and sampling retried before
 /// computing the full mask.
@@ -445,26 +477,35 @@ fn run(s: &Shared) {
                     }
                 }
             }
-            while active.len() < s.config.max_sequences {
-                let Some(front) = inbox.queue.front() else {
-                    break;
-                };
-                if front.cancel.is_cancelled() || front.tx.is_closed() {
-                    if let Some(p) = inbox.queue.pop_front() {
+            // Preempted sequences come back before anyone new starts.
+            let waiting = resume(s, &mut active, &mut prefix, &mut reserved);
+            let mut i = 0;
+            while !waiting && active.len() < s.config.max_sequences && i < inbox.queue.len() {
+                let p = &inbox.queue[i];
+                if p.cancel.is_cancelled() || p.tx.is_closed() {
+                    if let Some(p) = inbox.queue.remove(i) {
                         let _ = p.tx.send(Event::Finished(cancelled_before_start(&p)));
                     }
                     continue;
                 }
-                let need = front.reserve;
-                while reserved + need + prefix.bytes() > s.config.kv_cache_bytes
-                    && prefix.evict_lru().is_some()
-                {}
-                if reserved + need + prefix.bytes() > s.config.kv_cache_bytes {
-                    break;
+                let need = p.reserve;
+                if !make_room(s, &mut prefix, reserved, need) {
+                    // Let a later request that fits pass, unless the head
+                    // has been passed often enough.
+                    if inbox.queue[0].passed >= MAX_PASSES {
+                        break;
+                    }
+                    i += 1;
+                    continue;
                 }
-                let Some(p) = inbox.queue.pop_front() else {
+                let Some(p) = inbox.queue.remove(i) else {
                     break;
                 };
+                if i > 0
+                    && let Some(head) = inbox.queue.front_mut()
+                {
+                    head.passed += 1;
+                }
                 inbox.active += 1;
                 reserved += need;
                 match admit(s, model, &mut prefix, p) {
@@ -554,6 +595,7 @@ fn admit<'m>(
         cached_tokens: cached,
         cache,
         reserved: p.reserve,
+        preempted: false,
         max_new: p.max_new,
         generated: 0,
         sampler,
@@ -581,7 +623,11 @@ fn step<'m>(
     prefix: &mut PrefixCache,
     reserved: &mut usize,
 ) {
-    let decoding = active.iter().filter(|q| q.pending() == 1).count();
+    grow(s, model, active, prefix, reserved);
+    let decoding = active
+        .iter()
+        .filter(|q| !q.preempted && q.pending() == 1)
+        .count();
     let mut prefill_budget = if decoding > 0 {
         s.config.prefill_chunk
     } else {
@@ -590,19 +636,23 @@ fn step<'m>(
     // (index in `active`, tokens to run, wants logits), decoders first.
     let mut plan: Vec<(usize, usize, bool)> = Vec::with_capacity(active.len());
     for (i, q) in active.iter().enumerate() {
-        if q.pending() == 1 {
+        if !q.preempted && q.pending() == 1 {
             plan.push((i, 1, true));
         }
     }
     for (i, q) in active.iter().enumerate() {
         let p = q.pending();
-        if p > 1 && prefill_budget > 0 {
+        if !q.preempted && p > 1 && prefill_budget > 0 {
             let n = p.min(prefill_budget);
             prefill_budget -= n;
             plan.push((i, n, n == p));
         }
     }
     plan.sort_by_key(|&(i, _, _)| i);
+    if plan.is_empty() {
+        // Everyone was preempted; they resume at the next admission.
+        return;
+    }
     let n_tokens: usize = plan.iter().map(|p| p.1).sum();
     let span = tracing::trace_span!("step", seqs = plan.len(), tokens = n_tokens, decoding);
     let _enter = span.enter();
@@ -826,6 +876,98 @@ fn finish(
     if len > 0 && *reserved + prefix.bytes() + q.cache.memory_bytes() <= s.config.kv_cache_bytes {
         q.all.truncate(len);
         prefix.insert(q.all, q.cache);
+    }
+}
+
+/// Evicts prefix-cache entries until `need` more bytes fit beside
+/// `reserved`; false if they cannot.
+fn make_room(s: &Shared, prefix: &mut PrefixCache, reserved: usize, need: usize) -> bool {
+    while reserved + need + prefix.bytes() > s.config.kv_cache_bytes {
+        if prefix.evict_lru().is_none() {
+            return false;
+        }
+    }
+    true
+}
+
+/// The positions a sequence may still need beyond its reservation.
+fn growth(s: &Shared, q: &Seq<'_>) -> usize {
+    let bpp = s.bytes_per_position.max(1);
+    (q.prompt_len + q.max_new)
+        .saturating_sub(q.reserved / bpp)
+        .min(GROW_POSITIONS)
+}
+
+/// Resumes preempted sequences, oldest first, while they fit; true while
+/// one still waits.
+fn resume(
+    s: &Shared,
+    active: &mut [Seq<'_>],
+    prefix: &mut PrefixCache,
+    reserved: &mut usize,
+) -> bool {
+    let bpp = s.bytes_per_position.max(1);
+    let mut order: Vec<usize> = (0..active.len()).filter(|&i| active[i].preempted).collect();
+    order.sort_by_key(|&i| active[i].admitted);
+    for i in order {
+        let q = &mut active[i];
+        let need = (q.all.len() + GROW_POSITIONS.min(q.max_new - q.generated)) * bpp;
+        if !make_room(s, prefix, *reserved, need) {
+            return true;
+        }
+        *reserved += need;
+        q.reserved = need;
+        q.preempted = false;
+        tracing::debug!(id = q.id, tokens = q.all.len(), "resumed");
+    }
+    false
+}
+
+/// Grows the reservation of every decoding sequence that has filled it,
+/// oldest first; when the budget has no room, preempts the youngest
+/// sequence (which may be the one that wants to grow).
+fn grow<'m>(
+    s: &Shared,
+    model: &'m LoadedModel,
+    active: &mut [Seq<'m>],
+    prefix: &mut PrefixCache,
+    reserved: &mut usize,
+) {
+    let bpp = s.bytes_per_position.max(1);
+    let mut order: Vec<usize> = (0..active.len()).collect();
+    order.sort_by_key(|&i| active[i].admitted);
+    for &i in &order {
+        let q = &active[i];
+        if q.preempted || q.cache.len() + q.pending() <= q.reserved / bpp {
+            continue;
+        }
+        let add = growth(s, q).max(1) * bpp;
+        loop {
+            if make_room(s, prefix, *reserved, add) {
+                *reserved += add;
+                active[i].reserved += add;
+                break;
+            }
+            // The youngest sequence that holds cache gives it up.
+            let Some(&victim) = order
+                .iter()
+                .rev()
+                .find(|&&j| !active[j].preempted && active[j].reserved > 0)
+            else {
+                break;
+            };
+            let for_id = active[i].id;
+            let v = &mut active[victim];
+            *reserved -= v.reserved;
+            v.reserved = 0;
+            v.preempted = true;
+            v.cache = model.model.new_cache(s.config.context);
+            s.preemptions.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(id = v.id, for_id, "preempted for cache room");
+            if victim == i {
+                break;
+            }
+        }
     }
 }
 

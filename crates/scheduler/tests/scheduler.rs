@@ -315,3 +315,114 @@ fn json_constrained_output_parses_and_validates() {
         assert!(text.starts_with('{'), "{text}");
     }
 }
+
+/// Bytes of KV cache one position of SmolLM2 takes in the scheduler.
+fn bytes_per_position(m: &LoadedModel) -> usize {
+    let mut cache = m.model.new_cache(Some(8));
+    let mut ctx = lucid_engine::ForwardCtx::new(1);
+    let mut seqs = [lucid_engine::SeqInput {
+        tokens: &[1],
+        cache: &mut cache,
+        logits: lucid_engine::LogitsFor::None,
+    }];
+    m.model
+        .forward(&mut ctx, &mut seqs, &mut lucid_engine::Hooks::none())
+        .unwrap();
+    cache.memory_bytes()
+}
+
+/// Requests without `max_tokens` (the OpenAI SDK's default) do not hold
+/// the whole context's cache before they need it: a short request behind
+/// six of them starts at once and finishes while they still run.
+#[test]
+fn requests_without_a_limit_do_not_block_a_short_one() {
+    let m = model();
+    let bpp = bytes_per_position(&m);
+    // Room for one and a half whole contexts.
+    let sched = Scheduler::start(
+        m.clone(),
+        SchedulerConfig {
+            kv_cache_bytes: 1536 * bpp,
+            ..config()
+        },
+    );
+    let long: Vec<_> = (0..6)
+        .map(|i| {
+            sched
+                .submit(Request {
+                    max_tokens: None,
+                    ignore_eos: true,
+                    ..greedy(chat(&m, &format!("Tell me a long story number {i}.")), 0)
+                })
+                .unwrap()
+        })
+        .collect();
+    let start = Instant::now();
+    let (tokens, finished) = sched
+        .submit(greedy(chat(&m, "Say hi."), 4))
+        .unwrap()
+        .blocking_collect()
+        .unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(finished.reason, StopReason::MaxTokens);
+    assert_eq!(tokens.len(), 4);
+    assert!(
+        finished.timings.queued < Duration::from_secs(1),
+        "queued {:?}",
+        finished.timings.queued
+    );
+    let stats = sched.stats();
+    assert_eq!(stats.active, 6, "the long ones still run: {stats:?}");
+    eprintln!("short request done in {secs:.2} s beside six unbounded ones");
+    drop(long);
+}
+
+/// When growing sequences fill the budget, the youngest is preempted and
+/// later reads its tokens again: every output is the same as alone.
+#[test]
+fn preempted_sequences_resume_with_the_same_output() {
+    let m = model();
+    let bpp = bytes_per_position(&m);
+    let prompts = [
+        "Write a poem about rain.",
+        "Explain gravity.",
+        "Describe a cat.",
+    ];
+    let alone_sched = Scheduler::start(m.clone(), config());
+    let request = |p: &str| Request {
+        ignore_eos: true,
+        ..greedy(chat(&m, p), 400)
+    };
+    let alone: Vec<Vec<u32>> = prompts
+        .iter()
+        .map(|p| {
+            ids(&alone_sched
+                .submit(request(p))
+                .unwrap()
+                .blocking_collect()
+                .unwrap())
+        })
+        .collect();
+    drop(alone_sched);
+    // Room for two sequences' first reservations, not for three grown ones.
+    let tight = Scheduler::start(
+        m.clone(),
+        SchedulerConfig {
+            kv_cache_bytes: 700 * bpp,
+            prefix_cache_entries: 0,
+            ..config()
+        },
+    );
+    let gens: Vec<_> = prompts
+        .iter()
+        .map(|p| tight.submit(request(p)).unwrap())
+        .collect();
+    let together: Vec<Vec<u32>> = gens
+        .into_iter()
+        .map(|g| ids(&g.blocking_collect().unwrap()))
+        .collect();
+    let stats = tight.stats();
+    assert!(stats.preemptions > 0, "{stats:?}");
+    assert_eq!(alone, together);
+    eprintln!("{} preemptions, same output", stats.preemptions);
+}
