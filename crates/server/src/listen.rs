@@ -24,10 +24,40 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::state::AppState;
+
+/// Connections the kernel may hold for us before `accept`: tokio's
+/// `TcpListener::bind` asks for 128, and a burst of more connections than
+/// that (a crowd of clients, or an attacker) overflows the queue, so the
+/// kernel drops SYNs and even `/health` waits a second for the retry.
+pub const BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with a [`BACKLOG`]-deep accept queue.
+pub async fn bind(addr: impl tokio::net::ToSocketAddrs) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let socket = if a.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        #[cfg(unix)]
+        socket.set_reuseaddr(true)?;
+        match socket.bind(a).and_then(|()| socket.listen(BACKLOG)) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the address resolves to nothing",
+        )
+    }))
+}
 
 /// Serves `app` on `listener` until `stop` resolves, then stops accepting
 /// and returns once the open connections have closed (they are told to
