@@ -384,3 +384,177 @@ fn model_path() -> std::path::PathBuf {
     );
     dir.join("SmolLM2-135M-Instruct.Q4_1.gguf")
 }
+
+/// Item 3 under a crowd: 32 streaming clients, half of them walking away
+/// mid-stream, then a shutdown whose deadline cuts the rest. Every stream
+/// ends either as the model ended it (the same text as the same greedy
+/// request alone) or with an error event, never a false finish; the
+/// metrics count every cancellation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowd_that_leaves_and_a_shutdown_that_cuts_are_counted_truthfully() {
+    use futures::StreamExt;
+    let config = ServerConfig {
+        shutdown_deadline: Duration::from_millis(300),
+        ..open_config()
+    };
+    let sched = lucid_scheduler::SchedulerConfig {
+        max_sequences: 32,
+        max_queue: 32,
+        ..scheduler_config()
+    };
+    let state = state_with(sched, config);
+    let (base, stop, task) = spawn(state.clone()).await;
+    let body = json!({"model": "smollm2", "stream": true, "max_tokens": 48, "temperature": 0,
+                      "messages": [{"role": "user", "content": "Write a long story about a lighthouse."}]});
+    // The same requests alone, to recognise a stream the model ended.
+    let mut alone = std::collections::HashMap::new();
+    for max_tokens in [4, 48] {
+        let v = reqwest::Client::new()
+            .post(format!("{base}/v1/chat/completions"))
+            .json(
+                &json!({"model": "smollm2", "max_tokens": max_tokens, "temperature": 0,
+                          "messages": body["messages"]}),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap();
+        let text = v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let reason = v["choices"][0]["finish_reason"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        alone.insert(max_tokens, (text, reason));
+    }
+
+    let streaming = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let gone = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let clients: Vec<_> = (0..32)
+        .map(|i| {
+            let (url, mut body) = (format!("{base}/v1/chat/completions"), body.clone());
+            // A quarter ask for so little that they end before the shutdown.
+            let max_tokens = if i % 4 == 1 { 4 } else { 48 };
+            body["max_tokens"] = json!(max_tokens);
+            let (streaming, gone) = (streaming.clone(), gone.clone());
+            tokio::spawn(async move {
+                let res = reqwest::Client::new()
+                    .post(url)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), 200);
+                let mut stream = res.bytes_stream();
+                let mut text = Vec::new();
+                let mut counted = false;
+                while let Some(chunk) = stream.next().await {
+                    text.extend_from_slice(&chunk.unwrap());
+                    let events = text.windows(2).filter(|w| w == b"\n\n").count();
+                    if events >= 3 && !counted {
+                        counted = true;
+                        streaming.fetch_add(1, Ordering::SeqCst);
+                        // Even clients walk away after their first events.
+                        if i % 2 == 0 {
+                            gone.fetch_add(1, Ordering::SeqCst);
+                            return None;
+                        }
+                    }
+                }
+                Some((max_tokens, String::from_utf8(text).unwrap()))
+            })
+        })
+        .collect();
+    // Shut down once every client has had tokens and the leavers have left.
+    let t = Instant::now();
+    while streaming.load(Ordering::SeqCst) < 32 || gone.load(Ordering::SeqCst) < 16 {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the crowd never streamed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.send(()).unwrap();
+    let (mut left, mut model_ended, mut cut) = (0, 0, 0);
+    for c in clients {
+        let Some((max_tokens, body)) = c.await.unwrap() else {
+            left += 1;
+            continue;
+        };
+        let data = sse_data(&body);
+        assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{body}");
+        let events: Vec<Value> = data[..data.len() - 1]
+            .iter()
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect();
+        let reasons: Vec<&str> = events
+            .iter()
+            .filter_map(|e| e["choices"][0]["finish_reason"].as_str())
+            .collect();
+        let text: String = events
+            .iter()
+            .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+            .collect();
+        match (reasons.as_slice(), events.last()) {
+            ([reason], _) => {
+                let (alone_text, alone_reason) = &alone[&max_tokens];
+                assert_eq!(reason, alone_reason, "{body}");
+                assert_eq!(
+                    &text, alone_text,
+                    "a stream claims an end the model did not make"
+                );
+                model_ended += 1;
+            }
+            ([], Some(last)) if last["error"]["code"] == "generation_cancelled" => cut += 1,
+            _ => panic!("a stream ended without a finish or an error: {body}"),
+        }
+    }
+    assert_eq!(left, 16);
+    assert_eq!(model_ended + cut, 16);
+    assert!(
+        model_ended >= 8 && cut > 0,
+        "{model_ended} ended, {cut} cut"
+    );
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+    let metrics = state.metrics().render(state.models());
+    let cancelled = metrics
+        .lines()
+        .find(|l| l.starts_with("lucid_generations_total") && l.contains("cancelled"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(0);
+    eprintln!("{left} left, {model_ended} ended by the model, {cut} cut by the shutdown");
+    assert_eq!(cancelled, left + cut, "{metrics}");
+}
+
+/// Item 9: a wrong method gets a JSON body like every other error, and
+/// `/api/show` does not tell where the model file lives.
+#[tokio::test]
+async fn wrong_methods_get_json_and_show_hides_the_path() {
+    let (status, headers, body) = call(app(), "GET", "/v1/chat/completions", None, Some(KEY)).await;
+    assert_eq!(status, 405);
+    assert_eq!(headers["content-type"], "application/json");
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("GET"),
+        "{v}"
+    );
+    let (status, _, body) = call(app(), "DELETE", "/api/tags", None, Some(KEY)).await;
+    assert_eq!(status, 405);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert!(v["error"].is_string(), "Ollama's error shape: {v}");
+    let (status, v) = post_json(app(), "/api/show", json!({"model": "smollm2"})).await;
+    assert_eq!(status, 200, "{v}");
+    let modelfile = v["modelfile"].as_str().unwrap();
+    assert_eq!(modelfile, "FROM smollm2\n");
+    let path = model_path();
+    let dir = path.parent().unwrap().to_string_lossy().into_owned();
+    assert!(!v.to_string().contains(&dir), "the path leaks: {v}");
+}
