@@ -5,21 +5,31 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use lucid_catalog::ModelEntry;
-use lucid_engine::LoadedModel;
+use lucid_engine::{LoadedModel, ModelDefaults};
 use lucid_store::Store;
 
 use crate::progress::Bar;
 
 /// Resolves `model` (a catalog name, an alias or a path), pulling a catalog
-/// model that is not in the store yet, and loads it.
+/// model that is not in the store yet, and loads it with the catalog's
+/// defaults for it (system message, sampling), which every entry point
+/// applies through `LoadedModel::chat_prompt` and its `defaults`.
 pub fn load(model: &str) -> anyhow::Result<LoadedModel> {
-    Ok(load_with_entry(model)?.0)
+    let (path, entry) = resolve(model)?;
+    let mut loaded = load_path(model, &path)?;
+    loaded.defaults = defaults(entry);
+    Ok(loaded)
 }
 
-/// Like [`load`], also giving the model's catalog entry when it has one.
-pub fn load_with_entry(model: &str) -> anyhow::Result<(LoadedModel, Option<&'static ModelEntry>)> {
-    let (path, entry) = resolve(model)?;
-    Ok((load_path(model, &path)?, entry))
+/// The catalog's `[defaults]` of `entry`, as the engine takes them.
+pub fn defaults(entry: Option<&ModelEntry>) -> ModelDefaults {
+    entry
+        .and_then(|e| e.defaults.as_ref())
+        .map_or_else(ModelDefaults::default, |d| ModelDefaults {
+            system: d.system.clone(),
+            temperature: d.temperature,
+            top_p: d.top_p,
+        })
 }
 
 /// The file of `model` in the store, pulled first if it is not there yet,

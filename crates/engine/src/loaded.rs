@@ -11,6 +11,7 @@ use crate::chat::ChatTemplate;
 use crate::error::{EngineError, Result};
 use crate::hf::HfCheckpoint;
 use crate::model::Model;
+use crate::prompt::ModelDefaults;
 
 /// How to load a model.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -44,6 +45,10 @@ pub struct LoadedModel {
     pub tokenizer: Tokenizer,
     pub template: ChatTemplate,
     pub meta: ModelMeta,
+    /// Settings applied where a request gives none (none until whoever
+    /// loads the model knows them, e.g. from the catalog); see
+    /// [`crate::prompt`].
+    pub defaults: ModelDefaults,
 }
 
 impl std::fmt::Debug for LoadedModel {
@@ -106,6 +111,7 @@ impl LoadedModel {
             model,
             tokenizer,
             template,
+            defaults: ModelDefaults::default(),
         })
     }
 
@@ -123,6 +129,7 @@ impl LoadedModel {
             model,
             tokenizer,
             template,
+            defaults: ModelDefaults::default(),
         })
     }
 }

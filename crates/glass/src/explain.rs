@@ -26,22 +26,15 @@ use crate::trace::{
 
 /// The tokens of a prompt: the text as it is (with the BOS token where the
 /// model asks for one, and control tokens written in it recognized), or, with
-/// `chat`, the text as one user message in the model's chat template, up to
-/// where the assistant's reply begins.
+/// `chat`, the text as one user message after the model's default system
+/// message, in its chat template, up to where the assistant's reply begins
+/// (`LoadedModel::chat_prompt`, as the CLI and the server build it).
 pub fn prompt_tokens(model: &LoadedModel, text: &str, chat: bool) -> Result<Vec<u32>> {
-    let tokenizer = &model.tokenizer;
-    if !chat {
-        return Ok(tokenizer.encode(text, true, true)?);
+    if chat {
+        Ok(model.chat_prompt(&[ChatMessage::new(Role::User, text)])?)
+    } else {
+        Ok(model.raw_prompt(text)?)
     }
-    let rendered = model
-        .template
-        .render(&[ChatMessage::new(Role::User, text)], true)?;
-    // A template that writes the BOS token itself must not get a second one.
-    let writes_bos = tokenizer
-        .bos()
-        .and_then(|b| tokenizer.token_text(b))
-        .is_some_and(|b| !b.is_empty() && rendered.starts_with(b));
-    Ok(tokenizer.encode(&rendered, !writes_bos, true)?)
 }
 
 /// The text a token stands for.

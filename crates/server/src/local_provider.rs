@@ -76,6 +76,8 @@ impl LocalProvider {
             seed: p.seed.map(|s| s as u64),
             ..SamplingParams::default()
         };
+        let mut sampling = sampling;
+        prompt::apply_defaults(m, &mut sampling, p.temperature, p.top_p);
         Ok(Request {
             prompt: tokens,
             max_tokens: p.max_tokens.map(|m| m as usize),

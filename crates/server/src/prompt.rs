@@ -1,9 +1,9 @@
 //! From messages or a raw prompt to the token ids a local model reads.
 //!
-//! Chat messages go through the model's own chat template (ChatML when the
-//! model has none, see `lucid_engine::chat`). BOS is added the way the model's
-//! tokenizer asks for it, unless the template already wrote it, as the CLI's
-//! `lucid run` does.
+//! Prompts are built by `lucid_engine::prompt`, as the CLI and the glass
+//! box build them: the model's default system message when the
+//! conversation has none, its chat template, its BOS rule. Its default
+//! sampling settings apply where a request gives none ([`apply_defaults`]).
 //!
 //! Both the rendering and the tokenization cost time in proportion to what
 //! the request sent, so they run on tokio's blocking pool, never on the
@@ -26,20 +26,15 @@ pub async fn chat_tokens(
     let m = model.clone();
     let p = param.to_owned();
     blocking(move || {
-        let text = m.model.template.render(&messages, true).map_err(|e| {
+        let text = m.model.chat_text(&messages).map_err(|e| {
             ApiError::invalid(
                 &p,
                 format!("The chat template cannot render these messages: {e}"),
             )
         })?;
         fits_by_length(&m, &text, &p)?;
-        let tokenizer = &m.model.tokenizer;
-        let writes_bos = tokenizer
-            .bos()
-            .and_then(|b| tokenizer.token_text(b))
-            .is_some_and(|b| !b.is_empty() && text.starts_with(b));
-        tokenizer
-            .encode(&text, !writes_bos, true)
+        m.model
+            .encode_prompt(&text)
             .map_err(|e| ApiError::invalid(&p, format!("Cannot tokenize the prompt: {e}")))
     })
     .await
@@ -61,13 +56,29 @@ pub async fn raw_tokens(
             .iter()
             .map(|text| {
                 m.model
-                    .tokenizer
-                    .encode(text, true, true)
+                    .raw_prompt(text)
                     .map_err(|e| ApiError::invalid(&p, format!("Cannot tokenize the prompt: {e}")))
             })
             .collect()
     })
     .await
+}
+
+/// The model's default sampling settings where the request gave none
+/// (`temperature`, `top_p`: what the request set).
+pub fn apply_defaults(
+    model: &LocalModel,
+    sampling: &mut lucid_engine::SamplingParams,
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+) {
+    let d = &model.model.defaults;
+    if let (None, Some(t)) = (temperature, d.temperature) {
+        sampling.temperature = t;
+    }
+    if let (None, Some(p)) = (top_p, d.top_p) {
+        sampling.top_p = p;
+    }
 }
 
 /// Runs `f` on the blocking pool.

@@ -98,22 +98,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     {
         return run_remote(&args);
     }
-    let (model, entry) = local::load_with_entry(&args.model)?;
-    let defaults = entry.and_then(|e| e.defaults.as_ref());
+    let model = local::load(&args.model)?;
+    let defaults = &model.defaults;
     let threads = args.threads.unwrap_or_else(local::default_threads);
     let mut session = Session::new(&model, threads, args.ctx_size);
     let params = GenerateParams {
         max_tokens: args.max_tokens,
         sampling: SamplingParams {
-            temperature: args
-                .temperature
-                .or(defaults.and_then(|d| d.temperature))
-                .unwrap_or(0.8),
+            temperature: args.temperature.or(defaults.temperature).unwrap_or(0.8),
             top_k: args.top_k,
-            top_p: args
-                .top_p
-                .or(defaults.and_then(|d| d.top_p))
-                .unwrap_or(0.95),
+            top_p: args.top_p.or(defaults.top_p).unwrap_or(0.95),
             min_p: args.min_p,
             repeat_penalty: args.repeat_penalty,
             seed: args.seed,
@@ -124,21 +118,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     // An explicit empty system message means "the template's own".
     let system = match &args.system {
-        Some(s) if s.is_empty() => None,
-        Some(s) => Some(s.clone()),
-        None => defaults.and_then(|d| d.system.clone()),
+        Some(s) if s.is_empty() => System::TemplateOwn,
+        Some(s) => System::Given(s.clone()),
+        None => System::ModelDefault,
     };
     match &args.prompt {
         Some(prompt) => {
             let tokens = if args.raw {
-                model.tokenizer.encode(prompt, true, true)?
+                model.raw_prompt(prompt)?
             } else {
-                let mut messages = Vec::new();
-                if let Some(s) = &system {
-                    messages.push(ChatMessage::new(Role::System, s.clone()));
-                }
+                let mut messages = system.first_messages();
                 messages.push(ChatMessage::new(Role::User, prompt.clone()));
-                chat_tokens(&model, &messages)?
+                system.prompt(&model, &messages)?
             };
             let generated = if args.json {
                 session.generate(&tokens, &params, |_| ControlFlow::Continue(()))?
@@ -150,7 +141,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        None => chat(&model, &mut session, &params, system.as_deref()),
+        None => chat(&model, &mut session, &params, &system),
     }
 }
 
@@ -234,15 +225,32 @@ fn print_remote_json(model: &str, answer: &lucid_providers::ChatResponse) -> any
 }
 
 /// The prompt tokens of a conversation, rendered with the model's template.
-fn chat_tokens(model: &LoadedModel, messages: &[ChatMessage]) -> anyhow::Result<Vec<u32>> {
-    let text = model.template.render(messages, true)?;
-    // A template that writes the BOS token itself must not get a second one.
-    let writes_bos = model
-        .tokenizer
-        .bos()
-        .and_then(|b| model.tokenizer.token_text(b))
-        .is_some_and(|b| !b.is_empty() && text.starts_with(b));
-    Ok(model.tokenizer.encode(&text, !writes_bos, true)?)
+/// Which system message a conversation starts with.
+enum System {
+    /// The model's default, if it has one (`LoadedModel::chat_prompt`).
+    ModelDefault,
+    /// None: the chat template's own (`--system ""`).
+    TemplateOwn,
+    Given(String),
+}
+
+impl System {
+    /// The messages a conversation starts with.
+    fn first_messages(&self) -> Vec<ChatMessage> {
+        match self {
+            System::Given(s) => vec![ChatMessage::new(Role::System, s.clone())],
+            System::ModelDefault | System::TemplateOwn => Vec::new(),
+        }
+    }
+
+    /// The prompt tokens of `messages`, built as every entry point builds
+    /// them.
+    fn prompt(&self, model: &LoadedModel, messages: &[ChatMessage]) -> anyhow::Result<Vec<u32>> {
+        Ok(match self {
+            System::TemplateOwn => model.encode_prompt(&model.template.render(messages, true)?)?,
+            System::ModelDefault | System::Given(_) => model.chat_prompt(messages)?,
+        })
+    }
 }
 
 /// Generates, writing the text to stdout as it comes.
@@ -298,7 +306,7 @@ fn chat(
     model: &LoadedModel,
     session: &mut Session<'_>,
     params: &GenerateParams,
-    system: Option<&str>,
+    system: &System,
 ) -> anyhow::Result<()> {
     let interactive = std::io::stdin().is_terminal();
     if interactive {
@@ -307,10 +315,7 @@ fn chat(
             model.meta.name
         );
     }
-    let mut history: Vec<ChatMessage> = system
-        .map(|s| ChatMessage::new(Role::System, s))
-        .into_iter()
-        .collect();
+    let mut history = system.first_messages();
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
     loop {
@@ -331,7 +336,7 @@ fn chat(
             _ => {}
         }
         history.push(ChatMessage::new(Role::User, line));
-        let tokens = chat_tokens(model, &history)?;
+        let tokens = system.prompt(model, &history)?;
         let generated = stream(session, &tokens, params)?;
         history.push(ChatMessage::new(Role::Assistant, generated.text));
     }

@@ -339,7 +339,8 @@ async fn generate_handler(
         prompt::chat_tokens(&lm, msgs, "prompt").await?
     };
     let options = req.options.clone().unwrap_or_default();
-    let (sampling, max_tokens) = sampling(&options)?;
+    let (mut sampling, max_tokens) = sampling(&options)?;
+    prompt::apply_defaults(&lm, &mut sampling, options.temperature, options.top_p);
     let request = Request {
         prompt: tokens,
         max_tokens,
@@ -410,7 +411,8 @@ async fn chat_handler(
     }
     let tokens = prompt::chat_tokens(&lm, msgs, "messages").await?;
     let options = req.options.clone().unwrap_or_default();
-    let (sampling, max_tokens) = sampling(&options)?;
+    let (mut sampling, max_tokens) = sampling(&options)?;
+    prompt::apply_defaults(&lm, &mut sampling, options.temperature, options.top_p);
     let request = Request {
         prompt: tokens,
         max_tokens,

@@ -344,6 +344,8 @@ async fn chat_completions(
     }
     let local_name = model_ref.model().unwrap_or_default().to_owned();
     let lm = state.require_model(&local_name)?.clone();
+    let mut sampling = sampling;
+    prompt::apply_defaults(&lm, &mut sampling, req.temperature, req.top_p);
     let grammar = grammar(req.response_format.as_ref())?;
     let tokens = prompt::chat_tokens(&lm, msgs, "messages").await?;
     let request = Request {
@@ -781,6 +783,8 @@ async fn completions(
     let lm = state
         .require_model(model_ref.model().unwrap_or_default())?
         .clone();
+    let mut sampling = sampling;
+    prompt::apply_defaults(&lm, &mut sampling, req.temperature, req.top_p);
     let prompts: Vec<Vec<u32>> = match &req.prompt {
         Prompt::Text(t) => prompt::raw_tokens(&lm, vec![t.clone()], "prompt").await?,
         Prompt::Texts(ts) if !ts.is_empty() => {

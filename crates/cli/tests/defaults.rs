@@ -1,0 +1,193 @@
+//! One question, three entry points, one prompt: `lucid run --json`,
+//! `/v1/chat/completions` and `/api/chat` of `lucid serve`, and `lucid
+//! explain --chat` build the same prompt token ids for the same chat
+//! request, the model's catalog defaults (SmolLM2's system message and
+//! sampling settings) applied by each, and greedy generation gives the same
+//! text. Before, the CLI alone applied them, and the server answered the
+//! capital of France with a list of Paris landmarks.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+const QUESTION: &str = "What is the capital of France?";
+
+fn models_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/models")
+}
+
+/// A private store whose only source is the test models' directory.
+struct Home(PathBuf);
+
+impl Home {
+    fn new() -> Home {
+        let path = std::env::temp_dir().join(format!("lucid-defaults-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        Home(path)
+    }
+
+    fn lucid(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lucid"));
+        cmd.env("LUCID_HOME", &self.0)
+            .env("LUCID_LOCAL_MODELS", models_dir())
+            .env("HF_ENDPOINT", "http://127.0.0.1:9")
+            .env("LUCID_PYPI_URL", "http://127.0.0.1:9/pypi")
+            .env("NO_COLOR", "1");
+        cmd
+    }
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn json_of(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(bytes)))
+}
+
+#[test]
+fn the_cli_both_server_apis_and_the_glass_box_build_the_same_prompt() {
+    let home = Home::new();
+    // The CLI.
+    let out = home
+        .lucid()
+        .args(["run", "smollm2", QUESTION, "--json", "--temperature", "0"])
+        .args(["--max-tokens", "16", "--threads", "2"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli = json_of(&out.stdout);
+    let cli_prompt: Vec<u64> = cli["prompt_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    let cli_text = cli["text"].as_str().unwrap().to_owned();
+    assert!(cli_text.contains("Paris"), "{cli_text}");
+
+    // The glass box builds the same prompt.
+    let out = home
+        .lucid()
+        .args(["explain", "smollm2", QUESTION, "--chat", "--json"])
+        .args(["--max-tokens", "1", "--threads", "2"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let glass: Vec<u64> = json_of(&out.stdout)["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(glass, cli_prompt, "explain --chat and run differ");
+
+    // The server, both APIs.
+    let mut child = home
+        .lucid()
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--model",
+            "smollm2",
+            "--threads",
+            "2",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let server = Server(child);
+    let base = line.trim().rsplit_once(" on ").unwrap().1.to_owned();
+    let client = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let messages = json!([{"role": "user", "content": QUESTION}]);
+    let openai: Value = client
+        .post(format!("{base}/v1/chat/completions"))
+        .json(
+            &json!({"model": "smollm2", "messages": messages, "temperature": 0, "max_tokens": 16}),
+        )
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        openai["usage"]["prompt_tokens"].as_u64(),
+        Some(cli_prompt.len() as u64),
+        "{openai}"
+    );
+    assert_eq!(
+        openai["choices"][0]["message"]["content"],
+        cli_text.as_str(),
+        "{openai}"
+    );
+    // Ollama's own default repeat penalty (1.1) changes even greedy
+    // choices; the CLI's is 1.0, so the request says so.
+    let ollama: Value = client
+        .post(format!("{base}/api/chat"))
+        .json(
+            &json!({"model": "smollm2", "messages": messages, "stream": false,
+                      "options": {"temperature": 0, "num_predict": 16, "repeat_penalty": 1.0}}),
+        )
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        ollama["prompt_eval_count"].as_u64(),
+        Some(cli_prompt.len() as u64),
+        "{ollama}"
+    );
+    assert_eq!(ollama["message"]["content"], cli_text.as_str(), "{ollama}");
+    // The token ids themselves: the completion route reads ids as given,
+    // and greedy text from the CLI's ids is the CLI's text.
+    let completion: Value = client
+        .post(format!("{base}/v1/completions"))
+        .json(
+            &json!({"model": "smollm2", "prompt": cli_prompt, "temperature": 0, "max_tokens": 16}),
+        )
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        completion["choices"][0]["text"],
+        cli_text.as_str(),
+        "{completion}"
+    );
+    drop(server);
+}
