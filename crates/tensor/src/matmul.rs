@@ -68,6 +68,7 @@ impl Activations {
         x: &[f32],
         n: usize,
     ) {
+        let isa = isa.usable();
         let dtype = kernels::dot_type(wtype);
         self.dtype = Some(dtype);
         self.n = n;
@@ -185,6 +186,7 @@ pub fn matmuls_iter<'a>(pool: &ThreadPool, isa: Isa, jobs: impl Iterator<Item = 
 }
 
 fn matmul_group(pool: &ThreadPool, isa: Isa, jobs: &mut [Option<MatmulJob<'_>>]) {
+    let isa = isa.usable();
     struct Part<'a> {
         w: WeightMatrix<'a>,
         x: ActRows<'a>,

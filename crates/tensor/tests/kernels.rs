@@ -291,3 +291,21 @@ fn instruction_sets_are_named_and_ordered() {
         Isa::current().name()
     );
 }
+
+/// Asking for an instruction set the CPU lacks runs the best it has: safe
+/// code cannot reach an illegal instruction through an `Isa` value.
+#[test]
+fn an_isa_the_cpu_lacks_is_lowered_to_what_it_has() {
+    let best = Isa::best();
+    assert_eq!(Isa::Avx512.usable(), best);
+    assert_eq!(Isa::Avx2.usable(), Isa::Avx2.min(best));
+    assert_eq!(Isa::Scalar.usable(), Isa::Scalar);
+    // And the kernels asked for the top one agree with the scalar ones.
+    let n = 256;
+    let x: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+    let mut top = vec![0u8; DType::Q8_0.row_bytes(n).unwrap()];
+    let mut scalar = top.clone();
+    kernels::quantize_rows(Isa::Avx512, DType::Q8_0, &x, n, &mut top);
+    kernels::quantize_rows(Isa::Scalar, DType::Q8_0, &x, n, &mut scalar);
+    assert_eq!(top, scalar);
+}

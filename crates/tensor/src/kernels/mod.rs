@@ -77,6 +77,15 @@ impl Isa {
         }
     }
 
+    /// `self`, lowered to what this CPU has. Every public entry point that
+    /// takes an `Isa` runs the kernels of `isa.usable()`, so safe code that
+    /// asks for an instruction set the CPU lacks gets the best it has, never
+    /// an illegal instruction.
+    pub fn usable(self) -> Isa {
+        static HARDWARE: OnceLock<Isa> = OnceLock::new();
+        self.min(*HARDWARE.get_or_init(Isa::best))
+    }
+
     /// Whether the AVX2 kernels can run.
     pub fn has_avx2(self) -> bool {
         self >= Isa::Avx2
@@ -126,11 +135,12 @@ pub fn can_multiply(w: DType) -> bool {
 /// Converts `x` (rows of `n` values) into `dtype`, the result of
 /// [`dot_type`], writing `out` (rows of `dtype.row_bytes(n)` bytes).
 pub fn quantize_rows(isa: Isa, dtype: DType, x: &[f32], n: usize, out: &mut [u8]) {
+    let isa = isa.usable();
     let row_bytes = dtype.row_bytes(n).unwrap_or(0);
     for (x, out) in x.chunks_exact(n).zip(out.chunks_exact_mut(row_bytes)) {
         match (isa, dtype) {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: Isa::Avx2 is only chosen when the CPU has the features.
+            // SAFETY: `isa` went through `Isa::usable`: the CPU has the features.
             (Isa::Avx2 | Isa::Avx512, DType::Q8_0) => unsafe {
                 avx2::quantize_q8_0(x, bytemuck::cast_slice_mut(out))
             },
@@ -183,6 +193,7 @@ pub fn dot_rows(
     first: usize,
     out: &mut [f32],
 ) {
+    let isa = isa.usable();
     match out.len() {
         1 => dot_rows_nt::<1>(isa, wtype, n, w_row, a, first, out),
         2 => dot_rows_nt::<2>(isa, wtype, n, w_row, a, first, out),
@@ -330,7 +341,7 @@ pub fn prefetch_ahead<T>(at: *const T) {
 /// with `n_tokens` activation rows. The k-quant tiles pay off only with
 /// several rows; for one, the AVX2 kernels are faster.
 pub fn has_tiles(isa: Isa, w: DType, n_tokens: usize) -> bool {
-    isa == Isa::Avx512
+    isa.usable() == Isa::Avx512
         && match w {
             DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q8_0 => true,
             DType::Q4K | DType::Q6K => n_tokens > 1,
@@ -352,7 +363,8 @@ pub struct TileActs {
 macro_rules! run_tile {
     ($kernel:ident, $r4:expr, $nt:expr, $w:expr, $a:expr, $out:expr) => {{
         let (w, a) = ($w, $a);
-        // SAFETY: Isa::Avx512 is only chosen when the CPU has the features.
+        // SAFETY: only reached after `Isa::usable` (or the assert in `tile`)
+        // said the CPU has AVX-512 VNNI.
         unsafe {
             match ($r4, $nt) {
                 (true, 1) => avx512::$kernel::<4, 1>([w(0), w(1), w(2), w(3)], [a(0)], $out),
@@ -386,6 +398,10 @@ pub fn tile(
     nt: usize,
     out: &mut [[f32; 4]; 4],
 ) {
+    assert!(
+        Isa::Avx512.usable() == Isa::Avx512,
+        "AVX-512 VNNI tiles on a CPU without them"
+    );
     let r4 = rows.len() == 4;
     macro_rules! go {
         ($kernel:ident, $block:ty, $acts:expr) => {
