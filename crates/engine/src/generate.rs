@@ -56,16 +56,6 @@ pub enum StopReason {
     Cancelled,
 }
 
-impl StopReason {
-    /// The OpenAI name: `stop` or `length`.
-    pub fn finish_reason(self) -> &'static str {
-        match self {
-            StopReason::MaxTokens | StopReason::ContextFull => "length",
-            StopReason::EndOfGeneration | StopReason::StopString | StopReason::Cancelled => "stop",
-        }
-    }
-}
-
 /// How long the two phases took.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Timings {

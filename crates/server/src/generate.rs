@@ -144,9 +144,16 @@ pub async fn collect(mut merged: SelectAll<Tagged>, n: usize) -> Result<Vec<Coll
     Ok(out)
 }
 
-/// OpenAI's finish reason.
+/// The finish reason on the wire (OpenAI's `finish_reason`, Ollama's
+/// `done_reason`). A cancelled generation is never sent as finished (see
+/// [`collect`] and the streaming handlers); should one reach here it says
+/// so rather than claim `stop`.
 pub fn finish_reason(r: StopReason) -> &'static str {
-    r.finish_reason()
+    match r {
+        StopReason::MaxTokens | StopReason::ContextFull => "length",
+        StopReason::EndOfGeneration | StopReason::StopString => "stop",
+        StopReason::Cancelled => "cancelled",
+    }
 }
 
 /// The finish reason for metrics labels, which keeps cancellations apart.

@@ -7,7 +7,7 @@
 //! counts per choice).
 
 use futures::StreamExt;
-use lucid_engine::{ChatMessage, Role, SamplingParams};
+use lucid_engine::{ChatMessage, Role, SamplingParams, StopReason};
 use lucid_providers::{
     ChatEvent, ChatRequest, ChatResponse, ChatStream, FinishReason, Provider, ProviderError,
     TokenLogprob, TopLogprob, Usage, async_trait, collect_stream,
@@ -152,6 +152,14 @@ impl Provider for LocalProvider {
                             .into(),
                     })]
                 }
+                Event::Finished(f) if f.reason == StopReason::Cancelled => {
+                    vec![Err(ProviderError::Protocol {
+                        provider: "local".into(),
+                        detail: "the server stopped this generation before it finished \
+                                 (it is shutting down); the reply is incomplete"
+                            .into(),
+                    })]
+                }
                 Event::Finished(f) => {
                     let mut v = Vec::new();
                     if !f.tail.is_empty() {
@@ -161,8 +169,10 @@ impl Provider for LocalProvider {
                         }));
                     }
                     v.push(Ok(ChatEvent::Finish {
-                        reason: match f.reason.finish_reason() {
-                            "length" => FinishReason::Length,
+                        reason: match f.reason {
+                            StopReason::MaxTokens | StopReason::ContextFull => {
+                                FinishReason::Length
+                            }
                             _ => FinishReason::Stop,
                         },
                         usage: Some(Usage {

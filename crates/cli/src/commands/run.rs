@@ -14,7 +14,7 @@ use std::ops::ControlFlow;
 
 use anyhow::Context;
 use lucid_engine::{
-    ChatMessage, GenerateParams, Generated, LoadedModel, Role, SamplingParams, Session,
+    ChatMessage, GenerateParams, Generated, LoadedModel, Role, SamplingParams, Session, StopReason,
 };
 use serde::Serialize;
 
@@ -286,7 +286,11 @@ fn print_json(model: &str, g: &Generated) -> anyhow::Result<()> {
         prompt_tokens: &g.prompt_tokens,
         tokens: &g.tokens,
         text: &g.text,
-        finish_reason: g.stop.finish_reason(),
+        finish_reason: match g.stop {
+            StopReason::MaxTokens | StopReason::ContextFull => "length",
+            StopReason::EndOfGeneration | StopReason::StopString => "stop",
+            StopReason::Cancelled => "cancelled",
+        },
         timings: JsonTimings {
             prefill_tokens: t.prefill_tokens,
             prefill_ms: t.prefill.as_secs_f64() * 1e3,
