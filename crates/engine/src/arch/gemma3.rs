@@ -91,10 +91,7 @@ impl Gemma3Config {
         let is_local = (0..n_layers)
             .map(|l| sliding_window.is_some() && l % pattern < pattern - 1)
             .collect();
-        let vocab_size = file
-            .tensor("token_embd.weight")
-            .and_then(|t| t.shape.get(1).copied())
-            .unwrap_or(0);
+        let vocab_size = hp.vocab_size(file)?;
         let rope_scaling = match (
             hp.opt_str("rope.scaling.type")?,
             hp.opt_f32("rope.scaling.factor")?,

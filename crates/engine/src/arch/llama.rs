@@ -65,13 +65,7 @@ impl LlamaConfig {
         let head_dim = hp
             .opt_usize("attention.key_length")?
             .unwrap_or(d_model / n_heads);
-        let vocab_size = match hp.opt_usize("vocab_size")? {
-            Some(v) => v,
-            None => file
-                .tensor("token_embd.weight")
-                .and_then(|t| t.shape.get(1).copied())
-                .unwrap_or(0),
-        };
+        let vocab_size = hp.vocab_size(file)?;
         let rope_scaling = match (
             hp.opt_str("rope.scaling.type")?,
             hp.opt_f32("rope.scaling.factor")?,
