@@ -15,6 +15,8 @@ pub enum StoreError {
         name: String,
         suggestions: Vec<String>,
     },
+    #[error("no such file or directory: {}", path.display())]
+    FileNotFound { path: PathBuf },
     #[error("model `{name}` is not pulled yet; run `lucid pull {name}`")]
     NotPulled { name: String },
     #[error("model `{name}` is not in the local store")]
@@ -140,6 +142,13 @@ mod tests {
         assert_eq!(
             unknown.to_string(),
             "unknown model `smolm2`; did you mean `smollm2`?"
+        );
+        let missing = StoreError::FileNotFound {
+            path: PathBuf::from("./nope.gguf"),
+        };
+        assert_eq!(
+            missing.to_string(),
+            "no such file or directory: ./nope.gguf"
         );
         let failed = StoreError::AllSourcesFailed {
             model: "smollm2".to_owned(),

@@ -100,7 +100,9 @@ impl Store {
 
     /// Finds a model without downloading anything: an existing file or
     /// directory path is returned as it is; a catalog name or alias gives the
-    /// pulled model's path, or [`StoreError::NotPulled`]; anything else is
+    /// pulled model's path, or [`StoreError::NotPulled`]; a name that reads
+    /// as a path (a separator, a model file's extension) but names nothing
+    /// is [`StoreError::FileNotFound`]; anything else is
     /// [`StoreError::UnknownModel`], with close catalog names as suggestions.
     pub fn resolve(&self, model: &str) -> Result<Resolved, StoreError> {
         let as_path = Path::new(model);
@@ -129,6 +131,11 @@ impl Store {
             return Ok(Resolved {
                 path: self.model_path(&manifest),
                 entry: None,
+            });
+        }
+        if looks_like_path(model) {
+            return Err(StoreError::FileNotFound {
+                path: as_path.to_owned(),
             });
         }
         Err(self.unknown(model))
@@ -403,4 +410,17 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     #[cfg(not(unix))]
     let _ = dir;
     Ok(())
+}
+
+/// Whether `model` is written as a path rather than a model name: it
+/// starts with `.`, `/` or `~`, has two directory separators or more (one
+/// is a hub repository's `owner/name`), or ends in a model file's
+/// extension.
+fn looks_like_path(model: &str) -> bool {
+    let lower = model.to_ascii_lowercase();
+    model.starts_with(['.', '/', '~'])
+        || model.matches(['/', std::path::MAIN_SEPARATOR]).count() >= 2
+        || [".gguf", ".safetensors", ".bin"]
+            .iter()
+            .any(|ext| lower.ends_with(ext))
 }

@@ -612,6 +612,23 @@ fn resolve_and_ensure() {
         store.pull("nothing-like-it", &NoProgress),
         Err(StoreError::UnknownModel { .. })
     ));
+    // A path to nothing is a missing file, not an unknown model name.
+    for path in [
+        "./nope.gguf",
+        "/no/such/dir/model.gguf",
+        "models/x.safetensors",
+    ] {
+        match store.resolve(path) {
+            Err(e @ StoreError::FileNotFound { .. }) => {
+                assert_eq!(e.to_string(), format!("no such file or directory: {path}"))
+            }
+            other => panic!("{path}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        store.resolve("someone/some-model"),
+        Err(StoreError::UnknownModel { .. })
+    ));
 
     let resolved = store.ensure("tiny", &NoProgress).unwrap();
     assert_eq!(resolved.path, model_dir(&home).join(FILE));

@@ -43,20 +43,20 @@ pub struct Args {
     max_tokens: usize,
     /// Sampling temperature; 0 always picks the most likely token (default:
     /// the catalog's for the model, else 0.8).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     temperature: Option<f32>,
     /// Keep only the k most likely tokens (0: all).
     #[arg(long, default_value_t = 40)]
     top_k: usize,
     /// Keep the most likely tokens whose probabilities add up to p (default:
     /// the catalog's for the model, else 0.95).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     top_p: Option<f32>,
     /// Drop tokens less likely than min-p times the most likely one.
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.05)]
     min_p: f32,
     /// Penalize tokens seen recently (1: off).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1.0)]
     repeat_penalty: f32,
     /// Seed for reproducible sampling.
     #[arg(long)]
