@@ -48,3 +48,22 @@ fn a_missing_file_and_a_negative_temperature_are_named() {
         "temperature must be a number >= 0, not -1",
     );
 }
+
+/// Log lines written to a pipe carry no colour codes.
+#[test]
+fn logs_to_a_pipe_are_plain_text() {
+    let home = tempfile::tempdir().unwrap();
+    let out = lucid(home.path())
+        .args(["pull", "smollm2"])
+        .env("LUCID_LOCAL_MODELS", home.path().join("no-mirror"))
+        .env("LUCID_LOG", "info")
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("INFO"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "escape codes in piped logs: {stderr:?}"
+    );
+}
