@@ -67,3 +67,54 @@ fn logs_to_a_pipe_are_plain_text() {
         "escape codes in piped logs: {stderr:?}"
     );
 }
+
+/// A reply cut by a full context says so on stderr.
+#[test]
+fn a_full_context_is_reported() {
+    let home = tempfile::tempdir().unwrap();
+    let out = lucid(home.path())
+        .args(["run", "smollm2", "Write a long story.", "--ctx-size", "60"])
+        .args(["--temperature", "0", "--threads", "2"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the context of 60 tokens is full"),
+        "{stderr}"
+    );
+}
+
+/// Chat commands are handled by lucid, not sent to the model.
+#[test]
+fn chat_commands_are_handled_locally() {
+    use std::io::Write;
+    let home = tempfile::tempdir().unwrap();
+    let mut child = lucid(home.path())
+        .args(["run", "smollm2", "--threads", "2"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"/help\n/reset\n/frobnicate\n/bye\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("/reset  forget the conversation"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("(conversation cleared)"), "{stderr}");
+    assert!(stderr.contains("unknown command /frobnicate"), "{stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "the model answered a command: {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -139,6 +139,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             if args.json {
                 print_json(&args.model, &generated)?;
             }
+            warn_if_context_full(&generated, session.context_limit());
             Ok(())
         }
         None => chat(&model, &mut session, &params, &system),
@@ -225,6 +226,17 @@ fn print_remote_json(model: &str, answer: &lucid_providers::ChatResponse) -> any
 }
 
 /// The prompt tokens of a conversation, rendered with the model's template.
+/// Says on stderr when a reply was cut because the context filled up: the
+/// answer is incomplete, and nothing else would tell.
+fn warn_if_context_full(generated: &Generated, limit: usize) {
+    if generated.stop == StopReason::ContextFull {
+        eprintln!(
+            "\nlucid: the reply stopped because the context of {limit} tokens is full; \
+             a larger --ctx-size lets it go on"
+        );
+    }
+}
+
 /// Which system message a conversation starts with.
 enum System {
     /// The model's default, if it has one (`LoadedModel::chat_prompt`).
@@ -304,6 +316,12 @@ fn print_json(model: &str, g: &Generated) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What `/help` prints in the chat.
+const CHAT_HELP: &str = "/reset  forget the conversation (the system message stays)
+/bye    leave (also /exit, Ctrl-D)
+/help   this list (also /?)
+A line starting with / and no space is a command; anything else goes to the model.";
+
 /// The interactive chat: one line per user turn, `/reset` to start over,
 /// end of input or `/bye` to leave.
 fn chat(
@@ -315,7 +333,7 @@ fn chat(
     let interactive = std::io::stdin().is_terminal();
     if interactive {
         eprintln!(
-            "Chatting with {}. /reset starts over, /bye or Ctrl-D leaves.",
+            "Chatting with {}. /help lists the commands, /bye or Ctrl-D leaves.",
             model.meta.name
         );
     }
@@ -335,6 +353,15 @@ fn chat(
             "/reset" => {
                 history.retain(|m| m.role == Role::System);
                 session.reset();
+                eprintln!("(conversation cleared)");
+                continue;
+            }
+            "/help" | "/?" => {
+                eprintln!("{CHAT_HELP}");
+                continue;
+            }
+            command if command.starts_with('/') && !command.contains(' ') => {
+                eprintln!("unknown command {command}; /help lists them");
                 continue;
             }
             _ => {}
@@ -342,6 +369,7 @@ fn chat(
         history.push(ChatMessage::new(Role::User, line));
         let tokens = system.prompt(model, &history)?;
         let generated = stream(session, &tokens, params)?;
+        warn_if_context_full(&generated, session.context_limit());
         history.push(ChatMessage::new(Role::Assistant, generated.text));
     }
     Ok(())
