@@ -8,40 +8,54 @@
 #
 # Passing tests show what they print: the instruction set each
 # llama.cpp-goldens run forced and its distance from llama.cpp, perplexity.
-set -euo pipefail
+set -uo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS
 step() { echo "== $* ($((SECONDS - start)) s)"; }
+# Every step runs even when an earlier one failed (but the models, which
+# everything needs); the failures are listed at the end, and any makes the
+# run fail.
+failed=()
+check() {
+  local name=$1
+  shift
+  "$@" || failed+=("$name")
+}
 
 step "test models"
-scripts/fetch-test-models.sh
+scripts/fetch-test-models.sh || exit 1
 # The clients' and the browser's packages download beside the build.
 step "Python client and browser packages (in the background)"
 setup_log=$(mktemp)
 (tests/clients/run.sh --setup-only && tests/web/run.sh --setup-only) >"$setup_log" 2>&1 &
 setup_pid=$!
 step "cargo fmt"
-cargo fmt --all -- --check
+check "cargo fmt" cargo fmt --all -- --check
 # The test profile, as `cargo test` below: the build scripts and proc macros
 # that both need are then compiled once, not once per profile.
 step "cargo clippy"
-cargo clippy --profile test --workspace --all-targets -- -D warnings
+check "cargo clippy" cargo clippy --profile test --workspace --all-targets -- -D warnings
 # One invocation: a second one for some of the packages would resolve
-# features differently and compile much of the tree again.
+# features differently and compile much of the tree again. --no-fail-fast:
+# every test binary runs, and cargo lists the ones that failed.
 step "cargo test"
-cargo test --workspace -- --show-output
-wait "$setup_pid" || {
+check "cargo test" cargo test --workspace --no-fail-fast -- --show-output
+if wait "$setup_pid"; then
+  rm -f "$setup_log"
+  step "Python clients"
+  check "Python clients" tests/clients/run.sh
+  step "glass-box page"
+  check "glass-box page" tests/web/run.sh
+else
   cat "$setup_log" >&2
-  echo "installing the Python clients or the browser failed" >&2
-  exit 1
-}
-rm -f "$setup_log"
-step "Python clients"
-tests/clients/run.sh
-step "glass-box page"
-tests/web/run.sh
+  failed+=("installing the Python clients or the browser")
+fi
 # The cargo-fuzz targets (GGUF reader, JSON-schema compiler, chat-template
 # renderer), each for a bounded time; a finding fails the run.
 step "fuzzing"
-scripts/fuzz.sh 20
+check "fuzzing" scripts/fuzz.sh 20
+if ((${#failed[@]})); then
+  step "FAILED: ${failed[*]}"
+  exit 1
+fi
 step "all tests passed"
