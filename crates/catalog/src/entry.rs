@@ -451,7 +451,7 @@ impl ModelEntry {
         }
         if self.files.is_empty() && self.upstream.is_none() {
             return Err(format!(
-                "a {} model needs at least one file or an upstream",
+                "an entry of kind {} needs at least one file or an upstream",
                 self.kind
             ));
         }

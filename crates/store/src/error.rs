@@ -21,8 +21,13 @@ pub enum StoreError {
     NotPulled { name: String },
     #[error("model `{name}` is not in the local store")]
     NotInStore { name: String },
-    #[error("model `{name}` is a {kind} model: it has no files to pull")]
-    NotDownloadable { name: String, kind: ModelKind },
+    #[error("{}", not_downloadable(name, *kind, homepage.as_deref()))]
+    NotDownloadable {
+        name: String,
+        kind: ModelKind,
+        /// Where the model's weights are published, when the catalog knows.
+        homepage: Option<String>,
+    },
     #[error(
         "could not pull `{model}` (file {file}); every source failed:{}",
         list(failures)
@@ -127,6 +132,21 @@ fn paths(tried: &[PathBuf]) -> String {
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Why a catalog model cannot be pulled, and what to do instead.
+fn not_downloadable(name: &str, kind: ModelKind, homepage: Option<&str>) -> String {
+    if !kind.has_weights() {
+        return format!(
+            "`{name}` is served only through its vendor's API and has no files to pull; \
+             use it through its provider (`lucid models` shows the name to use)"
+        );
+    }
+    let at = homepage.map_or_else(String::new, |h| format!(" from {h}"));
+    format!(
+        "the catalog lists `{name}` but pins no files lucid can download and verify for it \
+         yet; download its weights{at} and give lucid the path"
+    )
 }
 
 #[cfg(test)]

@@ -154,6 +154,7 @@ impl Store {
             return Err(StoreError::NotDownloadable {
                 name: entry.name.clone(),
                 kind: entry.kind,
+                homepage: entry.homepage.clone(),
             });
         }
         let dir = self.model_dir(&entry.name);

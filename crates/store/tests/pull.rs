@@ -687,6 +687,26 @@ fn api_models_cannot_be_pulled() {
     let err = store.pull("remote", &NoProgress).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "model `remote` is a proprietary-api model: it has no files to pull"
+        "`remote` is served only through its vendor's API and has no files to pull; \
+         use it through its provider (`lucid models` shows the name to use)"
+    );
+    // An open-weight entry without pinned files says where its weights are.
+    let store = Store::open(tempfile::tempdir().unwrap().path())
+        .unwrap()
+        .with_catalog(catalog(&[r#"
+            name = "listed"
+            kind = "open-weight"
+            publisher = "Lab"
+            license = "apache-2.0"
+            homepage = "https://example.org/listed"
+            architecture = "qwen2"
+            format = "safetensors"
+            upstream = { repo = "lab/listed", files = [{ path = "model.safetensors" }] }
+        "#]));
+    let err = store.pull("listed", &NoProgress).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the catalog lists `listed` but pins no files lucid can download and verify for it \
+         yet; download its weights from https://example.org/listed and give lucid the path"
     );
 }
