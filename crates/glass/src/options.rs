@@ -67,9 +67,11 @@ pub struct Limits {
     pub max_lens_logits: usize,
 }
 
-/// The server's bound on lens logits: about 3,000 cells of a 49k-token
-/// vocabulary (SmolLM2's 31 rows over 100 positions), 600 of Gemma 3's 262k.
-const LENS_LOGITS_SERVER: usize = 160 << 20;
+/// The server's bound on lens logits: about 10,900 cells of a 49k-token
+/// vocabulary (SmolLM2's 31 rows over 350 positions, room for the web
+/// page's 200-token lens), 2,000 of Gemma 3's 262k (20 rows over 100).
+/// A lens over 1,000 SmolLM2 positions (1.5 billion logits) is refused.
+const LENS_LOGITS_SERVER: usize = 1 << 29;
 
 impl Limits {
     /// Bounds for a shared server: about 16 MB of attention, a lens grid
