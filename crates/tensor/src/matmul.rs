@@ -82,10 +82,10 @@ impl Activations {
             match pool {
                 Some(pool) if row_bytes > 0 => {
                     pool.rows_mut(&mut self.bytes, row_bytes, &|r, out| {
-                        kernels::quantize_rows(isa, dtype, &x[r * n..(r + 1) * n], n, out)
+                        kernels::quantize_rows_usable(isa, dtype, &x[r * n..(r + 1) * n], n, out)
                     })
                 }
-                _ => kernels::quantize_rows(isa, dtype, x, n, &mut self.bytes),
+                _ => kernels::quantize_rows_usable(isa, dtype, x, n, &mut self.bytes),
             }
             #[cfg(target_arch = "x86_64")]
             if isa == Isa::Avx512 {
@@ -288,7 +288,7 @@ fn matmul_group(pool: &ThreadPool, isa: Isa, jobs: &mut [Option<MatmulJob<'_>>])
             let mut t = 0;
             while t < p.n_tokens {
                 let nt = (p.n_tokens - t).min(4);
-                kernels::dot_rows(isa, p.w.dtype, p.w.cols, w_row, p.x, t, &mut tmp[..nt]);
+                kernels::dot_rows_usable(isa, p.w.dtype, p.w.cols, w_row, p.x, t, &mut tmp[..nt]);
                 for (k, v) in tmp[..nt].iter().enumerate() {
                     // SAFETY: (t + k, r) is written by this chunk alone.
                     unsafe { p.out.slice((t + k) * p.w.rows + r, 1)[0] = *v };

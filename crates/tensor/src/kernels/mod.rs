@@ -135,7 +135,13 @@ pub fn can_multiply(w: DType) -> bool {
 /// Converts `x` (rows of `n` values) into `dtype`, the result of
 /// [`dot_type`], writing `out` (rows of `dtype.row_bytes(n)` bytes).
 pub fn quantize_rows(isa: Isa, dtype: DType, x: &[f32], n: usize, out: &mut [u8]) {
-    let isa = isa.usable();
+    quantize_rows_usable(isa.usable(), dtype, x, n, out);
+}
+
+/// [`quantize_rows`] for an `isa` that already went through
+/// [`Isa::usable`] (the per-row calls of a matrix product, which lowers it
+/// once).
+pub(crate) fn quantize_rows_usable(isa: Isa, dtype: DType, x: &[f32], n: usize, out: &mut [u8]) {
     let row_bytes = dtype.row_bytes(n).unwrap_or(0);
     for (x, out) in x.chunks_exact(n).zip(out.chunks_exact_mut(row_bytes)) {
         match (isa, dtype) {
@@ -193,7 +199,20 @@ pub fn dot_rows(
     first: usize,
     out: &mut [f32],
 ) {
-    let isa = isa.usable();
+    dot_rows_usable(isa.usable(), wtype, n, w_row, a, first, out);
+}
+
+/// [`dot_rows`] for an `isa` that already went through [`Isa::usable`]:
+/// the matrix product's inner loop, which lowers it once per product.
+pub(crate) fn dot_rows_usable(
+    isa: Isa,
+    wtype: DType,
+    n: usize,
+    w_row: &[u8],
+    a: ActRows<'_>,
+    first: usize,
+    out: &mut [f32],
+) {
     match out.len() {
         1 => dot_rows_nt::<1>(isa, wtype, n, w_row, a, first, out),
         2 => dot_rows_nt::<2>(isa, wtype, n, w_row, a, first, out),
