@@ -398,12 +398,7 @@ impl HfConfig<'_> {
     /// A number the maths divides by or takes the root of: above zero.
     pub fn opt_positive_f32(&self, key: &str) -> Result<Option<f32>> {
         let v = self.opt_f32(key)?;
-        if let Some(x) = v
-            && x <= 0.0
-        {
-            return Err(self.invalid(key, &format!("must be above zero, not {x}")));
-        }
-        Ok(v)
+        crate::arch::above_zero(v).map_err(|why| self.invalid(key, &why))
     }
 
     pub fn opt_bool(&self, key: &str) -> Result<Option<bool>> {

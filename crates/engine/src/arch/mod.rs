@@ -128,6 +128,14 @@ pub fn load_hf(ckpt: &HfCheckpoint, opts: &LoadOptions) -> Result<Box<dyn Model>
 /// than the family's usual one; see [`Hparams::activation`].
 pub const ACTIVATION_KEY: &str = "lucid.activation";
 
+/// `v` if it is absent or above zero; else why not, for a config error.
+pub(crate) fn above_zero(v: Option<f32>) -> std::result::Result<Option<f32>, String> {
+    match v {
+        Some(x) if x <= 0.0 => Err(format!("must be above zero, not {x}")),
+        v => Ok(v),
+    }
+}
+
 /// Reads `{arch}.{key}` hyperparameters from GGUF metadata.
 pub struct Hparams<'a> {
     meta: &'a Metadata,
@@ -229,12 +237,7 @@ impl<'a> Hparams<'a> {
     /// (norm epsilons, RoPE bases, scaling factors): finite and above zero.
     pub fn opt_positive_f32(&self, key: &str) -> Result<Option<f32>> {
         let v = self.opt_f32(key)?;
-        if let Some(x) = v
-            && x <= 0.0
-        {
-            return Err(self.invalid(key, &format!("must be above zero, not {x}")));
-        }
-        Ok(v)
+        above_zero(v).map_err(|why| self.invalid(key, &why))
     }
 
     pub fn opt_str(&self, key: &str) -> Result<Option<&'a str>> {
