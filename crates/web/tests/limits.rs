@@ -4,29 +4,20 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
-use std::sync::{Arc, OnceLock};
+mod common;
+
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
-use lucid_engine::LoadedModel;
 use lucid_web::{StaticModels, WebConfig};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-fn smollm2() -> Arc<LoadedModel> {
-    static MODEL: OnceLock<Arc<LoadedModel>> = OnceLock::new();
-    MODEL
-        .get_or_init(|| {
-            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf");
-            Arc::new(LoadedModel::load(&path).unwrap())
-        })
-        .clone()
-}
+use common::smollm2;
 
 fn app(config: WebConfig) -> Router {
     let models = StaticModels::new(vec![("smollm2".into(), smollm2())]);

@@ -6,33 +6,20 @@
 // Test helpers unwrap: a failure is a test failure.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
-use std::sync::{Arc, OnceLock};
+mod common;
+
+use lucid_engine::LoadedModel;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
-use lucid_engine::LoadedModel;
 use lucid_web::{StaticModels, WebConfig};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-fn smollm2() -> Arc<LoadedModel> {
-    static MODEL: OnceLock<Arc<LoadedModel>> = OnceLock::new();
-    MODEL
-        .get_or_init(|| {
-            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf");
-            assert!(
-                path.is_file(),
-                "{} is missing: run scripts/fetch-test-models.sh first",
-                path.display()
-            );
-            Arc::new(LoadedModel::load(&path).unwrap())
-        })
-        .clone()
-}
+use common::smollm2;
 
 fn app() -> Router {
     let models = StaticModels::new(vec![("smollm2".into(), smollm2())]);
