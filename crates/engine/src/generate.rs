@@ -7,16 +7,14 @@
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
-use lucid_tokenizer::StreamDecoder;
-
 use crate::batch::{LogitsFor, SeqInput};
 use crate::error::{EngineError, Result};
 use crate::hooks::Hooks;
 use crate::kv_cache::KvCache;
 use crate::loaded::LoadedModel;
 use crate::model::ForwardCtx;
-use crate::sampler::{Sampler, SamplingParams};
-use crate::stop::StopMatcher;
+use crate::sampler::SamplingParams;
+use crate::sequence::{Sequence, StopReason};
 
 /// What to generate.
 #[derive(Clone, Debug, PartialEq)]
@@ -39,21 +37,6 @@ impl Default for GenerateParams {
             ignore_eos: false,
         }
     }
-}
-
-/// Why generation ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StopReason {
-    /// The model produced an end-of-generation token.
-    EndOfGeneration,
-    /// A stop string appeared.
-    StopString,
-    /// `max_tokens` were generated.
-    MaxTokens,
-    /// The context is full.
-    ContextFull,
-    /// The caller asked to stop.
-    Cancelled,
 }
 
 /// How long the two phases took.
@@ -209,90 +192,93 @@ impl<'m> Session<'m> {
         &mut self,
         prompt: &[u32],
         params: &GenerateParams,
-        mut on_token: impl FnMut(TokenEvent<'_>) -> ControlFlow<()>,
+        on_token: impl FnMut(TokenEvent<'_>) -> ControlFlow<()>,
     ) -> Result<Generated> {
-        let tokenizer = &self.model.tokenizer;
-        let mut sampler = Sampler::new(params.sampling.clone())?;
-        let mut timings = Timings::default();
-        let start = Instant::now();
-        timings.prefill_tokens = self.feed(prompt, LogitsFor::Last, &mut Hooks::none())?;
-        timings.prefill = start.elapsed();
-        let decode_start = Instant::now();
-        let mut history: Vec<u32> = prompt.to_vec();
-        let mut tokens = Vec::new();
-        let mut decoder = StreamDecoder::new(tokenizer, true);
-        let mut stops = StopMatcher::new(params.stop.iter().cloned());
-        let mut stop = StopReason::MaxTokens;
-        while tokens.len() < params.max_tokens {
-            let logits = self.ctx.last_logits(0).unwrap_or(&[]);
-            let id = sampler.sample(logits, &history);
-            tokens.push(id);
-            history.push(id);
-            let eog = !params.ignore_eos && tokenizer.is_end_of_generation(id);
-            let piece = if eog {
-                decoder.finish()
-            } else {
-                decoder.push(id)
-            };
-            let (ready, hit) = stops.push(&piece);
-            let flow = on_token(TokenEvent {
-                id,
-                text: &ready,
-                logits,
-            });
-            if hit {
-                stop = StopReason::StopString;
-                break;
+        let limit = self.cache.limit();
+        let placeholder = self.model.model.new_cache(Some(0));
+        let cache = std::mem::replace(&mut self.cache, placeholder);
+        let cached = std::mem::take(&mut self.cached);
+        let mut seq = match Sequence::new(self.model, cache, &cached, prompt.to_vec(), params) {
+            Ok(seq) => seq,
+            Err(e) => {
+                // The cache is lost with the sequence: start afresh.
+                self.cache = self.model.model.new_cache(Some(limit));
+                return Err(e);
             }
-            if eog {
-                stop = StopReason::EndOfGeneration;
-                break;
-            }
-            if flow.is_break() {
-                stop = StopReason::Cancelled;
-                break;
-            }
-            if tokens.len() >= params.max_tokens {
-                break;
-            }
-            if self.cache.len() + 1 > self.cache.limit() {
-                stop = StopReason::ContextFull;
-                break;
-            }
-            let mut seqs = [SeqInput {
-                tokens: &[id],
-                cache: &mut self.cache,
-                logits: LogitsFor::Last,
-            }];
-            self.model
-                .model
-                .forward(&mut self.ctx, &mut seqs, &mut Hooks::none())?;
-            self.cached.push(id);
-        }
-        if !matches!(stop, StopReason::StopString | StopReason::EndOfGeneration) {
-            let rest = decoder.finish();
-            let (mut ready, _) = stops.push(&rest);
-            ready.push_str(&stops.flush());
-            if !ready.is_empty() {
-                let _ = on_token(TokenEvent {
-                    id: *tokens.last().unwrap_or(&0),
-                    text: &ready,
-                    logits: &[],
-                });
-            }
-        }
-        timings.decode_tokens = tokens.len().saturating_sub(1);
-        timings.decode = if tokens.len() > 1 {
-            decode_start.elapsed()
-        } else {
-            Duration::ZERO
         };
+        let result = run(&mut seq, &mut self.ctx, on_token);
+        let generated = seq.generated().to_vec();
+        let (cached, cache) = seq.into_cached();
+        self.cache = cache;
+        self.cached = cached;
+        let (stop, text, timings) = result?;
         Ok(Generated {
             prompt_tokens: prompt.to_vec(),
-            tokens,
-            text: stops.into_text(),
+            tokens: generated,
+            text,
             stop,
             timings,
         })
     }
+}
+
+/// The loop of one sequence alone: read what is pending, choose, accept,
+/// until the sequence ends. Returns how it ended, the text and the timings.
+fn run(
+    seq: &mut Sequence<'_>,
+    ctx: &mut ForwardCtx,
+    mut on_token: impl FnMut(TokenEvent<'_>) -> ControlFlow<()>,
+) -> Result<(StopReason, String, Timings)> {
+    let model = seq.model();
+    let mut timings = Timings {
+        prefill_tokens: seq.pending(),
+        ..Timings::default()
+    };
+    let start = Instant::now();
+    let mut decode_start = start;
+    let stop = loop {
+        let n = seq.pending();
+        model
+            .model
+            .forward(ctx, &mut [seq.input(n)], &mut Hooks::none())?;
+        if seq.generated().is_empty() {
+            timings.prefill = start.elapsed();
+            decode_start = Instant::now();
+            if seq.max_new() == 0 {
+                break StopReason::MaxTokens;
+            }
+        }
+        let logits = ctx.last_logits(0).unwrap_or(&[]);
+        let Some(id) = seq.sample(logits) else {
+            break StopReason::EndOfGeneration;
+        };
+        let accepted = seq.accept(id);
+        let flow = on_token(TokenEvent {
+            id,
+            text: &accepted.text,
+            logits,
+        });
+        if let Some(stop) = accepted.stop {
+            break stop;
+        }
+        if flow.is_break() {
+            break StopReason::Cancelled;
+        }
+    };
+    let tail = seq.finish(stop);
+    if !tail.is_empty() {
+        let _ = on_token(TokenEvent {
+            id: seq.generated().last().copied().unwrap_or(0),
+            text: &tail,
+            logits: &[],
+        });
+    }
+    let n = seq.generated().len();
+    timings.decode_tokens = n.saturating_sub(1);
+    timings.decode = if n > 1 {
+        decode_start.elapsed()
+    } else {
+        Duration::ZERO
+    };
+    Ok((stop, seq.text().to_string(), timings))
 }

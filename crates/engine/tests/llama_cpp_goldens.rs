@@ -35,115 +35,20 @@
 
 mod common;
 
-use std::collections::HashMap;
+#[path = "common/goldens.rs"]
+mod goldens;
+
 use std::ops::ControlFlow;
 
 use lucid_engine::{GenerateParams, Hooks, LoadedModel, LogitsFor, SamplingParams, Session};
 use lucid_tensor::Isa;
 
+use goldens::{cases, first_flips, spread};
+
 const TARGET: f32 = 1.0;
-const NEAR_TIE: f64 = 0.5;
-
-struct Case {
-    prompt: String,
-    prompt_tokens: Vec<u32>,
-    tokens: Vec<u32>,
-    /// Per step: llama.cpp's top (id, logit) pairs, log-sum-exp and top-2 margin.
-    steps: Vec<Step>,
-}
-
-struct Step {
-    top: Vec<(u32, f32)>,
-    logsumexp: f32,
-    margin: f64,
-}
-
 fn log_sum_exp(x: &[f32]) -> f32 {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     max + x.iter().map(|v| ((v - max) as f64).exp()).sum::<f64>().ln() as f32
-}
-
-fn cases(golden: &serde_json::Value) -> Vec<Case> {
-    let ids = |v: &serde_json::Value| {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap() as u32)
-            .collect()
-    };
-    golden["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| Case {
-            prompt: c["prompt"].as_str().unwrap().to_string(),
-            prompt_tokens: ids(&c["prompt_tokens"]),
-            tokens: ids(&c["tokens"]),
-            steps: c["steps"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|s| Step {
-                    top: s["top"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|p| (p[0].as_u64().unwrap() as u32, p[1].as_f64().unwrap() as f32))
-                        .collect(),
-                    logsumexp: s["logsumexp"].as_f64().unwrap() as f32,
-                    margin: s["margin"].as_f64().unwrap(),
-                })
-                .collect(),
-        })
-        .collect()
-}
-
-/// The configurations in a goldens file measured with the build that made
-/// them. Another build's distance (`other_build.py`) is left out: per-build
-/// goldens replace it.
-fn same_build_configs(golden: &serde_json::Value) -> Vec<&serde_json::Value> {
-    golden["reference"]["self_disagreement"]["configs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["settings"]["build"].is_null())
-        .collect()
-}
-
-/// llama.cpp's own spread in a goldens file: the largest maximum and 99th
-/// percentile of the configurations of the build that made them.
-fn spread(golden: &serde_json::Value, golden_file: &str) -> (f32, f32) {
-    let configs = same_build_configs(golden);
-    assert!(
-        !configs.is_empty(),
-        "{golden_file} records no llama.cpp spread"
-    );
-    let largest = |key: &str| {
-        configs
-            .iter()
-            .map(|c| c[key].as_f64().unwrap() as f32)
-            .fold(0.0, f32::max)
-    };
-    (largest("max_top5_abs_diff"), largest("p99_top5_abs_diff"))
-}
-
-/// Per case, the first step at which one of llama.cpp's configurations of
-/// the build that made the goldens chose another token than the goldens
-/// (`argmax_flips`: case, step, margin): a tie within llama.cpp's own
-/// precision, even where the goldens' margin is above NEAR_TIE.
-fn first_flips(golden: &serde_json::Value) -> HashMap<usize, usize> {
-    let mut first: HashMap<usize, usize> = HashMap::new();
-    for config in same_build_configs(golden) {
-        for flip in config["argmax_flips"].as_array().unwrap() {
-            let (case, step) = (
-                flip[0].as_u64().unwrap() as usize,
-                flip[1].as_u64().unwrap() as usize,
-            );
-            let at = first.entry(case).or_insert(step);
-            *at = (*at).min(step);
-        }
-    }
-    first
 }
 
 /// Runs both checks on one model's goldens, holding lucid's largest
@@ -217,12 +122,7 @@ pub fn check_model(golden_file: &str, max_from: &[&str], p99_from: &[&str]) {
         // Free-running greedy decoding, up to the first near-tie: a step
         // whose margin is under NEAR_TIE, or where one of llama.cpp's own
         // configurations chose another token than its goldens.
-        let near_tie = case
-            .steps
-            .iter()
-            .position(|s| s.margin < NEAR_TIE)
-            .unwrap_or(case.steps.len())
-            .min(self_flips.get(&case_index).copied().unwrap_or(usize::MAX));
+        let near_tie = case.robust_prefix(&self_flips, case_index);
         let params = GenerateParams {
             max_tokens: case.tokens.len(),
             sampling: SamplingParams::greedy(),

@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use lucid_engine::{
-    ChatMessage, ForwardCtx, Hooks, LoadedModel, LogitsFor, Role, Sampler, SeqInput,
+    ChatMessage, ForwardCtx, GenerateParams, Hooks, LoadedModel, Role, Sequence,
+    StopReason as EngineStop,
 };
 
 use crate::analysis::{Distribution, rank, top_k};
@@ -89,37 +90,39 @@ pub fn explain_with(
         options.attended > 0,
         options.lens,
     );
-    let mut sampler = Sampler::new(options.sampling.clone())?;
     let mut ctx = ForwardCtx::new(threads.max(1));
-    let mut cache = model
+    let cache = model
         .model
         .new_cache(Some(prompt.len() + options.max_tokens));
-    let mut history = prompt.to_vec();
-    let mut feed = prompt.to_vec();
+    let params = GenerateParams {
+        max_tokens: options.max_tokens,
+        sampling: options.sampling.clone(),
+        stop: Vec::new(),
+        ignore_eos: !options.stop_at_end_of_generation,
+    };
+    let mut seq = Sequence::new(model, cache, &[], prompt.to_vec(), &params)?;
     let mut steps = Vec::new();
     let mut lens_columns = Vec::new();
     let mut timings = Timings::default();
     let mut stop = StopReason::MaxTokens;
     let mut logits = Vec::new();
     for index in 0..options.max_tokens {
-        let first_pos = history.len() - feed.len();
+        let first_pos = seq.cache().len();
         recorder.begin_pass();
         let t = Instant::now();
-        let mut seqs = [SeqInput {
-            tokens: &feed,
-            cache: &mut cache,
-            logits: LogitsFor::Last,
-        }];
-        model
-            .model
-            .forward(&mut ctx, &mut seqs, &mut Hooks::new(&mut recorder))?;
+        let n = seq.pending();
+        model.model.forward(
+            &mut ctx,
+            &mut [seq.input(n)],
+            &mut Hooks::new(&mut recorder),
+        )?;
         timings.forward_ms += ms(t);
         logits.clear();
         logits.extend_from_slice(ctx.last_logits(0).ok_or(GlassError::NoLogits)?);
-        let id = sampler.sample(&logits, &history);
-        let position = history.len() - 1;
+        let id = seq.sample(&logits).ok_or(GlassError::NoLogits)?;
+        let position = seq.tokens().len() - 1;
         let attended = match recorder.last_row_mean() {
-            Some(row) => most_attended(model, &row, &history, options.attended),
+            Some(row) => most_attended(model, &row, seq.tokens(), options.attended),
             None => Vec::new(),
         };
         let step = make_step(model, &logits, id, position, options.top_k, attended);
@@ -144,8 +147,8 @@ pub fn explain_with(
                 columns: &lens_columns[n_before..],
             });
         }
-        history.push(id);
-        if options.stop_at_end_of_generation && model.tokenizer.is_end_of_generation(id) {
+        let end = seq.accept(id).stop;
+        if end == Some(EngineStop::EndOfGeneration) {
             stop = StopReason::EndOfGeneration;
             break;
         }
@@ -153,16 +156,25 @@ pub fn explain_with(
             stop = StopReason::Cancelled;
             break;
         }
-        feed.clear();
-        feed.push(id);
+        // The step limit (the context, at least prompt and steps long,
+        // cannot fill first).
+        if end.is_some() {
+            break;
+        }
     }
-    let read = history.len() - 1;
+    // The last chosen token was never read.
+    let read = seq.tokens().len() - 1;
     let attention = recorder
         .maps()
         .zip(recorder.rows())
         .map(|((layer, head), rows)| square(layer, head, rows, read))
         .collect();
-    let chosen: Vec<u32> = steps.iter().map(|s| s.chosen.id).collect();
+    // What the decoder still holds joins the completion.
+    seq.finish(match stop {
+        StopReason::MaxTokens => EngineStop::MaxTokens,
+        StopReason::EndOfGeneration => EngineStop::EndOfGeneration,
+        StopReason::Cancelled => EngineStop::Cancelled,
+    });
     timings.total_ms = ms(start);
     Ok(Trace {
         model: ModelSummary::of(info),
@@ -173,7 +185,7 @@ pub fn explain_with(
                 text: token_text(model, id),
             })
             .collect(),
-        completion: model.tokenizer.decode(&chosen, true),
+        completion: seq.into_text(),
         steps,
         stop,
         attention,

@@ -43,17 +43,15 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use lucid_engine::{
-    ForwardCtx, Hooks, KvCache, LoadedModel, LogitsFor, Sampler, SeqInput, StopReason,
+    ForwardCtx, GenerateParams, Hooks, LoadedModel, SeqInput, Sequence, StopReason,
 };
-use lucid_tokenizer::StreamDecoder;
 use tokio::sync::mpsc;
 
 use crate::error::SchedulerError;
-use crate::json::{JsonState, TokenTable};
+use crate::json::{JsonConstraint, TokenTable};
 use crate::logprobs::logprobs;
 use crate::prefix_cache::PrefixCache;
 use crate::request::{CancelHandle, Event, Finished, Generation, Request, Timings, Token, Usage};
-use lucid_engine::StopMatcher;
 
 /// Limits and sizes of one model's scheduler.
 #[derive(Clone, Debug, PartialEq)]
@@ -393,36 +391,25 @@ struct Seq<'m> {
     id: u64,
     tx: mpsc::UnboundedSender<Event>,
     cancel: CancelHandle,
-    /// Prompt and generated tokens; the cache holds the first `cache.len()`.
-    all: Vec<u32>,
-    prompt_len: usize,
+    /// Tokens, cache, sampler, decoder, stop strings, limits and grammar.
+    seq: Sequence<'m>,
     cached_tokens: usize,
-    cache: KvCache,
     /// Bytes of the budget this sequence holds; it may fill that many
     /// positions before it must grow.
     reserved: usize,
     /// Preempted for cache room: holds nothing, and waits to read its
     /// tokens again.
     preempted: bool,
-    max_new: usize,
-    generated: usize,
-    sampler: Sampler,
-    decoder: StreamDecoder<'m>,
-    stops: StopMatcher,
-    json: Option<(JsonState, JsonState)>,
     logprobs: Option<usize>,
-    ignore_eos: bool,
     submitted: Instant,
     admitted: Instant,
     first_token: Option<Instant>,
     last_event: Instant,
-    /// Copy of the logits for constrained sampling.
-    masked: Vec<f32>,
 }
 
 impl Seq<'_> {
     fn pending(&self) -> usize {
-        self.all.len() - self.cache.len()
+        self.seq.pending()
     }
 
     fn gone(&self) -> bool {
@@ -437,10 +424,6 @@ pub const GROW_POSITIONS: usize = 256;
 /// How many later requests may be admitted before one that is waiting for
 /// room: then admission waits for it.
 pub const MAX_PASSES: usize = 32;
-
-/// How many times a refused token is masked and sampling retried before
-/// computing the full mask.
-const CONSTRAINT_RETRIES: usize = 16;
 
 fn run(s: &Shared) {
     let model: &LoadedModel = &s.model;
@@ -557,23 +540,30 @@ fn cancelled_before_start(p: &Pending) -> Finished {
 /// Turns a queued request into a sequence, starting from the longest cached
 /// prefix of its prompt.
 fn admit<'m>(
-    s: &Shared,
+    s: &'m Shared,
     model: &'m LoadedModel,
     prefix: &mut PrefixCache,
     p: Pending,
 ) -> Result<Seq<'m>, (mpsc::UnboundedSender<Event>, SchedulerError)> {
-    let sampler = match Sampler::new(p.req.sampling.clone()) {
-        Ok(x) => x,
-        Err(e) => {
-            let e = SchedulerError::InvalidParams(e.to_string());
-            return Err((p.tx, e));
-        }
-    };
-    let prompt = &p.req.prompt;
+    let prompt = p.req.prompt;
     // The last prompt token always runs, to produce the first logits.
-    let (cache, cached) = match prefix.take_for(prompt, prompt.len() - 1) {
+    let (cache, cached) = match prefix.take_for(&prompt, prompt.len() - 1) {
         Some((cache, n)) if cache.limit() == s.limit => (cache, n),
         _ => (model.model.new_cache(s.config.context), 0),
+    };
+    let params = GenerateParams {
+        max_tokens: p.max_new,
+        sampling: p.req.sampling,
+        stop: p.req.stop,
+        ignore_eos: p.req.ignore_eos,
+    };
+    let seq = match Sequence::new(model, cache, &prompt[..cached], prompt.clone(), &params) {
+        Ok(seq) => seq,
+        Err(e) => return Err((p.tx, SchedulerError::InvalidParams(e.to_string()))),
+    };
+    let seq = match p.req.grammar {
+        Some(g) => seq.with_constraint(Box::new(JsonConstraint::new(&s.table, g))),
+        None => seq,
     };
     s.prefix_reused.fetch_add(cached as u64, Ordering::Relaxed);
     let now = Instant::now();
@@ -583,32 +573,17 @@ fn admit<'m>(
         queued_ms = (now - p.submitted).as_millis() as u64,
         "admitted"
     );
-    let json = p
-        .req
-        .grammar
-        .as_ref()
-        .map(|g| (JsonState::new(g.clone()), JsonState::new(g.clone())));
     Ok(Seq {
         id: p.id,
-        all: p.req.prompt.clone(),
-        prompt_len: p.req.prompt.len(),
+        seq,
         cached_tokens: cached,
-        cache,
         reserved: p.reserve,
         preempted: false,
-        max_new: p.max_new,
-        generated: 0,
-        sampler,
-        decoder: StreamDecoder::new(&model.tokenizer, true),
-        stops: StopMatcher::new(p.req.stop.clone()),
-        json,
         logprobs: p.req.logprobs,
-        ignore_eos: p.req.ignore_eos,
         submitted: p.submitted,
         admitted: now,
         first_token: None,
         last_event: p.submitted,
-        masked: Vec::new(),
         tx: p.tx,
         cancel: p.cancel,
     })
@@ -662,17 +637,7 @@ fn step<'m>(
         let mut k = 0;
         for (i, q) in active.iter_mut().enumerate() {
             if k < plan.len() && plan[k].0 == i {
-                let (_, n, last) = plan[k];
-                let start = q.cache.len();
-                inputs.push(SeqInput {
-                    tokens: &q.all[start..start + n],
-                    cache: &mut q.cache,
-                    logits: if last {
-                        LogitsFor::Last
-                    } else {
-                        LogitsFor::None
-                    },
-                });
+                inputs.push(q.seq.input(plan[k].1));
                 k += 1;
             }
         }
@@ -719,7 +684,7 @@ fn step<'m>(
         let Some(logits) = ctx.last_logits(b) else {
             continue;
         };
-        if let Some(reason) = sample(s, model, &mut active[i], logits) {
+        if let Some(reason) = sample(&mut active[i], logits) {
             done.push((i, reason));
         }
     }
@@ -730,35 +695,24 @@ fn step<'m>(
 }
 
 /// Chooses and reports the next token; returns why the sequence ends, if it does.
-fn sample(s: &Shared, model: &LoadedModel, q: &mut Seq<'_>, logits: &[f32]) -> Option<StopReason> {
-    let id = match choose(s, q, logits) {
-        Some(id) => id,
-        None => {
-            // The constraint allows no token of this vocabulary: end here
-            // rather than emit invalid output.
-            return Some(StopReason::EndOfGeneration);
-        }
+fn sample(q: &mut Seq<'_>, logits: &[f32]) -> Option<StopReason> {
+    let Some(id) = q.seq.sample(logits) else {
+        // The constraint allows no token of this vocabulary: end here
+        // rather than emit invalid output.
+        return Some(StopReason::EndOfGeneration);
     };
     let now = Instant::now();
-    q.generated += 1;
-    q.all.push(id);
     if q.first_token.is_none() {
         q.first_token = Some(now);
     }
-    let eog = !q.ignore_eos && model.tokenizer.is_end_of_generation(id);
-    let piece = if eog {
-        q.decoder.finish()
-    } else {
-        q.decoder.push(id)
-    };
-    let (text, hit) = q.stops.push(&piece);
+    let accepted = q.seq.accept(id);
     let lp = q.logprobs.map(|k| logprobs(logits, id, k));
     let latency = now - q.last_event;
     q.last_event = now;
     if q.tx
         .send(Event::Token(Token {
             id,
-            text,
+            text: accepted.text,
             logprobs: lp,
             latency,
         }))
@@ -766,62 +720,7 @@ fn sample(s: &Shared, model: &LoadedModel, q: &mut Seq<'_>, logits: &[f32]) -> O
     {
         return Some(StopReason::Cancelled);
     }
-    if hit {
-        return Some(StopReason::StopString);
-    }
-    if eog {
-        return Some(StopReason::EndOfGeneration);
-    }
-    if let Some((state, _)) = &mut q.json {
-        s.table.advance(state, id);
-        if state.is_done() {
-            return Some(StopReason::EndOfGeneration);
-        }
-    }
-    if q.generated >= q.max_new {
-        return Some(StopReason::MaxTokens);
-    }
-    if q.cache.len() + q.pending() > q.cache.limit() {
-        return Some(StopReason::ContextFull);
-    }
-    None
-}
-
-/// The next token: sampled as usual, or, under a JSON constraint, sampled
-/// from the allowed tokens. `None` if the constraint allows none.
-fn choose(s: &Shared, q: &mut Seq<'_>, logits: &[f32]) -> Option<u32> {
-    let Some((state, scratch)) = &mut q.json else {
-        return Some(q.sampler.sample(logits, &q.all));
-    };
-    let table = &s.table;
-    q.masked.clear();
-    q.masked.extend_from_slice(logits);
-    for _ in 0..CONSTRAINT_RETRIES {
-        let id = q.sampler.sample(&q.masked, &q.all);
-        if table.allows(state, id, scratch) {
-            return Some(id);
-        }
-        if let Some(l) = q.masked.get_mut(id as usize) {
-            *l = f32::NEG_INFINITY;
-        }
-    }
-    // Many refusals: mask the whole vocabulary once.
-    let mut any = false;
-    for (id, l) in q.masked.iter_mut().enumerate() {
-        if *l == f32::NEG_INFINITY {
-            continue;
-        }
-        if table.allows(state, id as u32, scratch) {
-            any = true;
-        } else {
-            *l = f32::NEG_INFINITY;
-        }
-    }
-    if !any {
-        return None;
-    }
-    let id = q.sampler.sample(&q.masked, &q.all);
-    table.allows(state, id, scratch).then_some(id)
+    accepted.stop
 }
 
 /// Reports the end of a sequence and hands its cache to the prefix cache.
@@ -833,22 +732,18 @@ fn finish(
     reason: StopReason,
 ) {
     *reserved -= q.reserved;
-    let mut tail = String::new();
-    if !matches!(reason, StopReason::StopString | StopReason::EndOfGeneration) {
-        let rest = q.decoder.finish();
-        let (ready, _) = q.stops.push(&rest);
-        tail.push_str(&ready);
-        tail.push_str(&q.stops.flush());
-    }
+    let tail = q.seq.finish(reason);
+    let prompt_tokens = q.seq.prompt_len();
+    let completion_tokens = q.seq.generated().len();
     let now = Instant::now();
     let first = q.first_token.unwrap_or(now);
     let finished = Finished {
         reason,
         tail,
         usage: Usage {
-            prompt_tokens: q.prompt_len,
+            prompt_tokens,
             cached_tokens: q.cached_tokens,
-            completion_tokens: q.generated,
+            completion_tokens,
         },
         timings: Timings {
             queued: q.admitted - q.submitted,
@@ -859,9 +754,9 @@ fn finish(
     tracing::debug!(
         id = q.id,
         reason = ?reason,
-        prompt_tokens = q.prompt_len,
+        prompt_tokens,
         cached_tokens = q.cached_tokens,
-        completion_tokens = q.generated,
+        completion_tokens,
         "finished"
     );
     let _ = q.tx.send(Event::Finished(finished));
@@ -872,10 +767,11 @@ fn finish(
     release_slot(s);
     // Keep the cache for the next request with the same prefix, if the
     // budget has room for it beside the running sequences' reservations.
-    let len = q.cache.len();
-    if len > 0 && *reserved + prefix.bytes() + q.cache.memory_bytes() <= s.config.kv_cache_bytes {
-        q.all.truncate(len);
-        prefix.insert(q.all, q.cache);
+    let (tokens, cache) = q.seq.into_cached();
+    if !tokens.is_empty()
+        && *reserved + prefix.bytes() + cache.memory_bytes() <= s.config.kv_cache_bytes
+    {
+        prefix.insert(tokens, cache);
     }
 }
 
@@ -893,7 +789,7 @@ fn make_room(s: &Shared, prefix: &mut PrefixCache, reserved: usize, need: usize)
 /// The positions a sequence may still need beyond its reservation.
 fn growth(s: &Shared, q: &Seq<'_>) -> usize {
     let bpp = s.bytes_per_position.max(1);
-    (q.prompt_len + q.max_new)
+    (q.seq.prompt_len() + q.seq.max_new())
         .saturating_sub(q.reserved / bpp)
         .min(GROW_POSITIONS)
 }
@@ -911,14 +807,15 @@ fn resume(
     order.sort_by_key(|&i| active[i].admitted);
     for i in order {
         let q = &mut active[i];
-        let need = (q.all.len() + GROW_POSITIONS.min(q.max_new - q.generated)) * bpp;
+        let left = q.seq.max_new() - q.seq.generated().len();
+        let need = (q.seq.tokens().len() + GROW_POSITIONS.min(left)) * bpp;
         if !make_room(s, prefix, *reserved, need) {
             return true;
         }
         *reserved += need;
         q.reserved = need;
         q.preempted = false;
-        tracing::debug!(id = q.id, tokens = q.all.len(), "resumed");
+        tracing::debug!(id = q.id, tokens = q.seq.tokens().len(), "resumed");
     }
     false
 }
@@ -938,7 +835,7 @@ fn grow<'m>(
     order.sort_by_key(|&i| active[i].admitted);
     for &i in &order {
         let q = &active[i];
-        if q.preempted || q.cache.len() + q.pending() <= q.reserved / bpp {
+        if q.preempted || q.seq.tokens().len() <= q.reserved / bpp {
             continue;
         }
         let add = growth(s, q).max(1) * bpp;
@@ -961,7 +858,7 @@ fn grow<'m>(
             *reserved -= v.reserved;
             v.reserved = 0;
             v.preempted = true;
-            v.cache = model.model.new_cache(s.config.context);
+            v.seq.restart(model.model.new_cache(s.config.context));
             s.preemptions.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(id = v.id, for_id, "preempted for cache room");
             if victim == i {
@@ -977,7 +874,7 @@ fn release_slot(s: &Shared) {
 }
 
 fn publish(s: &Shared, active: &[Seq<'_>], prefix: &PrefixCache, reserved: usize) {
-    let held: usize = active.iter().map(|q| q.cache.memory_bytes()).sum();
+    let held: usize = active.iter().map(|q| q.seq.cache().memory_bytes()).sum();
     let pb = prefix.bytes();
     s.active.store(active.len(), Ordering::Relaxed);
     s.kv_bytes.store(held + pb, Ordering::Relaxed);

@@ -5,8 +5,9 @@
 //! ([`Grammar::any_object`] for `json_object`, [`Grammar::from_schema`] for
 //! `json_schema`); [`JsonState`] tracks the output byte by byte; and
 //! [`TokenTable`] knows each token's bytes, so the scheduler can ask whether
-//! a token keeps the output on track. It does so lazily (see
-//! `Sequence::choose` in the scheduler): it samples as usual and only when the
+//! a token keeps the output on track. [`JsonConstraint`] puts the two behind
+//! the engine's [`TokenConstraint`], and the engine's `Sequence::sample` asks
+//! it lazily: it samples as usual and only when the
 //! token is refused masks it and samples again, falling back to a full mask
 //! over the vocabulary after a few refusals. Greedy decoding thus picks the
 //! most likely *allowed* token, and sampling draws from the model's
@@ -19,6 +20,9 @@ pub mod doc;
 pub mod schema;
 pub mod state;
 
+use std::sync::Arc;
+
+use lucid_engine::TokenConstraint;
 use lucid_tokenizer::Tokenizer;
 
 pub use doc::Json;
@@ -101,6 +105,39 @@ impl TokenTable {
         } else {
             false
         }
+    }
+}
+
+/// A grammar over a vocabulary: the constraint one sequence generates under.
+#[derive(Debug)]
+pub struct JsonConstraint<'t> {
+    table: &'t TokenTable,
+    state: JsonState,
+    /// Working space for [`TokenTable::allows`].
+    scratch: JsonState,
+}
+
+impl<'t> JsonConstraint<'t> {
+    pub fn new(table: &'t TokenTable, grammar: Arc<Grammar>) -> JsonConstraint<'t> {
+        JsonConstraint {
+            table,
+            state: JsonState::new(grammar.clone()),
+            scratch: JsonState::new(grammar),
+        }
+    }
+}
+
+impl TokenConstraint for JsonConstraint<'_> {
+    fn allows(&mut self, id: u32) -> bool {
+        self.table.allows(&self.state, id, &mut self.scratch)
+    }
+
+    fn advance(&mut self, id: u32) {
+        self.table.advance(&mut self.state, id);
+    }
+
+    fn is_complete(&self) -> bool {
+        self.state.is_done()
     }
 }
 
