@@ -8,6 +8,7 @@
 
 use std::ops::RangeInclusive;
 
+#[cfg(x86_kernels)]
 use crate::kernels::Isa;
 use crate::ops;
 
@@ -45,7 +46,7 @@ pub fn attend_group(g: &GroupQuery<'_>, scores: &mut Vec<f32>, out: &mut [f32]) 
     let n = g.keys.clone().count();
     scores.clear();
     scores.resize(heads * n, 0.0);
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(x86_kernels)]
     if Isa::current().has_avx2() && g.head_dim.is_multiple_of(8) {
         // SAFETY: the CPU has AVX2, FMA and F16C.
         unsafe {
@@ -101,7 +102,7 @@ fn generic(g: &GroupQuery<'_>, heads: usize, n: usize, scores: &mut [f32], out: 
     }
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(x86_kernels)]
 mod avx2 {
     use std::arch::x86_64::*;
 

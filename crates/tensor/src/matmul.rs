@@ -44,7 +44,7 @@ pub struct Activations {
     f32s: Vec<f32>,
     bytes: Vec<u8>,
     /// The same rows split for the AVX-512 tile kernels, when they run.
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(x86_kernels)]
     split: kernels::TileActs,
 }
 
@@ -87,7 +87,7 @@ impl Activations {
                 }
                 _ => kernels::quantize_rows_usable(isa, dtype, x, n, &mut self.bytes),
             }
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(x86_kernels)]
             if isa == Isa::Avx512 {
                 match dtype {
                     DType::Q8_0 | DType::Q8_1 => {
@@ -137,7 +137,7 @@ pub fn matmul(pool: &ThreadPool, isa: Isa, w: WeightMatrix<'_>, x: &Activations,
     matmuls(pool, isa, &mut [MatmulJob { w, x, out }]);
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(x86_kernels)]
 thread_local! {
     /// Each thread's weight rows unpacked for the AVX-512 tiles.
     static PREPARED: std::cell::RefCell<kernels::PreparedRows> =
@@ -195,7 +195,7 @@ fn matmul_group(pool: &ThreadPool, isa: Isa, jobs: &mut [Option<MatmulJob<'_>>])
         chunk: usize,
         first_chunk: usize,
         /// The activations split for the AVX-512 tiles, when they apply.
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(x86_kernels)]
         split: Option<&'a kernels::TileActs>,
     }
     let n_threads = pool.n_threads();
@@ -232,7 +232,7 @@ fn matmul_group(pool: &ThreadPool, isa: Isa, jobs: &mut [Option<MatmulJob<'_>>])
             out: SharedMut::new(job.out),
             chunk,
             first_chunk: total_chunks,
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(x86_kernels)]
             split: tiles.then_some(&job.x.split),
         });
         total_chunks += n_chunks;
@@ -247,7 +247,7 @@ fn matmul_group(pool: &ThreadPool, isa: Isa, jobs: &mut [Option<MatmulJob<'_>>])
         };
         let r0 = (c - p.first_chunk) * p.chunk;
         let r1 = (r0 + p.chunk).min(p.w.rows);
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(x86_kernels)]
         if let Some(split) = p.split {
             // With more than one tile of tokens, rows are unpacked once.
             let prepare = p.n_tokens > 4 && kernels::PreparedRows::supports(p.w.dtype);

@@ -4,13 +4,14 @@
 //! AVX2 versions; the rest run once per token and layer on a few thousand
 //! values and are written plainly.
 
+#[cfg(x86_kernels)]
 use crate::kernels::Isa;
 
 /// `sum(a[i] * b[i])`.
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(x86_kernels)]
     if Isa::current().has_avx2() {
         // SAFETY: Avx2 is only detected on CPUs with the features.
         return unsafe { avx2::dot(&a[..n], &b[..n]) };
@@ -22,7 +23,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 #[inline]
 pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
     let n = x.len().min(y.len());
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(x86_kernels)]
     if Isa::current().has_avx2() {
         // SAFETY: as above.
         return unsafe { avx2::axpy(alpha, &x[..n], &mut y[..n]) };
@@ -36,7 +37,7 @@ pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
 #[inline]
 pub fn dot_f16(a: &[f32], b: &[u16]) -> f32 {
     let n = a.len().min(b.len());
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(x86_kernels)]
     if Isa::current().has_avx2() {
         // SAFETY: Avx2 is only detected on CPUs with AVX2, FMA and F16C.
         return unsafe { avx2::dot_f16(&a[..n], &b[..n]) };
@@ -52,7 +53,7 @@ pub fn dot_f16(a: &[f32], b: &[u16]) -> f32 {
 #[inline]
 pub fn axpy_f16(alpha: f32, x: &[u16], y: &mut [f32]) {
     let n = x.len().min(y.len());
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(x86_kernels)]
     if Isa::current().has_avx2() {
         // SAFETY: as above.
         return unsafe { avx2::axpy_f16(alpha, &x[..n], &mut y[..n]) };
@@ -111,14 +112,14 @@ pub fn softmax(x: &mut [f32]) -> f32 {
     if max == f32::NEG_INFINITY {
         return max;
     }
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(x86_kernels)]
     let sum = if Isa::current().has_avx2() {
         // SAFETY: the CPU has AVX2 and FMA.
         unsafe { avx2::exp_sub_sum(x, max) }
     } else {
         exp_sub_sum(x, max)
     };
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(not(x86_kernels))]
     let sum = exp_sub_sum(x, max);
     let inv = (1.0 / sum) as f32;
     for v in x.iter_mut() {
@@ -176,7 +177,7 @@ impl Activation {
 
     /// Applies the activation to every value of `x`.
     pub fn apply_all(self, x: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(x86_kernels)]
         if Isa::current().has_avx2() && matches!(self, Activation::Silu | Activation::GeluTanh) {
             // SAFETY: the CPU has AVX2 and FMA.
             return unsafe { avx2::activate(self, x, None) };
@@ -189,7 +190,7 @@ impl Activation {
     /// `gate[i] = act(gate[i]) * up[i]`: the gated linear unit of SwiGLU and
     /// GeGLU.
     pub fn glu(self, gate: &mut [f32], up: &[f32]) {
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(x86_kernels)]
         if Isa::current().has_avx2() && matches!(self, Activation::Silu | Activation::GeluTanh) {
             // SAFETY: the CPU has AVX2 and FMA.
             return unsafe { avx2::activate(self, gate, Some(up)) };
@@ -242,7 +243,7 @@ fn erf_f64(x: f64) -> f64 {
     if x < 0.0 { -r } else { r }
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(x86_kernels)]
 mod avx2 {
     use std::arch::x86_64::*;
 

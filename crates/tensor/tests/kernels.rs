@@ -185,7 +185,7 @@ fn dot_types_are_what_llama_cpp_uses() {
     assert_eq!(dot_type(DType::F16), DType::F32);
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(x86_kernels)]
 #[test]
 fn avx512_tiles_match_the_scalar_reference() {
     if !Isa::available().contains(&Isa::Avx512) {

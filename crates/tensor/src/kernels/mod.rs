@@ -6,8 +6,9 @@
 //! ([`dot_type`]): 8-bit blocks for quantized weights, as llama.cpp does, so
 //! the inner loops are integer dot products.
 
+#[cfg(x86_kernels)]
 pub mod avx2;
-#[cfg(target_arch = "x86_64")]
+#[cfg(x86_kernels)]
 pub mod avx512;
 pub mod scalar;
 
@@ -39,7 +40,7 @@ pub const ISA_VAR: &str = "LUCID_ISA";
 impl Isa {
     /// The best instruction set this CPU supports.
     pub fn best() -> Isa {
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(x86_kernels)]
         if is_x86_feature_detected!("avx2")
             && is_x86_feature_detected!("fma")
             && is_x86_feature_detected!("f16c")
@@ -145,16 +146,16 @@ pub(crate) fn quantize_rows_usable(isa: Isa, dtype: DType, x: &[f32], n: usize, 
     let row_bytes = dtype.row_bytes(n).unwrap_or(0);
     for (x, out) in x.chunks_exact(n).zip(out.chunks_exact_mut(row_bytes)) {
         match (isa, dtype) {
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(x86_kernels)]
             // SAFETY: `isa` went through `Isa::usable`: the CPU has the features.
             (Isa::Avx2 | Isa::Avx512, DType::Q8_0) => unsafe {
                 avx2::quantize_q8_0(x, bytemuck::cast_slice_mut(out))
             },
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(x86_kernels)]
             (Isa::Avx2 | Isa::Avx512, DType::Q8_1) => unsafe {
                 avx2::quantize_q8_1(x, bytemuck::cast_slice_mut(out))
             },
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(x86_kernels)]
             (Isa::Avx2 | Isa::Avx512, DType::Q8K) => unsafe {
                 avx2::quantize_q8k(x, bytemuck::cast_slice_mut(out))
             },
@@ -255,7 +256,7 @@ fn dot_rows_nt<const NT: usize>(
     first: usize,
     out: &mut [f32],
 ) {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(x86_kernels)]
     if isa.has_avx2() {
         // SAFETY: these ISAs are only chosen when the CPU has the features.
         unsafe {
@@ -344,7 +345,7 @@ pub const PREFETCH_BYTES: usize = 12 * 1024;
 /// Asks for the cache line [`PREFETCH_BYTES`] past `at`; nothing off x86-64.
 #[inline(always)]
 pub fn prefetch_ahead<T>(at: *const T) {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(x86_kernels)]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
         let ahead = at.cast::<i8>().wrapping_add(PREFETCH_BYTES);
@@ -352,7 +353,7 @@ pub fn prefetch_ahead<T>(at: *const T) {
         // faults on no address, mapped or not.
         unsafe { _mm_prefetch::<_MM_HINT_T0>(ahead) };
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(not(x86_kernels))]
     let _ = at;
 }
 
@@ -369,7 +370,7 @@ pub fn has_tiles(isa: Isa, w: DType, n_tokens: usize) -> bool {
 }
 
 /// Activations split for the AVX-512 tiles: 32-value blocks or k-quant blocks.
-#[cfg(target_arch = "x86_64")]
+#[cfg(x86_kernels)]
 #[derive(Debug, Default)]
 pub struct TileActs {
     pub blocks: avx512::SplitActs,
@@ -378,7 +379,7 @@ pub struct TileActs {
 
 /// Runs tile kernel `$kernel` on `$r4` (four rows, else one) rows given by
 /// `$w(k)` and `$nt` (1 to 4) activation rows given by `$a(t)`.
-#[cfg(target_arch = "x86_64")]
+#[cfg(x86_kernels)]
 macro_rules! run_tile {
     ($kernel:ident, $r4:expr, $nt:expr, $w:expr, $a:expr, $out:expr) => {{
         let (w, a) = ($w, $a);
@@ -408,7 +409,7 @@ macro_rules! run_tile {
 /// `out[r][t] = dot(rows[r], acts row first + t)` for `rows.len()` (1 or 4)
 /// weight rows and `nt` (1 to 4) activation rows, with the AVX-512 kernels.
 /// Only for types where [`has_tiles`] holds.
-#[cfg(target_arch = "x86_64")]
+#[cfg(x86_kernels)]
 pub fn tile(
     wtype: DType,
     rows: &[&[u8]],
@@ -449,7 +450,7 @@ pub fn tile(
 /// tokens: [`tile`] unpacks a row's blocks again for every four tokens,
 /// which in a long prompt's products costs about as much as the
 /// multiplications.
-#[cfg(target_arch = "x86_64")]
+#[cfg(x86_kernels)]
 #[derive(Default)]
 pub struct PreparedRows {
     dtype: Option<DType>,
@@ -461,7 +462,7 @@ pub struct PreparedRows {
     rows: usize,
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(x86_kernels)]
 impl std::fmt::Debug for PreparedRows {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PreparedRows")
@@ -471,7 +472,7 @@ impl std::fmt::Debug for PreparedRows {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(x86_kernels)]
 impl PreparedRows {
     /// Whether weights of type `w` can be prepared.
     pub fn supports(w: DType) -> bool {
