@@ -268,7 +268,7 @@ pub fn converted_writer(ckpt: &HfCheckpoint, c: &Converted) -> Result<GgufWriter
             source_name: c.source_name().to_string(),
             name: "token_embd.weight".into(),
         })?;
-    for (k, v) in crate::hf::tokenizer_metadata(ckpt, Some(n_vocab))?.iter() {
+    for (k, v) in ckpt.tokenizer_metadata(Some(n_vocab))?.iter() {
         w.set(k, v.clone());
     }
     for t in c.tensors() {

@@ -24,6 +24,7 @@ mod hf;
 mod special;
 mod spm;
 mod stream;
+pub mod to_gguf;
 mod vocab;
 
 use std::path::Path;

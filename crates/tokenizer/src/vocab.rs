@@ -16,6 +16,17 @@ use lucid_gguf::StringArray;
 
 use crate::error::TokenizerError;
 
+/// The values of GGUF's `tokenizer.ggml.token_type` (llama.cpp's
+/// `llama_token_type`).
+pub(crate) mod gguf_type {
+    pub const NORMAL: i32 = 1;
+    pub const UNKNOWN: i32 = 2;
+    pub const CONTROL: i32 = 3;
+    pub const USER_DEFINED: i32 = 4;
+    pub const UNUSED: i32 = 5;
+    pub const BYTE: i32 = 6;
+}
+
 /// What a token is, as a set of flags. llama.cpp keeps flags rather than one
 /// kind because its text rules add `CONTROL` to tokens of any kind.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -33,12 +44,12 @@ impl Attr {
     /// The flags for a value of GGUF's `tokenizer.ggml.token_type`.
     pub fn from_gguf_type(t: i32) -> Attr {
         match t {
-            1 => Attr::NORMAL,
-            2 => Attr::UNKNOWN,
-            3 => Attr::CONTROL,
-            4 => Attr::USER_DEFINED,
-            5 => Attr::UNUSED,
-            6 => Attr::BYTE,
+            gguf_type::NORMAL => Attr::NORMAL,
+            gguf_type::UNKNOWN => Attr::UNKNOWN,
+            gguf_type::CONTROL => Attr::CONTROL,
+            gguf_type::USER_DEFINED => Attr::USER_DEFINED,
+            gguf_type::UNUSED => Attr::UNUSED,
+            gguf_type::BYTE => Attr::BYTE,
             _ => Attr::UNDEFINED,
         }
     }
