@@ -1,0 +1,276 @@
+//! `POST /v1/chat/completions` on a local model.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+
+use axum::extract::State;
+use axum::response::sse::Event as SseEvent;
+use axum::response::{IntoResponse, Response};
+use futures::stream::StreamExt;
+use lucid_engine::StopReason;
+use lucid_providers::ModelRef;
+use lucid_scheduler::{Event, Request};
+
+use super::wire::*;
+use crate::body::ApiJson;
+use crate::error::ApiError;
+use crate::generate::{self, Collected};
+use crate::prompt;
+use crate::state::{AppState, LocalModel, now_secs};
+
+use super::params::{check_max_tokens, check_n, grammar, messages, refuse_if_set, sampling};
+use super::remote::remote_chat;
+use super::{FINGERPRINT, MAX_TOP_LOGPROBS, sse, sse_json, usage, wire_logprobs};
+
+pub(super) async fn chat_completions(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<ChatCompletionRequest>,
+) -> Result<Response, ApiError> {
+    if state.is_shutting_down() {
+        return Err(ApiError::shutting_down());
+    }
+    let msgs = messages(&req.messages)?;
+    refuse_if_set("tools", &req.tools, "lucid has no tool calling")?;
+    refuse_if_set("tool_choice", &req.tool_choice, "lucid has no tool calling")?;
+    refuse_if_set(
+        "logit_bias",
+        &req.logit_bias,
+        "lucid does not apply logit biases",
+    )?;
+    let n = check_n(req.n)?;
+    let max_tokens = match req.max_completion_tokens {
+        Some(_) => check_max_tokens("max_completion_tokens", req.max_completion_tokens)?,
+        None => check_max_tokens("max_tokens", req.max_tokens)?,
+    };
+    let top = match (req.logprobs.unwrap_or(false), req.top_logprobs) {
+        (_, Some(k)) if k > MAX_TOP_LOGPROBS => {
+            return Err(ApiError::invalid(
+                "top_logprobs",
+                format!("top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}"),
+            ));
+        }
+        (false, Some(_)) => {
+            return Err(ApiError::invalid(
+                "top_logprobs",
+                "top_logprobs requires logprobs to be true",
+            ));
+        }
+        (true, k) => Some(k.unwrap_or(0) as usize),
+        (false, None) => None,
+    };
+    let sampling = sampling(
+        req.temperature,
+        req.top_p,
+        req.top_k,
+        req.min_p,
+        req.repeat_penalty,
+        req.presence_penalty,
+        req.frequency_penalty,
+        req.seed,
+    )?;
+    let stop = req.stop.clone().map(Stop::into_vec).unwrap_or_default();
+    let stream = req.stream.unwrap_or(false);
+    let include_usage = req
+        .stream_options
+        .as_ref()
+        .and_then(|o| o.include_usage)
+        .unwrap_or(false);
+
+    let model_ref = ModelRef::parse(&req.model).map_err(ApiError::from)?;
+    if model_ref.provider_key().is_some() {
+        return remote_chat(state, req, msgs, max_tokens, top, stop, n, include_usage).await;
+    }
+    let local_name = model_ref.model().unwrap_or_default().to_owned();
+    let lm = state.require_model(&local_name)?.clone();
+    let mut sampling = sampling;
+    prompt::apply_defaults(&lm, &mut sampling, req.temperature, req.top_p);
+    let grammar = grammar(req.response_format.as_ref())?;
+    let tokens = prompt::chat_tokens(&lm, msgs, "messages").await?;
+    let request = Request {
+        prompt: tokens,
+        max_tokens,
+        sampling,
+        stop,
+        logprobs: top,
+        grammar,
+        ignore_eos: false,
+    };
+    let gens = generate::submit_n(&lm, &request, n, "messages")?;
+    let prompt_tokens = request.prompt.len();
+    let merged = generate::merge(&state, &lm.name, gens, 0);
+    let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+    let created = now_secs();
+    let model_name = req.model.clone();
+    if !stream {
+        let collected = generate::collect(merged, n).await?;
+        return Ok(axum::Json(chat_completion(
+            &lm,
+            id,
+            created,
+            model_name,
+            prompt_tokens,
+            collected,
+            top.is_some(),
+        ))
+        .into_response());
+    }
+
+    // Streaming: a role chunk per choice, content chunks as tokens come,
+    // a finish chunk per choice, the usage chunk, then [DONE].
+    let chunk = {
+        let id = id.clone();
+        let model = model_name.clone();
+        move |choices: Vec<ChunkChoice>, usage: Option<Option<Usage>>| ChatCompletionChunk {
+            id: id.clone(),
+            object: "chat.completion.chunk",
+            created,
+            model: model.clone(),
+            system_fingerprint: FINGERPRINT,
+            choices,
+            usage,
+        }
+    };
+    let null_usage = include_usage.then_some(None);
+    let out: VecDeque<SseEvent> = (0..n)
+        .map(|i| {
+            sse_json(&chunk(
+                vec![ChunkChoice {
+                    index: i,
+                    delta: Delta {
+                        role: Some("assistant"),
+                        content: Some(String::new()),
+                    },
+                    logprobs: None,
+                    finish_reason: None,
+                }],
+                null_usage.clone(),
+            ))
+        })
+        .collect();
+    let mut completion_tokens = 0usize;
+    let mut cached = 0usize;
+    let body = generate::drive(merged, out, move |event, out| match event {
+        Some((i, Event::Token(t))) => {
+            let logprobs = t.logprobs.as_ref().map(|lp| ChoiceLogprobs {
+                content: vec![wire_logprobs(&lm, t.id, lp)],
+                refusal: None,
+            });
+            if !t.text.is_empty() || logprobs.is_some() {
+                out.push_back(sse_json(&chunk(
+                    vec![ChunkChoice {
+                        index: i,
+                        delta: Delta {
+                            role: None,
+                            content: Some(t.text),
+                        },
+                        logprobs,
+                        finish_reason: None,
+                    }],
+                    null_usage.clone(),
+                )));
+            }
+        }
+        Some((i, Event::Finished(f))) => {
+            completion_tokens += f.usage.completion_tokens;
+            cached = cached.max(f.usage.cached_tokens);
+            if !f.tail.is_empty() {
+                out.push_back(sse_json(&chunk(
+                    vec![ChunkChoice {
+                        index: i,
+                        delta: Delta {
+                            role: None,
+                            content: Some(f.tail),
+                        },
+                        logprobs: None,
+                        finish_reason: None,
+                    }],
+                    null_usage.clone(),
+                )));
+            }
+            if f.reason == StopReason::Cancelled {
+                // Cut short by the server: an error event (which the SDKs
+                // raise) instead of a finish reason that says complete.
+                out.push_back(sse_json(&ApiError::cut_off().openai_body()));
+                return;
+            }
+            out.push_back(sse_json(&chunk(
+                vec![ChunkChoice {
+                    index: i,
+                    delta: Delta {
+                        role: None,
+                        content: None,
+                    },
+                    logprobs: None,
+                    finish_reason: Some(generate::finish_reason(f.reason)),
+                }],
+                null_usage.clone(),
+            )));
+        }
+        Some((_, Event::Failed(e))) => {
+            // Mid-stream errors go out as an error object, as OpenAI does.
+            out.push_back(sse_json(
+                &ApiError::from_scheduler(e, "messages").openai_body(),
+            ));
+        }
+        None => {
+            if include_usage {
+                out.push_back(sse_json(&chunk(
+                    Vec::new(),
+                    Some(Some(usage(prompt_tokens, completion_tokens, cached))),
+                )));
+            }
+            out.push_back(SseEvent::default().data("[DONE]"));
+        }
+    })
+    .map(Ok::<_, Infallible>);
+    Ok(sse(body.boxed()))
+}
+
+fn chat_completion(
+    lm: &LocalModel,
+    id: String,
+    created: u64,
+    model: String,
+    prompt_tokens: usize,
+    collected: Vec<Collected>,
+    with_logprobs: bool,
+) -> ChatCompletion {
+    let completion_tokens = collected.iter().map(|c| c.tokens.len()).sum();
+    let cached = collected
+        .iter()
+        .filter_map(|c| c.finished.as_ref().map(|f| f.usage.cached_tokens))
+        .max()
+        .unwrap_or(0);
+    ChatCompletion {
+        id,
+        object: "chat.completion",
+        created,
+        model,
+        choices: collected
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| ChatChoice {
+                index: i,
+                logprobs: with_logprobs.then(|| ChoiceLogprobs {
+                    content: c
+                        .tokens
+                        .iter()
+                        .filter_map(|t| t.logprobs.as_ref().map(|lp| wire_logprobs(lm, t.id, lp)))
+                        .collect(),
+                    refusal: None,
+                }),
+                finish_reason: c
+                    .finished
+                    .as_ref()
+                    .map_or("stop", |f| generate::finish_reason(f.reason)),
+                message: AssistantMessage {
+                    role: "assistant",
+                    content: c.text,
+                    refusal: None,
+                },
+            })
+            .collect(),
+        usage: usage(prompt_tokens, completion_tokens, cached),
+        system_fingerprint: FINGERPRINT,
+    }
+}

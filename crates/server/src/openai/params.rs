@@ -1,0 +1,179 @@
+//! Request parameters: OpenAI's names and ranges checked and turned into
+//! the engine's sampling settings, grammar and chat messages.
+
+use std::sync::Arc;
+
+use lucid_engine::{ChatMessage, Role, SamplingParams};
+use lucid_scheduler::Grammar;
+
+use super::wire::*;
+use crate::error::ApiError;
+
+use super::MAX_N;
+
+/// Sampling as OpenAI defines its defaults: temperature 1, no top-k or min-p cut.
+/// (One argument per request field, named as the field, is clearer here
+/// than a struct that would only repeat the wire type.)
+#[allow(clippy::too_many_arguments)]
+pub(super) fn sampling(
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    top_k: Option<u32>,
+    min_p: Option<f32>,
+    repeat_penalty: Option<f32>,
+    presence: Option<f32>,
+    frequency: Option<f32>,
+    seed: Option<i64>,
+) -> Result<SamplingParams, ApiError> {
+    let t = temperature.unwrap_or(1.0);
+    if !(0.0..=2.0).contains(&t) {
+        return Err(ApiError::invalid(
+            "temperature",
+            format!("temperature must be between 0 and 2, not {t}"),
+        ));
+    }
+    let p = top_p.unwrap_or(1.0);
+    if !(0.0..=1.0).contains(&p) {
+        return Err(ApiError::invalid(
+            "top_p",
+            format!("top_p must be between 0 and 1, not {p}"),
+        ));
+    }
+    for (name, v) in [
+        ("presence_penalty", presence),
+        ("frequency_penalty", frequency),
+    ] {
+        if let Some(v) = v
+            && !(-2.0..=2.0).contains(&v)
+        {
+            return Err(ApiError::invalid(
+                name,
+                format!("{name} must be between -2 and 2, not {v}"),
+            ));
+        }
+    }
+    if let Some(m) = min_p
+        && !(0.0..=1.0).contains(&m)
+    {
+        return Err(ApiError::invalid(
+            "min_p",
+            format!("min_p must be between 0 and 1, not {m}"),
+        ));
+    }
+    if let Some(r) = repeat_penalty
+        && !(r > 0.0 && r.is_finite())
+    {
+        return Err(ApiError::invalid(
+            "repeat_penalty",
+            format!("repeat_penalty must be > 0, not {r}"),
+        ));
+    }
+    Ok(SamplingParams {
+        temperature: t,
+        top_k: top_k.unwrap_or(0) as usize,
+        top_p: p,
+        min_p: min_p.unwrap_or(0.0),
+        repeat_penalty: repeat_penalty.unwrap_or(1.0),
+        presence_penalty: presence.unwrap_or(0.0),
+        frequency_penalty: frequency.unwrap_or(0.0),
+        penalty_last_n: 64,
+        seed: seed.map(|s| s as u64),
+    })
+}
+
+pub(super) fn check_n(n: Option<u32>) -> Result<usize, ApiError> {
+    match n.unwrap_or(1) {
+        n @ 1..=MAX_N => Ok(n as usize),
+        n => Err(ApiError::invalid(
+            "n",
+            format!("n must be between 1 and {MAX_N}, not {n}"),
+        )),
+    }
+}
+
+pub(super) fn check_max_tokens(param: &str, v: Option<u32>) -> Result<Option<usize>, ApiError> {
+    match v {
+        Some(0) => Err(ApiError::invalid(
+            param,
+            format!("{param} must be at least 1"),
+        )),
+        v => Ok(v.map(|v| v as usize)),
+    }
+}
+
+pub(super) fn refuse_if_set<T>(param: &str, v: &Option<T>, why: &str) -> Result<(), ApiError> {
+    if v.is_some() {
+        return Err(ApiError::invalid(
+            param,
+            format!("`{param}` is not supported: {why}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The grammar for `response_format`, if it asks for JSON.
+pub(crate) fn grammar(format: Option<&ResponseFormat>) -> Result<Option<Arc<Grammar>>, ApiError> {
+    match format {
+        None | Some(ResponseFormat::Text) => Ok(None),
+        Some(ResponseFormat::JsonObject) => Ok(Some(Arc::new(Grammar::any_object()))),
+        Some(ResponseFormat::JsonSchema { json_schema }) => {
+            let Some(schema) = &json_schema.schema else {
+                return Err(ApiError::invalid(
+                    "response_format.json_schema.schema",
+                    "json_schema needs a `schema`",
+                ));
+            };
+            Grammar::from_schema(schema)
+                .map(|g| Some(Arc::new(g)))
+                .map_err(|e| ApiError::invalid("response_format.json_schema.schema", e.to_string()))
+        }
+    }
+}
+
+/// The engine's messages from OpenAI's; `developer` is a system message.
+pub(super) fn messages(msgs: &[Message]) -> Result<Vec<ChatMessage>, ApiError> {
+    if msgs.is_empty() {
+        return Err(ApiError::invalid("messages", "messages must not be empty"));
+    }
+    msgs.iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let role = match m.role.as_str() {
+                "system" | "developer" => Role::System,
+                "user" => Role::User,
+                "assistant" => Role::Assistant,
+                other => {
+                    return Err(ApiError::invalid(
+                        format!("messages[{i}].role"),
+                        format!(
+                            "role `{other}` is not supported (system, developer, user, assistant)"
+                        ),
+                    ));
+                }
+            };
+            Ok(ChatMessage::new(role, content_text(m.content.as_ref(), i)?))
+        })
+        .collect()
+}
+
+fn content_text(c: Option<&Content>, i: usize) -> Result<String, ApiError> {
+    match c {
+        None => Ok(String::new()),
+        Some(Content::Text(t)) => Ok(t.clone()),
+        Some(Content::Parts(parts)) => {
+            let mut out = String::new();
+            for (j, p) in parts.iter().enumerate() {
+                match (p.kind.as_str(), &p.text) {
+                    ("text", Some(t)) => out.push_str(t),
+                    (kind, _) => {
+                        return Err(ApiError::invalid(
+                            format!("messages[{i}].content[{j}]"),
+                            format!("content parts of type `{kind}` are not supported; send text"),
+                        ));
+                    }
+                }
+            }
+            Ok(out)
+        }
+    }
+}
