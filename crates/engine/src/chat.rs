@@ -23,7 +23,7 @@
 //! catches such a template only if the growth happens on every render.
 
 use minijinja::{Environment, ErrorKind, Value, context};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
 
@@ -46,7 +46,7 @@ pub fn fallback_template(has_token: impl Fn(&str) -> bool) -> &'static str {
 }
 
 /// Who said a message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     System,
@@ -65,7 +65,7 @@ impl Role {
 }
 
 /// One turn of a conversation.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
     pub role: Role,
     pub content: String,

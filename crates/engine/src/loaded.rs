@@ -150,6 +150,24 @@ fn check_vocab(source_name: &str, tokenizer: &Tokenizer, model: &dyn Model) -> R
     Ok(())
 }
 
+impl LoadedModel {
+    /// Replaces the chat template with `source` (a user's model file gives
+    /// one), checked as a model file's own template is.
+    pub fn set_chat_template(&mut self, source: &str) -> Result<()> {
+        let token = |id: Option<u32>| {
+            id.and_then(|i| self.tokenizer.token_text(i))
+                .unwrap_or("")
+                .to_string()
+        };
+        self.template = ChatTemplate::new(
+            Some(source),
+            &token(self.tokenizer.bos()),
+            &token(self.tokenizer.eos()),
+        )?;
+        Ok(())
+    }
+}
+
 fn chat_template(tokenizer: &Tokenizer) -> Result<ChatTemplate> {
     let token = |id: Option<u32>| {
         id.and_then(|i| tokenizer.token_text(i))

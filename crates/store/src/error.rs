@@ -37,6 +37,10 @@ pub enum StoreError {
         file: String,
         failures: Vec<SourceFailure>,
     },
+    #[error("model file {}: {message}", path.display())]
+    ModelFile { path: PathBuf, message: String },
+    #[error("cannot create `{name}`: {reason}")]
+    CannotCreate { name: String, reason: String },
     #[error("no data directory is known on this platform; set LUCID_HOME")]
     NoHome,
     #[error("manifest {path} is not valid: {source}")]

@@ -27,11 +27,13 @@ mod error;
 mod fetch;
 mod lock;
 mod manifest;
+mod modelfile;
 mod progress;
 mod store;
 
 pub use config::Config;
 pub use error::{FetchError, SourceFailure, StoreError};
 pub use manifest::{Manifest, ManifestFile};
+pub use modelfile::{MAX_CHAIN, Parameters, UserModel};
 pub use progress::{NoProgress, Progress};
 pub use store::{LocalModel, Resolved, Store};

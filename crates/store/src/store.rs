@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use lucid_catalog::{Catalog, ModelEntry, ModelFile};
+use lucid_catalog::{Catalog, ModelEntry, ModelFile, Source};
 
 use crate::fetch::{self, Ctx, Http};
 use crate::lock::lock;
@@ -234,9 +234,12 @@ impl Store {
         Ok(models)
     }
 
-    /// Removes a model's files and manifest, and anything an interrupted pull
-    /// of it left behind.
+    /// Removes a user model's file (`lucid create`), or a model's files and
+    /// manifest and anything an interrupted pull of it left behind.
     pub fn remove(&self, model: &str) -> Result<(), StoreError> {
+        if self.remove_user_model(model)? {
+            return Ok(());
+        }
         let name = match self.catalog.find(model) {
             Some(entry) => entry.name.clone(),
             None if is_store_name(model) && self.model_dir(model).exists() => model.to_owned(),
@@ -293,7 +296,8 @@ impl Store {
         }
         let partial = partial_path(&target);
         let mut failures = Vec::new();
-        for source in entry.sources_for(file) {
+        let sources: Vec<&Source> = entry.sources_for(file).collect();
+        for (i, &source) in sources.iter().enumerate() {
             match fetch::fetch(ctx, source, file, &partial) {
                 Ok(used) => {
                     persist(&partial, &target)?;
@@ -312,7 +316,11 @@ impl Store {
                         failure.error,
                         FetchError::NoLocalDirs | FetchError::LocalNotFound { .. }
                     ) {
-                        ctx.progress.message(&failure.to_string());
+                        let next = match sources.get(i + 1) {
+                            Some(next) => format!("; trying the next source ({next})"),
+                            None => "; no source is left".to_owned(),
+                        };
+                        ctx.progress.message(&format!("{failure}{next}"));
                     }
                     failures.push(failure);
                 }
@@ -417,7 +425,7 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 /// starts with `.`, `/` or `~`, has two directory separators or more (one
 /// is a hub repository's `owner/name`), or ends in a model file's
 /// extension.
-fn looks_like_path(model: &str) -> bool {
+pub(crate) fn looks_like_path(model: &str) -> bool {
     let lower = model.to_ascii_lowercase();
     model.starts_with(['.', '/', '~'])
         || model.matches(['/', std::path::MAIN_SEPARATOR]).count() >= 2

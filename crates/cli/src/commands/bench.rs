@@ -85,10 +85,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let threads = args.threads.unwrap_or_else(local::default_threads);
     // Load time is the model's alone, as llama.cpp reports it: finding (or
     // pulling) the file in the store comes first.
-    let (path, _) = local::resolve(&args.model)?;
+    let (path, entry) = local::resolve(&args.model)?;
     let start = Instant::now();
-    let model = local::load_path(&args.model, &path)?;
+    let mut model = local::load_path(&args.model, &path)?;
     let load = start.elapsed();
+    local::name_from_catalog(&mut model, entry);
     let mut ctx = ForwardCtx::new(threads);
     let mut rng = StdRng::seed_from_u64(0);
     let vocab = model.model.info().vocab_size as u32;

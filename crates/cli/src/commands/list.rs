@@ -1,4 +1,5 @@
-//! `lucid list`: the models in the local store, one per line on stdout.
+//! `lucid list`: the models in the local store, one per line on stdout,
+//! then the user models made with `lucid create`.
 
 use std::io::Write;
 
@@ -11,14 +12,15 @@ pub struct Args {}
 pub fn run(_args: Args) -> anyhow::Result<()> {
     let store = Store::open_default()?;
     let models = store.list()?;
-    if models.is_empty() {
+    let users = store.user_models()?;
+    if models.is_empty() && users.is_empty() {
         eprintln!(
             "no models in {}; pull one with `lucid pull smollm2`",
             store.home().display()
         );
         return Ok(());
     }
-    let rows: Vec<[String; 4]> = models
+    let mut rows: Vec<[String; 4]> = models
         .iter()
         .map(|m| {
             [
@@ -29,6 +31,16 @@ pub fn run(_args: Args) -> anyhow::Result<()> {
             ]
         })
         .collect();
+    // User models (`lucid create`): their weights are the model they are
+    // made from.
+    rows.extend(users.into_iter().map(|(name, user)| {
+        [
+            name,
+            "-".to_owned(),
+            "-".to_owned(),
+            format!("(from {})", user.from),
+        ]
+    }));
     let header = ["NAME", "SIZE", "LICENSE", "PATH"].map(str::to_owned);
     let mut widths = [0; 4];
     for row in std::iter::once(&header).chain(&rows) {

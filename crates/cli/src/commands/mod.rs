@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bom;
+pub mod create;
 pub mod explain;
 pub mod license;
 pub mod list;

@@ -20,6 +20,7 @@ pub fn run(_args: Args) -> anyhow::Result<()> {
     let local = store.list()?;
     let header = ["NAME", "KIND", "PARAMS", "SIZE", "LICENSE", "ON DISK"].map(str::to_owned);
     let mut rows: Vec<[String; 6]> = Vec::new();
+    let mut not_pullable = 0;
     for entry in Catalog::builtin().models() {
         let pulled = local.iter().find(|m| m.name == entry.name);
         let on_disk = match (entry.kind, pulled) {
@@ -27,7 +28,10 @@ pub fn run(_args: Args) -> anyhow::Result<()> {
             (_, Some(m)) => format!("yes ({})", m.path.display()),
             (_, None) if entry.is_downloadable() => "no".to_owned(),
             // Only the upstream release is recorded: nothing lucid can pull.
-            (_, None) => "no (not pullable)".to_owned(),
+            (_, None) => {
+                not_pullable += 1;
+                "no (not pullable*)".to_owned()
+            }
         };
         rows.push([
             entry.name.clone(),
@@ -74,6 +78,14 @@ pub fn run(_args: Args) -> anyhow::Result<()> {
             }
             return Err(e.into());
         }
+    }
+    if not_pullable > 0 {
+        eprintln!(
+            "\n* {not_pullable} models are not pullable: the catalog records the publisher's \
+             release but no file lucid can download and verify. Download a GGUF file or \
+             checkpoint from the model's homepage and give lucid its path \
+             (`lucid run ./model.gguf`)."
+        );
     }
     Ok(())
 }

@@ -9,7 +9,7 @@
 //! `gemini:…`, `compat:NAME`) is reached through `lucid-providers` with the
 //! same options and the same streaming.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::Write;
 use std::ops::ControlFlow;
 
 use anyhow::Context;
@@ -98,7 +98,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     {
         return run_remote(&args);
     }
-    let model = local::load(&args.model)?;
+    let local::Local { model, entry, .. } = local::load_local(&args.model)?;
+    if !args.raw {
+        warn_if_base(&model, entry);
+    }
     let defaults = &model.defaults;
     let threads = args.threads.unwrap_or_else(local::default_threads);
     let mut session = Session::new(&model, threads, args.ctx_size);
@@ -134,7 +137,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let generated = if args.json {
                 session.generate(&tokens, &params, |_| ControlFlow::Continue(()))?
             } else {
-                stream(&mut session, &tokens, &params)?
+                stream(&mut session, &tokens, &params, || false)?
             };
             if args.json {
                 print_json(&args.model, &generated)?;
@@ -142,8 +145,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             warn_if_context_full(&generated, session.context_limit());
             Ok(())
         }
-        None => chat(&model, &mut session, &params, &system),
+        None => crate::chat::chat(&model, &mut session, &params, &system),
     }
+}
+
+/// Says once, before a chat, that the model was never trained to chat: the
+/// catalog marks it as a base model, or its file has no chat template. Its
+/// replies to a chat template are then often nonsense, and `--raw` is what
+/// it was trained for.
+fn warn_if_base(model: &LoadedModel, entry: Option<&lucid_catalog::ModelEntry>) {
+    let why = match entry.and_then(|e| e.tuning) {
+        Some(lucid_catalog::Tuning::Base) => "is a base (pre-trained) model, not trained to chat",
+        Some(lucid_catalog::Tuning::Instruct) => return,
+        None if model.template.is_fallback => "has no chat template of its own (a base model?)",
+        None => return,
+    };
+    eprintln!(
+        "lucid: {} {why}: its chat replies are often nonsense. \
+         --raw completes a text as the model was trained to.",
+        model.meta.name
+    );
 }
 
 /// `lucid run provider:model`: the same request through a vendor's API or an
@@ -228,7 +249,7 @@ fn print_remote_json(model: &str, answer: &lucid_providers::ChatResponse) -> any
 /// The prompt tokens of a conversation, rendered with the model's template.
 /// Says on stderr when a reply was cut because the context filled up: the
 /// answer is incomplete, and nothing else would tell.
-fn warn_if_context_full(generated: &Generated, limit: usize) {
+pub(crate) fn warn_if_context_full(generated: &Generated, limit: usize) {
     if generated.stop == StopReason::ContextFull {
         eprintln!(
             "\nlucid: the reply stopped because the context of {limit} tokens is full; \
@@ -238,7 +259,8 @@ fn warn_if_context_full(generated: &Generated, limit: usize) {
 }
 
 /// Which system message a conversation starts with.
-enum System {
+#[derive(Clone)]
+pub(crate) enum System {
     /// The model's default, if it has one (`LoadedModel::chat_prompt`).
     ModelDefault,
     /// None: the chat template's own (`--system ""`).
@@ -248,7 +270,7 @@ enum System {
 
 impl System {
     /// The messages a conversation starts with.
-    fn first_messages(&self) -> Vec<ChatMessage> {
+    pub(crate) fn first_messages(&self) -> Vec<ChatMessage> {
         match self {
             System::Given(s) => vec![ChatMessage::new(Role::System, s.clone())],
             System::ModelDefault | System::TemplateOwn => Vec::new(),
@@ -257,7 +279,11 @@ impl System {
 
     /// The prompt tokens of `messages`, built as every entry point builds
     /// them.
-    fn prompt(&self, model: &LoadedModel, messages: &[ChatMessage]) -> anyhow::Result<Vec<u32>> {
+    pub(crate) fn prompt(
+        &self,
+        model: &LoadedModel,
+        messages: &[ChatMessage],
+    ) -> anyhow::Result<Vec<u32>> {
         Ok(match self {
             System::TemplateOwn => model.encode_prompt(&model.template.render(messages, true)?)?,
             System::ModelDefault | System::Given(_) => model.chat_prompt(messages)?,
@@ -265,11 +291,13 @@ impl System {
     }
 }
 
-/// Generates, writing the text to stdout as it comes.
-fn stream(
+/// Generates, writing the text to stdout as it comes, until the model
+/// stops, a limit is reached, the reader goes away or `stop_now` says so.
+pub(crate) fn stream(
     session: &mut Session<'_>,
     tokens: &[u32],
     params: &GenerateParams,
+    mut stop_now: impl FnMut() -> bool,
 ) -> anyhow::Result<Generated> {
     let mut out = std::io::stdout().lock();
     let mut broken_pipe = false;
@@ -281,6 +309,9 @@ fn stream(
         {
             // The reader went away (`lucid run … | head`): stop generating.
             broken_pipe = true;
+            return ControlFlow::Break(());
+        }
+        if stop_now() {
             return ControlFlow::Break(());
         }
         ControlFlow::Continue(())
@@ -313,64 +344,5 @@ fn print_json(model: &str, g: &Generated) -> anyhow::Result<()> {
         },
     };
     println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(())
-}
-
-/// What `/help` prints in the chat.
-const CHAT_HELP: &str = "/reset  forget the conversation (the system message stays)
-/bye    leave (also /exit, Ctrl-D)
-/help   this list (also /?)
-A line starting with / and no space is a command; anything else goes to the model.";
-
-/// The interactive chat: one line per user turn, `/reset` to start over,
-/// end of input or `/bye` to leave.
-fn chat(
-    model: &LoadedModel,
-    session: &mut Session<'_>,
-    params: &GenerateParams,
-    system: &System,
-) -> anyhow::Result<()> {
-    let interactive = std::io::stdin().is_terminal();
-    if interactive {
-        eprintln!(
-            "Chatting with {}. /help lists the commands, /bye or Ctrl-D leaves.",
-            model.meta.name
-        );
-    }
-    let mut history = system.first_messages();
-    let stdin = std::io::stdin();
-    let mut lines = stdin.lock().lines();
-    loop {
-        if interactive {
-            eprint!(">>> ");
-        }
-        let Some(line) = lines.next() else { break };
-        let line = line.context("reading stdin")?;
-        let line = line.trim();
-        match line {
-            "" => continue,
-            "/bye" | "/exit" => break,
-            "/reset" => {
-                history.retain(|m| m.role == Role::System);
-                session.reset();
-                eprintln!("(conversation cleared)");
-                continue;
-            }
-            "/help" | "/?" => {
-                eprintln!("{CHAT_HELP}");
-                continue;
-            }
-            command if command.starts_with('/') && !command.contains(' ') => {
-                eprintln!("unknown command {command}; /help lists them");
-                continue;
-            }
-            _ => {}
-        }
-        history.push(ChatMessage::new(Role::User, line));
-        let tokens = system.prompt(model, &history)?;
-        let generated = stream(session, &tokens, params)?;
-        warn_if_context_full(&generated, session.context_limit());
-        history.push(ChatMessage::new(Role::Assistant, generated.text));
-    }
     Ok(())
 }

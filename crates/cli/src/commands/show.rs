@@ -12,8 +12,28 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let model = local::load(&args.model)?;
-    print!("{}", describe(&model));
+    let local = local::load_local(&args.model)?;
+    print!("{}", describe(&local.model));
+    // A user model (`lucid create`): what it is made from, its settings
+    // and its license notes.
+    for (name, user) in &local.made_from {
+        println!("{:<22}{}", format!("{name} made from"), user.from);
+        if let Some(system) = &user.system {
+            println!("{:<22}{system}", "  system message");
+        }
+        if let Some(t) = user.parameters.temperature {
+            println!("{:<22}{t}", "  temperature");
+        }
+        if let Some(p) = user.parameters.top_p {
+            println!("{:<22}{p}", "  top_p");
+        }
+        if user.template.is_some() {
+            println!("{:<22}its own", "  chat template");
+        }
+        if let Some(note) = &user.license_note {
+            println!("{:<22}{note}", "  license note");
+        }
+    }
     Ok(())
 }
 
