@@ -24,6 +24,11 @@ check() {
 
 step "test models"
 scripts/fetch-test-models.sh || exit 1
+# The interactive chat's tests type into a real terminal through tmux.
+if ! command -v tmux >/dev/null; then
+  step "tmux (apt-get)"
+  { apt-get update -qq && apt-get install -y -qq tmux >/dev/null; } || exit 1
+fi
 # The clients' and the browser's packages download beside the build.
 step "Python client and browser packages (in the background)"
 setup_log=$(mktemp)
@@ -35,6 +40,8 @@ check "cargo fmt" cargo fmt --all -- --check
 # that both need are then compiled once, not once per profile.
 step "cargo clippy"
 check "cargo clippy" cargo clippy --profile test --workspace --all-targets -- -D warnings
+step "cargo doc"
+check "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --profile test
 # One invocation: a second one for some of the packages would resolve
 # features differently and compile much of the tree again. --no-fail-fast:
 # every test binary runs, and cargo lists the ones that failed.
@@ -50,6 +57,15 @@ else
   cat "$setup_log" >&2
   failed+=("installing the Python clients or the browser")
 fi
+# The x86-64 kernels compiled out, as on a CPU lucid has no SIMD kernels
+# for: the whole workspace compiles, and the kernels' and the engine's tests
+# pass on the scalar reference alone. After the suites above, which reuse
+# the default build's artifacts.
+step "scalar-only build and tests"
+check "scalar-only check" \
+  cargo check --profile test --workspace --all-targets --features lucid-tensor/scalar-only
+check "scalar-only tests" \
+  cargo test -p lucid-tensor -p lucid-engine --features lucid-tensor/scalar-only --no-fail-fast
 # The cargo-fuzz targets (GGUF reader, JSON-schema compiler, chat-template
 # renderer), each for a bounded time; a finding fails the run.
 step "fuzzing"
