@@ -58,14 +58,19 @@ else
   failed+=("installing the Python clients or the browser")
 fi
 # The x86-64 kernels compiled out, as on a CPU lucid has no SIMD kernels
-# for: the whole workspace compiles, and the kernels' and the engine's tests
-# pass on the scalar reference alone. After the suites above, which reuse
-# the default build's artifacts.
+# for: the whole workspace compiles, and every crate's own tests, the
+# kernels' tests and the families against their PyTorch references (every
+# weight format) pass on the scalar reference alone. The llama.cpp goldens
+# and perplexity are left out here: `cargo test` above already ran them
+# with the kernels forced to that same scalar code. --workspace, as above,
+# so that the dependencies resolve to the same features and are not
+# compiled again.
 step "scalar-only build and tests"
 check "scalar-only check" \
   cargo check --profile test --workspace --all-targets --features lucid-tensor/scalar-only
 check "scalar-only tests" \
-  cargo test -p lucid-tensor -p lucid-engine --features lucid-tensor/scalar-only --no-fail-fast
+  cargo test --workspace --features lucid-tensor/scalar-only --no-fail-fast \
+  --lib --test kernels --test families
 # The cargo-fuzz targets (GGUF reader, JSON-schema compiler, chat-template
 # renderer), each for a bounded time; a finding fails the run.
 step "fuzzing"
