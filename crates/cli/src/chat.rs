@@ -5,9 +5,12 @@
 //! Ctrl-C while a reply is generated stops that reply (what was written so
 //! far stays in the conversation); at the prompt it says how to leave, and a
 //! second Ctrl-C in a row leaves (exit status 130, as a shell's).
+//!
+//! At a terminal the lines are read with a line editor (arrows, Ctrl-R),
+//! and what was typed is kept in `$LUCID_HOME/history` for the next chat.
 
 use std::io::{BufRead, IsTerminal};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
@@ -57,7 +60,7 @@ impl Interrupt {
             eprintln!();
             std::process::exit(130);
         }
-        eprint!("\n(Ctrl-C again, /bye or Ctrl-D leaves)\n>>> ");
+        eprintln!("\n(Ctrl-C again, /bye or Ctrl-D leaves)");
     }
 }
 
@@ -82,18 +85,33 @@ pub fn chat(
         system: system.clone(),
         history: system.first_messages(),
     };
-    let stdin = std::io::stdin();
-    let mut lines = stdin.lock().lines();
+    let mut input = if interactive {
+        Input::terminal(history_path())?
+    } else {
+        Input::Piped(std::io::stdin().lock().lines())
+    };
+    let mut interrupted_at_prompt = false;
     loop {
-        if interactive {
-            eprint!(">>> ");
-        }
-        let Some(line) = lines.next() else { break };
+        let line = match input.read(">>> ")? {
+            Line::Text(line) => line,
+            Line::End => break,
+            // The line editor reads Ctrl-C as a key: the same rule as the
+            // handler's when no editor runs.
+            Line::Interrupted if interrupted_at_prompt => {
+                eprintln!();
+                std::process::exit(130);
+            }
+            Line::Interrupted => {
+                interrupted_at_prompt = true;
+                eprintln!("(Ctrl-C again, /bye or Ctrl-D leaves)");
+                continue;
+            }
+        };
+        interrupted_at_prompt = false;
         interrupt.at_prompt.store(0, Ordering::SeqCst);
-        let line = line.context("reading stdin")?;
         let mut text = line.trim().to_string();
-        if text.starts_with("\"\"\"") {
-            text = read_block(&text[3..], &mut lines, interactive)?;
+        if let Some(first) = text.strip_prefix("\"\"\"") {
+            text = read_block(first, &mut input)?;
         }
         if text.is_empty() {
             continue;
@@ -136,11 +154,7 @@ pub fn chat(
 
 /// The lines of a `"""` block after its opening line (`first`, what
 /// followed the quotes), up to the line that ends with `"""`.
-fn read_block(
-    first: &str,
-    lines: &mut impl Iterator<Item = std::io::Result<String>>,
-    interactive: bool,
-) -> anyhow::Result<String> {
+fn read_block(first: &str, input: &mut Input) -> anyhow::Result<String> {
     let mut block = Vec::new();
     let mut current = first.to_string();
     loop {
@@ -149,16 +163,105 @@ fn read_block(
             break;
         }
         block.push(current);
-        if interactive {
-            eprint!("... ");
-        }
-        match lines.next() {
-            Some(line) => current = line.context("reading stdin")?,
-            // End of input closes the block.
-            None => break,
+        match input.read("... ")? {
+            Line::Text(line) => current = line,
+            // End of input closes the block; Ctrl-C drops it.
+            Line::End => break,
+            Line::Interrupted => return Ok(String::new()),
         }
     }
     Ok(block.join("\n").trim().to_string())
+}
+
+/// Where the chat's lines come from.
+enum Input {
+    /// A terminal: a line editor, with the history of earlier chats.
+    Terminal {
+        editor: Box<rustyline::DefaultEditor>,
+        history: Option<PathBuf>,
+    },
+    /// A pipe or a file: plain lines, no prompts.
+    Piped(std::io::Lines<std::io::StdinLock<'static>>),
+}
+
+/// One read from [`Input`].
+enum Line {
+    Text(String),
+    /// Ctrl-C at the prompt (only the line editor reports it; elsewhere the
+    /// Ctrl-C handler sees it).
+    Interrupted,
+    End,
+}
+
+/// Lines kept in the history file.
+const HISTORY_LINES: usize = 1000;
+
+impl Input {
+    fn terminal(history: Option<PathBuf>) -> anyhow::Result<Input> {
+        let config = rustyline::Config::builder()
+            .max_history_size(HISTORY_LINES)
+            .context("configuring the line editor")?
+            .auto_add_history(false)
+            .build();
+        let mut editor =
+            rustyline::DefaultEditor::with_config(config).context("starting the line editor")?;
+        if let Some(path) = &history
+            && path.exists()
+            && let Err(e) = editor.load_history(path)
+        {
+            eprintln!(
+                "lucid: the chat history {} was not read: {e}",
+                path.display()
+            );
+        }
+        Ok(Input::Terminal {
+            editor: Box::new(editor),
+            history,
+        })
+    }
+
+    fn read(&mut self, prompt: &str) -> anyhow::Result<Line> {
+        match self {
+            Input::Piped(lines) => match lines.next() {
+                Some(line) => Ok(Line::Text(line.context("reading stdin")?)),
+                None => Ok(Line::End),
+            },
+            Input::Terminal { editor, history } => match editor.readline(prompt) {
+                Ok(line) => {
+                    if !line.trim().is_empty() {
+                        remember(editor, history, &line);
+                    }
+                    Ok(Line::Text(line))
+                }
+                Err(rustyline::error::ReadlineError::Interrupted) => Ok(Line::Interrupted),
+                Err(rustyline::error::ReadlineError::Eof) => Ok(Line::End),
+                Err(e) => Err(e).context("reading the terminal"),
+            },
+        }
+    }
+}
+
+/// Adds a line to the history and writes the history file at once, so that
+/// a chat that ends any way (Ctrl-C twice, a closed terminal) keeps it. A
+/// file that cannot be written is said once and then left alone.
+fn remember(editor: &mut rustyline::DefaultEditor, history: &mut Option<PathBuf>, line: &str) {
+    // Refused only for a duplicate of the last entry or an empty line.
+    let _ = editor.add_history_entry(line);
+    if let Some(path) = history.as_deref()
+        && let Err(e) = editor.save_history(path)
+    {
+        eprintln!(
+            "lucid: the chat history is not kept: writing {} failed: {e}",
+            path.display()
+        );
+        *history = None;
+    }
+}
+
+/// `$LUCID_HOME/history`, or none where the store has no home.
+fn history_path() -> Option<PathBuf> {
+    let store = lucid_store::Store::open_default().ok()?;
+    Some(store.home().join("history"))
 }
 
 /// What the chat loop does after a command.

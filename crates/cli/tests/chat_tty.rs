@@ -1,6 +1,7 @@
 //! The interactive chat at a real terminal, driven through tmux as a person
 //! would type: Ctrl-C stops a reply and the chat goes on, slash commands
-//! answer locally, and Ctrl-C twice at the prompt leaves with status 130.
+//! answer locally, Ctrl-C twice at the prompt leaves with status 130, and
+//! what was typed comes back with the up arrow in the next chat.
 //!
 //! Needs `tmux` (scripts/test.sh installs it where it is missing).
 
@@ -8,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 fn models_dir() -> PathBuf {
@@ -17,21 +19,25 @@ fn models_dir() -> PathBuf {
 /// A tmux server of its own (`-L`), so the test never touches a user's.
 struct Tmux {
     socket: String,
-    home: tempfile::TempDir,
 }
 
 impl Tmux {
-    fn start(args: &str) -> Tmux {
-        let home = tempfile::tempdir().unwrap();
-        let socket = format!("lucid-test-{}", std::process::id());
+    /// Runs `lucid ARGS` with `home` as its `$LUCID_HOME`.
+    fn start(home: &Path, args: &str) -> Tmux {
+        static SESSIONS: AtomicUsize = AtomicUsize::new(0);
+        let socket = format!(
+            "lucid-test-{}-{}",
+            std::process::id(),
+            SESSIONS.fetch_add(1, Ordering::SeqCst)
+        );
         let command = format!(
             "env LUCID_HOME={} LUCID_LOCAL_MODELS={} HF_ENDPOINT=http://127.0.0.1:9 \
              LUCID_PYPI_URL=http://127.0.0.1:9/pypi {} {args}; echo EXITED $?; sleep 60",
-            home.path().display(),
+            home.display(),
             models_dir().display(),
             env!("CARGO_BIN_EXE_lucid"),
         );
-        let tmux = Tmux { socket, home };
+        let tmux = Tmux { socket };
         let out = tmux.run(&[
             "new-session",
             "-d",
@@ -97,7 +103,6 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.run(&["kill-server"]);
-        let _ = &self.home;
     }
 }
 
@@ -107,7 +112,11 @@ fn prompts(screen: &str) -> usize {
 
 #[test]
 fn ctrl_c_stops_the_reply_and_the_chat_goes_on() {
-    let tmux = Tmux::start("run smollm2 --threads 2 --temperature 0 --max-tokens 2000");
+    let home = tempfile::tempdir().unwrap();
+    let tmux = Tmux::start(
+        home.path(),
+        "run smollm2 --threads 2 --temperature 0 --max-tokens 2000",
+    );
     tmux.wait_for("the first prompt", |s| {
         s.contains("Chatting with SmolLM2 135M Instruct") && prompts(s) == 1
     });
@@ -159,4 +168,33 @@ fn ctrl_c_stops_the_reply_and_the_chat_goes_on() {
     tmux.keys(&["C-c"]);
     let screen = tmux.wait_for("the exit", |s| s.contains("EXITED"));
     assert!(screen.contains("EXITED 130"), "{screen}");
+}
+
+#[test]
+fn the_up_arrow_brings_back_a_line_from_an_earlier_chat() {
+    let home = tempfile::tempdir().unwrap();
+    let first = Tmux::start(home.path(), "run smollm2");
+    first.wait_for("the first prompt", |s| prompts(s) == 1);
+    first.line("/set temperature 0.25");
+    first.wait_for("the setting", |s| s.contains("(temperature = 0.25)"));
+    first.line("/bye");
+    first.wait_for("the exit", |s| s.contains("EXITED 0"));
+    drop(first);
+    let history = std::fs::read_to_string(home.path().join("history")).unwrap();
+    assert!(history.contains("/set temperature 0.25"), "{history}");
+
+    // A new chat: the up arrow twice (past `/bye`) and Enter run the same
+    // line again.
+    let second = Tmux::start(home.path(), "run smollm2");
+    second.wait_for("the first prompt", |s| prompts(s) == 1);
+    second.keys(&["Up"]);
+    second.wait_for("the last line", |s| s.contains(">>> /bye"));
+    second.keys(&["Up"]);
+    second.wait_for("the recalled line", |s| {
+        s.contains(">>> /set temperature 0.25")
+    });
+    second.keys(&["Enter"]);
+    second.wait_for("the setting again", |s| s.contains("(temperature = 0.25)"));
+    second.line("/bye");
+    second.wait_for("the exit", |s| s.contains("EXITED 0"));
 }
