@@ -1,6 +1,7 @@
 //! Errors that name the real problem: a path to nothing is a missing file
 //! (not an unknown model), and a negative number given with a space reaches
-//! the check that explains the range (not clap's `-- -1` tip).
+//! the check that explains the range (not clap's `-- -1` tip). And output
+//! that shows what was asked for: control tokens only with `--show-special`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -216,5 +217,55 @@ fn chat_commands_are_handled_locally() {
         out.stdout.is_empty(),
         "the model answered a command: {:?}",
         String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// Control tokens stay out of `--raw` output unless `--show-special` asks
+/// for them: SmolLM2 past its end of turn (`--ignore-eos`) writes
+/// `<|im_end|>` and the next `<|im_start|>`.
+#[test]
+fn control_tokens_are_shown_only_when_asked() {
+    let home = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| {
+        let out = lucid(home.path())
+            .args([
+                "run",
+                "smollm2",
+                "--raw",
+                "--ignore-eos",
+                "--temperature",
+                "0",
+                "--max-tokens",
+                "40",
+                "--threads",
+                "2",
+                "--json",
+                "<|im_start|>user\nSay hi.<|im_end|>\n<|im_start|>assistant\n",
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let plain = run(&[]);
+    let special = run(&["--show-special"]);
+    // The same tokens either way; only the text differs.
+    assert_eq!(plain["tokens"], special["tokens"]);
+    let (plain, special) = (
+        plain["text"].as_str().unwrap(),
+        special["text"].as_str().unwrap(),
+    );
+    assert!(special.contains("<|im_end|>"), "{special:?}");
+    assert!(!plain.contains("<|im_"), "{plain:?}");
+    assert_eq!(
+        special
+            .replace("<|im_end|>", "")
+            .replace("<|im_start|>", ""),
+        plain
     );
 }

@@ -26,6 +26,9 @@ pub struct GenerateParams {
     pub stop: Vec<String>,
     /// Keep going past end-of-generation tokens.
     pub ignore_eos: bool,
+    /// Write control tokens (`<|im_end|>`, `<end_of_turn>`) into the text
+    /// as their text; by default they are left out of it.
+    pub show_special: bool,
 }
 
 impl Default for GenerateParams {
@@ -35,6 +38,7 @@ impl Default for GenerateParams {
             sampling: SamplingParams::default(),
             stop: Vec::new(),
             ignore_eos: false,
+            show_special: false,
         }
     }
 }

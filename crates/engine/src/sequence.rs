@@ -128,7 +128,7 @@ impl<'m> Sequence<'m> {
             max_new: params.max_tokens,
             ignore_eos: params.ignore_eos,
             sampler: Sampler::new(params.sampling.clone())?,
-            decoder: StreamDecoder::new(&model.tokenizer, true),
+            decoder: StreamDecoder::new(&model.tokenizer, !params.show_special),
             stops: StopMatcher::new(params.stop.iter().cloned()),
             constraint: None,
             masked: Vec::new(),

@@ -128,6 +128,7 @@ pub fn check_model(golden_file: &str, max_from: &[&str], p99_from: &[&str]) {
             sampling: SamplingParams::greedy(),
             stop: vec![],
             ignore_eos: true,
+            show_special: false,
         };
         let mut session = Session::new(&model, 2, None);
         let out = session

@@ -556,6 +556,7 @@ fn admit<'m>(
         sampling: p.req.sampling,
         stop: p.req.stop,
         ignore_eos: p.req.ignore_eos,
+        show_special: false,
     };
     let seq = match Sequence::new(model, cache, &prompt[..cached], prompt.clone(), &params) {
         Ok(seq) => seq,

@@ -65,6 +65,7 @@ fn check(model_name: &str) {
                 sampling: SamplingParams::greedy(),
                 stop: vec![],
                 ignore_eos: true,
+                show_special: false,
             };
             Session::new(&model, 2, None)
                 .generate(&case.prompt_tokens, &params, |_| ControlFlow::Continue(()))

@@ -70,6 +70,14 @@ pub struct Args {
     /// Largest context in tokens (default: the model's).
     #[arg(long)]
     ctx_size: Option<usize>,
+    /// Keep generating past the model's end-of-generation tokens (up to
+    /// --max-tokens or the context).
+    #[arg(long)]
+    ignore_eos: bool,
+    /// Print control tokens (`<|im_end|>`, `<end_of_turn>`) as their text;
+    /// by default they are left out of the output.
+    #[arg(long)]
+    show_special: bool,
 }
 
 #[derive(Serialize)]
@@ -117,7 +125,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ..SamplingParams::default()
         },
         stop: args.stop.clone(),
-        ignore_eos: false,
+        ignore_eos: args.ignore_eos,
+        show_special: args.show_special,
     };
     // An explicit empty system message means "the template's own".
     let system = match &args.system {
@@ -184,6 +193,17 @@ fn run_remote(args: &Args) -> anyhow::Result<()> {
             "--raw is a local-model option: {} takes chat messages",
             args.model
         );
+    }
+    for (given, flag) in [
+        (args.ignore_eos, "--ignore-eos"),
+        (args.show_special, "--show-special"),
+    ] {
+        if given {
+            anyhow::bail!(
+                "{flag} is a local-model option: {}'s provider decides where a reply ends and what it shows",
+                args.model
+            );
+        }
     }
     let config = lucid_providers::Config::default_path().filter(|p| p.is_file());
     let router = lucid_providers::Router::from_env_and_config(config.as_deref())
