@@ -1,11 +1,13 @@
 """lucid serve against the real client SDKs: OpenAI's and Ollama's Python
-clients, plain and streamed, logprobs, JSON schema; concurrency, disconnects,
-bad requests, full queues and graceful shutdown over loopback.
+clients, plain and streamed, logprobs, JSON schema, Ollama tags, digests and
+/api/ps; concurrency, disconnects, bad requests, full queues and graceful
+shutdown over loopback.
 
 Generations are greedy and short (SmolLM2-135M on two shared cores).
 """
 
 import concurrent.futures
+import hashlib
 import json
 import signal
 import threading
@@ -17,7 +19,7 @@ import ollama
 import openai
 import pytest
 
-from conftest import API_KEY
+from conftest import API_KEY, MODEL_FILE
 
 MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -135,11 +137,17 @@ def test_openai_errors(server):
 
 def test_ollama_chat_generate_list_show(server):
     client = ol(server)
-    names = [m.model for m in client.list().models]
-    assert names == ["smollm2"]
+    listed = client.list().models
+    assert [m.model for m in listed] == ["smollm2:latest"]
+    assert listed[0].digest == hashlib.sha256(MODEL_FILE.read_bytes()).hexdigest()
+    running = client.ps().models
+    assert [m.model for m in running] == ["smollm2:latest"]
+    assert running[0].digest == listed[0].digest and running[0].size >= MODEL_FILE.stat().st_size
+    tagged = client.chat(model="smollm2:latest", messages=MESSAGES, options={"temperature": 0, "num_predict": 8})
     r = client.chat(model="smollm2", messages=MESSAGES, options={"temperature": 0, "num_predict": 8})
     assert r.message.role == "assistant" and r.message.content
     assert r.done and 0 < r.eval_count <= 8
+    assert tagged.message.content == r.message.content
     parts = list(client.chat(model="smollm2", messages=MESSAGES, stream=True, options={"temperature": 0, "num_predict": 8}))
     assert "".join(p.message.content for p in parts) == r.message.content
     assert parts[-1].done and not any(p.done for p in parts[:-1])
@@ -158,6 +166,17 @@ def test_ollama_format_schema(server):
         format=schema, options={"temperature": 0, "num_predict": 30},
     )
     jsonschema.validate(json.loads(r.message.content), schema)
+
+
+def test_ollama_format_json_is_an_object(server):
+    for seed in range(5):
+        r = ol(server).generate(
+            model="smollm2", prompt="Describe a cat.", format="json",
+            options={"temperature": 1.0, "seed": seed, "num_predict": 48},
+        )
+        assert r.response.lstrip().startswith("{"), r.response
+        if r.done_reason == "stop":
+            assert isinstance(json.loads(r.response), dict)
 
 
 def test_ollama_errors(server):

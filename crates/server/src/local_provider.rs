@@ -31,7 +31,7 @@ impl LocalProvider {
     fn model(&self, name: &str) -> Result<&LocalModel, ProviderError> {
         self.models
             .iter()
-            .find(|m| m.name == name || m.aliases.iter().any(|a| a == name))
+            .find(|m| m.answers_to(name))
             .ok_or_else(|| ProviderError::InvalidModel {
                 input: name.to_owned(),
                 reason: format!(

@@ -6,8 +6,8 @@
 //! the same models: [`AppState::model`] gives the [`LoadedModel`] (for its
 //! tokenizer and forward pass) and the [`Scheduler`] that owns generation.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use lucid_engine::LoadedModel;
@@ -33,6 +33,8 @@ pub struct LocalModel {
     /// Bytes of the vocabulary's longest token: a text of `n` bytes is at
     /// least `n / max_token_bytes` tokens.
     pub max_token_bytes: usize,
+    /// The SHA-256 of the model file, once [`LocalModel::digest`] has read it.
+    digest: Arc<OnceLock<String>>,
 }
 
 impl LocalModel {
@@ -54,6 +56,7 @@ impl LocalModel {
             scheduler,
             created: now_secs(),
             max_token_bytes,
+            digest: Arc::default(),
         }
     }
 
@@ -66,8 +69,28 @@ impl LocalModel {
         self
     }
 
-    fn answers_to(&self, name: &str) -> bool {
-        self.name == name || self.aliases.iter().any(|a| a == name)
+    /// Whether `name` reaches this model: its name or an alias, with or
+    /// without Ollama's default tag (`smollm2:latest` is `smollm2`).
+    pub(crate) fn answers_to(&self, name: &str) -> bool {
+        let is = |n: &str| self.name == n || self.aliases.iter().any(|a| a == n);
+        is(name) || name.strip_suffix(":latest").is_some_and(is)
+    }
+
+    /// The SHA-256 of the model's file as 64 hex digits (Ollama's digest),
+    /// read on first use, which takes a while for a large file: call it off
+    /// the async threads. Empty for a checkpoint directory or a file that
+    /// can no longer be read.
+    pub fn digest(&self) -> &str {
+        self.digest.get_or_init(|| {
+            let path = &self.model.meta.path;
+            if !path.is_file() {
+                return String::new();
+            }
+            lucid_catalog::sha256_file(path).unwrap_or_else(|e| {
+                tracing::warn!("no digest for {}: {e}", path.display());
+                String::new()
+            })
+        })
     }
 }
 

@@ -271,7 +271,7 @@ async fn ollama_endpoints() {
     let (s, _, body) = call(app(), "GET", "/api/tags", None, Some(KEY)).await;
     assert_eq!(s, StatusCode::OK);
     let v: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(v["models"][0]["name"], "smollm2");
+    assert_eq!(v["models"][0]["name"], "smollm2:latest");
     assert_eq!(v["models"][0]["details"]["format"], "gguf");
     let (s, v) = post_json(app(), "/api/show", json!({"model": "smollm2"})).await;
     assert_eq!(s, StatusCode::OK);
@@ -379,4 +379,74 @@ async fn the_license_policy_refuses_routing_to_a_forbidden_use() {
             .contains("redistribute"),
         "{v}"
     );
+}
+
+/// Ollama clients send tags, read digests and `/api/ps`, and expect an
+/// object from `format: "json"`.
+#[tokio::test]
+async fn ollama_tags_digests_ps_and_json_objects() {
+    let file = &model().meta.path;
+    let want_digest = lucid_catalog::sha256_file(file).unwrap();
+    let (s, _, body) = call(app(), "GET", "/api/tags", None, Some(KEY)).await;
+    assert_eq!(s, StatusCode::OK);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["models"][0]["model"], "smollm2:latest");
+    assert_eq!(v["models"][0]["digest"], want_digest.as_str());
+
+    let (s, _, body) = call(app(), "GET", "/api/ps", None, Some(KEY)).await;
+    assert_eq!(s, StatusCode::OK);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    let running = &v["models"][0];
+    assert_eq!(running["name"], "smollm2:latest");
+    assert_eq!(running["digest"], want_digest.as_str());
+    assert_eq!(running["context_length"], 512);
+    assert_eq!(running["size_vram"], 0);
+    assert!(running["size"].as_u64().unwrap() >= model().meta.file_size);
+
+    // The default tag reaches the model on both APIs; another tag does not.
+    let mut body = chat("Hi!", 2);
+    body["model"] = json!("smollm2:latest");
+    let (s, v) = post_json(app(), "/v1/chat/completions", body.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = post_json(
+        app(),
+        "/api/chat",
+        json!({"model": "smollm2:latest", "stream": false, "messages": body["messages"],
+               "options": {"num_predict": 2}}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    body["model"] = json!("smollm2:7b");
+    let (s, v) = post_json(app(), "/v1/chat/completions", body).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+
+    // `format: "json"` is an object, whatever the sampler draws: 50 seeds
+    // at temperature 1, four at a time (the scheduler's slots).
+    let mut completed = 0;
+    for seeds in (0..50u64).collect::<Vec<_>>().chunks(4) {
+        let answers = futures::future::join_all(seeds.iter().map(|&seed| {
+            post_json(
+                app(),
+                "/api/generate",
+                json!({"model": "smollm2", "prompt": "Describe a cat.", "stream": false,
+                       "format": "json", "options": {"temperature": 1.0, "seed": seed, "num_predict": 32}}),
+            )
+        }))
+        .await;
+        for (seed, (s, v)) in seeds.iter().zip(answers) {
+            assert_eq!(s, StatusCode::OK, "{v}");
+            let text = v["response"].as_str().unwrap();
+            assert!(
+                text.trim_start().starts_with('{'),
+                "seed {seed}: not an object: {text:?}"
+            );
+            if v["done_reason"] == "stop" {
+                let parsed: Value = serde_json::from_str(text)
+                    .unwrap_or_else(|e| panic!("seed {seed}: {e}: {text:?}"));
+                assert!(parsed.is_object(), "seed {seed}: {text:?}");
+                completed += 1;
+            }
+        }
+    }
+    eprintln!("format json: 50 of 50 began an object, {completed} complete within 32 tokens");
 }

@@ -1,7 +1,8 @@
 //! The Ollama-compatible API: `/api/generate`, `/api/chat`, `/api/tags`,
-//! `/api/show` and `/api/version`, streamed as NDJSON (one JSON object per
-//! line, the last with `"done": true` and the timing statistics), with
-//! Ollama's error shape `{"error": "..."}`.
+//! `/api/ps`, `/api/show` and `/api/version`, streamed as NDJSON (one JSON
+//! object per line, the last with `"done": true` and the timing
+//! statistics), with Ollama's error shape `{"error": "..."}`. Models are
+//! listed as `name:latest` and answer with or without the tag.
 //!
 //! Ollama's sampling defaults apply (temperature 0.8, top-k 40, top-p 0.9,
 //! repeat penalty 1.1 over the last 64 tokens), so an Ollama client gets the
@@ -35,6 +36,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/generate", post(generate_handler))
         .route("/api/chat", post(chat_handler))
         .route("/api/tags", get(tags))
+        .route("/api/ps", get(ps))
         .route("/api/show", post(show))
         .route("/api/version", get(version))
 }
@@ -70,21 +72,65 @@ fn human_params(n: u64) -> String {
     }
 }
 
-async fn tags(State(state): State<AppState>) -> impl IntoResponse {
-    axum::Json(Tags {
-        models: state
+/// The name Ollama clients see: with the default tag.
+fn tagged(m: &LocalModel) -> String {
+    format!("{}:latest", m.name)
+}
+
+/// Each model's file digest, read (once per model) on the blocking pool.
+async fn digests(state: &AppState) -> Result<Vec<String>, OllamaError> {
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || {
+        state
             .models()
             .iter()
-            .map(|m| TagModel {
-                name: m.name.clone(),
-                model: m.name.clone(),
-                modified_at: rfc3339(m.created as f64),
-                size: m.model.meta.file_size,
-                digest: String::new(),
-                details: details(m),
-            })
-            .collect(),
+            .map(|m| m.digest().to_owned())
+            .collect()
     })
+    .await
+    .map_err(|e| ApiError::internal(format!("reading the model files' digests: {e}")).into())
+}
+
+async fn tags(State(state): State<AppState>) -> Result<Response, OllamaError> {
+    let digests = digests(&state).await?;
+    let models = state
+        .models()
+        .iter()
+        .zip(digests)
+        .map(|(m, digest)| TagModel {
+            name: tagged(m),
+            model: tagged(m),
+            modified_at: rfc3339(m.created as f64),
+            size: m.model.meta.file_size,
+            digest,
+            details: details(m),
+        })
+        .collect();
+    Ok(axum::Json(Tags { models }).into_response())
+}
+
+async fn ps(State(state): State<AppState>) -> Result<Response, OllamaError> {
+    let digests = digests(&state).await?;
+    let models = state
+        .models()
+        .iter()
+        .zip(digests)
+        .map(|(m, digest)| {
+            let stats = m.scheduler.stats();
+            RunningModel {
+                name: tagged(m),
+                model: tagged(m),
+                size: m.model.meta.file_size + stats.kv_cache_bytes as u64,
+                size_vram: 0,
+                digest,
+                details: details(m),
+                context_length: m.scheduler.context_limit(),
+                requests_running: stats.active,
+                requests_queued: stats.queued,
+            }
+        })
+        .collect();
+    Ok(axum::Json(Running { models }).into_response())
 }
 
 async fn show(
@@ -177,7 +223,8 @@ fn grammar(format: Option<&Json>) -> Result<Option<Arc<Grammar>>, ApiError> {
     match format {
         None => Ok(None),
         Some(Json::String(s)) if s.is_empty() => Ok(None),
-        Some(Json::String(s)) if s == "json" => Ok(Some(Arc::new(Grammar::any_value()))),
+        // Ollama's contract for "json" is an object, not any JSON value.
+        Some(Json::String(s)) if s == "json" => Ok(Some(Arc::new(Grammar::any_object()))),
         Some(Json::String(s)) => Err(ApiError::invalid(
             "format",
             format!("format must be \"json\" or a JSON schema, not \"{s}\""),

@@ -144,6 +144,29 @@ pub struct Tags {
     pub models: Vec<TagModel>,
 }
 
+/// `/api/ps`: the models the server holds in memory. lucid keeps each for
+/// as long as it runs, so there is no `expires_at`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Running {
+    pub models: Vec<RunningModel>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunningModel {
+    pub name: String,
+    pub model: String,
+    /// Bytes held: the model file (mapped) and the KV cache in use.
+    pub size: u64,
+    /// Bytes on a GPU: always 0, lucid runs on the CPU.
+    pub size_vram: u64,
+    pub digest: String,
+    pub details: Details,
+    pub context_length: usize,
+    /// lucid's own: requests being generated and waiting for a slot.
+    pub requests_running: usize,
+    pub requests_queued: usize,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Show {
     pub modelfile: String,
