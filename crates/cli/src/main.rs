@@ -40,6 +40,8 @@ enum Command {
     Explain(commands::explain::Args),
     /// Serve models over an OpenAI- and Ollama-compatible HTTP API, with the glass-box web page.
     Serve(commands::serve::Args),
+    /// List the models a running `lucid serve` holds, with their memory and requests.
+    Ps(commands::ps::Args),
     /// Measure prefill and decode speed, beside llama.cpp when it is available.
     Bench(commands::bench::Args),
     /// List catalog and local models with kind, size, license and presence on disk.
@@ -78,6 +80,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => commands::serve::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::Models(args) => commands::models::run(args),
+        Command::Ps(args) => commands::ps::run(args),
         Command::License(args) => commands::license::run(args),
         Command::Bom(args) => commands::bom::run(args),
         Command::Quantize(args) => commands::quantize::run(args),

@@ -4,7 +4,8 @@
 //! request, the model's catalog defaults (SmolLM2's system message and
 //! sampling settings) applied by each, and greedy generation gives the same
 //! text. Before, the CLI alone applied them, and the server answered the
-//! capital of France with a list of Paris landmarks.
+//! capital of France with a list of Paris landmarks. `lucid ps` then lists
+//! the model the server holds.
 
 #![allow(clippy::unwrap_used)]
 
@@ -189,5 +190,19 @@ fn the_cli_both_server_apis_and_the_glass_box_build_the_same_prompt() {
         cli_text.as_str(),
         "{completion}"
     );
+
+    // `lucid ps` lists what the server holds.
+    let out = home.lucid().args(["ps", "--host", &base]).output().unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lines = table.lines();
+    assert!(lines.next().unwrap().starts_with("NAME"), "{table}");
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(row[0], "smollm2:latest", "{table}");
+    assert_eq!(row[1].len(), 12, "the digest's first 12 digits: {table}");
     drop(server);
 }

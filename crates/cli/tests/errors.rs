@@ -269,3 +269,13 @@ fn control_tokens_are_shown_only_when_asked() {
         plain
     );
 }
+
+/// `lucid ps` with no server to ask says so and how to start one.
+#[test]
+fn ps_without_a_server_says_so() {
+    let home = tempfile::tempdir().unwrap();
+    fails_saying(
+        lucid(home.path()).args(["ps", "--host", "127.0.0.1:9"]),
+        "no lucid server answers at http://127.0.0.1:9",
+    );
+}

@@ -7,6 +7,7 @@ pub mod explain;
 pub mod license;
 pub mod list;
 pub mod models;
+pub mod ps;
 pub mod pull;
 pub mod quantize;
 pub mod rm;
