@@ -450,3 +450,97 @@ async fn ollama_tags_digests_ps_and_json_objects() {
     }
     eprintln!("format json: 50 of 50 began an object, {completed} complete within 32 tokens");
 }
+
+/// Every field is applied or refused by name: vendor extensions lucid does
+/// not apply get a 400 naming them, metadata passes, `ignore_eos` and
+/// Ollama's `num_ctx` change the answer.
+#[tokio::test]
+async fn fields_are_applied_or_refused_by_name() {
+    for field in [
+        "guided_json",
+        "guided_choice",
+        "structured_outputs",
+        "min_tokens",
+        "use_beam_search",
+        "reasoning_effort",
+        "parallel_tool_calls",
+        "some_new_extension",
+    ] {
+        let mut body = chat("Hi!", 2);
+        body[field] = json!(["x"]);
+        let (s, v) = post_json(app(), "/v1/chat/completions", body).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{field}: {v}");
+        assert_eq!(v["error"]["param"], field, "{v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(field),
+            "{v}"
+        );
+        let (s, v) = post_json(
+            app(),
+            "/v1/completions",
+            json!({"model": "smollm2", "prompt": "Hi", "max_tokens": 2, field: ["x"]}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{field}: {v}");
+        assert_eq!(v["error"]["param"], field, "{v}");
+    }
+    // Metadata and nulls pass.
+    let mut body = chat("Hi!", 2);
+    body["user"] = json!("someone");
+    body["metadata"] = json!({"team": "a"});
+    body["guided_json"] = Value::Null;
+    let (s, v) = post_json(app(), "/v1/chat/completions", body).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+
+    // ignore_eos: the short greedy answer goes on to the token limit.
+    let (s, plain) = post_json(app(), "/v1/chat/completions", chat("Say hi.", 60)).await;
+    assert_eq!(s, StatusCode::OK, "{plain}");
+    assert_eq!(plain["choices"][0]["finish_reason"], "stop", "{plain}");
+    let mut body = chat("Say hi.", 60);
+    body["ignore_eos"] = json!(true);
+    let (s, v) = post_json(app(), "/v1/chat/completions", body).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["choices"][0]["finish_reason"], "length", "{v}");
+    assert_eq!(v["usage"]["completion_tokens"], 60, "{v}");
+
+    // Ollama: unknown fields and options are refused by name, runtime-only
+    // options pass, `think: true` is refused.
+    let ollama = |extra: Value| {
+        let mut body = json!({"model": "smollm2", "prompt": "Say hi.", "stream": false,
+                              "options": {"temperature": 0, "num_predict": 40}});
+        for (k, v) in extra.as_object().unwrap() {
+            if k == "options" {
+                for (ok, ov) in v.as_object().unwrap() {
+                    body["options"][ok] = ov.clone();
+                }
+            } else {
+                body[k] = v.clone();
+            }
+        }
+        post_json(app(), "/api/generate", body)
+    };
+    for (extra, named) in [
+        (json!({"template": "{{ .Prompt }}"}), "template"),
+        (json!({"context": [1, 2, 3]}), "context"),
+        (json!({"think": true}), "think"),
+        (json!({"options": {"mirostat": 2}}), "mirostat"),
+        (json!({"options": {"typical_p": 0.5}}), "typical_p"),
+    ] {
+        let (s, v) = ollama(extra.clone()).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{extra}: {v}");
+        assert!(v["error"].as_str().unwrap().contains(named), "{v}");
+    }
+    let (s, whole) = ollama(json!({"keep_alive": "5m", "think": false,
+                                   "options": {"num_thread": 8, "use_mmap": true}}))
+    .await;
+    assert_eq!(s, StatusCode::OK, "{whole}");
+    // num_ctx: the reply stops where the window is full.
+    let prompt_tokens = whole["prompt_eval_count"].as_u64().unwrap();
+    let (s, v) = ollama(json!({"options": {"num_ctx": prompt_tokens + 3}})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["eval_count"], 3, "{v}");
+    assert_eq!(v["done_reason"], "length", "{v}");
+    let (s, v) = ollama(json!({"options": {"num_ctx": prompt_tokens}})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("num_ctx"), "{v}");
+}

@@ -219,6 +219,95 @@ fn sampling(o: &Options) -> Result<(SamplingParams, Option<usize>), ApiError> {
     Ok((s, max))
 }
 
+/// Options that tune Ollama's own runtime (threads, GPU layers, memory
+/// mapping, batch size), not what the model says: accepted, not used.
+pub const RUNTIME_OPTIONS: &[&str] = &[
+    "num_thread",
+    "num_gpu",
+    "main_gpu",
+    "use_mmap",
+    "use_mlock",
+    "num_batch",
+    "low_vram",
+    "f16_kv",
+    "numa",
+    "vocab_only",
+    "logits_all",
+    "embedding_only",
+    "num_keep",
+];
+
+/// Refuses, by name, the request fields and options lucid neither applies
+/// nor lists as runtime-only: an ignored one could change the answer.
+fn refuse_unknown(
+    other: &serde_json::Map<String, serde_json::Value>,
+    think: Option<&serde_json::Value>,
+    options: &Options,
+) -> Result<(), ApiError> {
+    if let Some(think) = think
+        && !(think.is_null() || *think == serde_json::Value::Bool(false))
+    {
+        return Err(ApiError::invalid(
+            "think",
+            "`think` is not supported: lucid has no switch for a model's thinking",
+        ));
+    }
+    if let Some((key, _)) = other.iter().find(|(_, v)| !v.is_null()) {
+        let why = match key.as_str() {
+            "template" => "lucid renders the model's own chat template",
+            "context" => "send the conversation as messages (or the whole prompt) instead",
+            _ => "lucid does not know this field, and ignoring it could change the answer",
+        };
+        return Err(ApiError::invalid(
+            key,
+            format!("`{key}` is not supported: {why}"),
+        ));
+    }
+    for (key, _) in options.other.iter().filter(|(_, v)| !v.is_null()) {
+        if RUNTIME_OPTIONS.contains(&key.as_str()) {
+            continue;
+        }
+        return Err(ApiError::invalid(
+            format!("options.{key}"),
+            format!("option `{key}` is not supported: lucid does not apply it"),
+        ));
+    }
+    Ok(())
+}
+
+/// Applies `num_ctx`: the prompt must leave room in it, and the reply stops
+/// where it is full. A window larger than the server's context is the
+/// server's context.
+fn apply_num_ctx(
+    options: &Options,
+    prompt_len: usize,
+    max_tokens: Option<usize>,
+) -> Result<Option<usize>, ApiError> {
+    let Some(num_ctx) = options.num_ctx else {
+        return Ok(max_tokens);
+    };
+    let room = usize::try_from(num_ctx)
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "options.num_ctx",
+                format!("num_ctx must be a positive number of tokens, not {num_ctx}"),
+            )
+        })?
+        .checked_sub(prompt_len)
+        .filter(|&room| room > 0)
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "options.num_ctx",
+                format!(
+                    "the prompt is {prompt_len} tokens, which leaves no room in num_ctx {num_ctx}"
+                ),
+            )
+        })?;
+    Ok(Some(max_tokens.map_or(room, |m| m.min(room))))
+}
+
 fn grammar(format: Option<&Json>) -> Result<Option<Arc<Grammar>>, ApiError> {
     match format {
         None => Ok(None),
@@ -365,6 +454,8 @@ async fn generate_handler(
     if req.suffix.as_ref().is_some_and(|s| !s.is_empty()) {
         return Err(ApiError::invalid("suffix", "suffix is not supported").into());
     }
+    let options = req.options.clone().unwrap_or_default();
+    refuse_unknown(&req.other, req.think.as_ref(), &options)?;
     let lm = state.require_model(&req.model)?.clone();
     let prompt_text = req.prompt.clone().unwrap_or_default();
     if prompt_text.is_empty() {
@@ -385,8 +476,8 @@ async fn generate_handler(
         msgs.push(ChatMessage::new(Role::User, prompt_text));
         prompt::chat_tokens(&lm, msgs, "prompt").await?
     };
-    let options = req.options.clone().unwrap_or_default();
     let (mut sampling, max_tokens) = sampling(&options)?;
+    let max_tokens = apply_num_ctx(&options, tokens.len(), max_tokens)?;
     prompt::apply_defaults(&lm, &mut sampling, options.temperature, options.top_p);
     let request = Request {
         prompt: tokens,
@@ -424,6 +515,8 @@ async fn chat_handler(
     {
         return Err(ApiError::invalid("tools", "tools are not supported").into());
     }
+    let options = req.options.clone().unwrap_or_default();
+    refuse_unknown(&req.other, req.think.as_ref(), &options)?;
     let lm = state.require_model(&req.model)?.clone();
     if req.messages.is_empty() {
         // Ollama loads the model and answers done.
@@ -457,8 +550,8 @@ async fn chat_handler(
         msgs.push(ChatMessage::new(role, m.content.clone()));
     }
     let tokens = prompt::chat_tokens(&lm, msgs, "messages").await?;
-    let options = req.options.clone().unwrap_or_default();
     let (mut sampling, max_tokens) = sampling(&options)?;
+    let max_tokens = apply_num_ctx(&options, tokens.len(), max_tokens)?;
     prompt::apply_defaults(&lm, &mut sampling, options.temperature, options.top_p);
     let request = Request {
         prompt: tokens,

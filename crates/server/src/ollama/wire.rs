@@ -5,8 +5,9 @@
 use lucid_scheduler::Json;
 use serde::{Deserialize, Serialize};
 
-/// `options`: the model parameters Ollama clients send. Unknown ones are
-/// ignored, as Ollama does.
+/// `options`: the model parameters Ollama clients send. Those that only
+/// tune Ollama's own runtime are accepted and not used; any other that
+/// lucid does not apply is refused by name (`other`).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Options {
     pub num_predict: Option<i64>,
@@ -20,6 +21,10 @@ pub struct Options {
     pub repeat_last_n: Option<i64>,
     pub presence_penalty: Option<f32>,
     pub frequency_penalty: Option<f32>,
+    /// The context window: the prompt and the reply must fit in it.
+    pub num_ctx: Option<i64>,
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -42,6 +47,15 @@ pub struct GenerateRequest {
     pub options: Option<Options>,
     #[serde(default)]
     pub images: Option<Vec<String>>,
+    /// How long Ollama keeps the model loaded; lucid holds its models while
+    /// it runs, so any value is accepted.
+    #[serde(default)]
+    pub keep_alive: Option<serde_json::Value>,
+    #[serde(default)]
+    pub think: Option<serde_json::Value>,
+    /// Every other field, refused by name.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -66,6 +80,13 @@ pub struct ChatRequest {
     pub options: Option<Options>,
     #[serde(default)]
     pub tools: Option<serde_json::Value>,
+    /// As in [`GenerateRequest`].
+    #[serde(default)]
+    pub keep_alive: Option<serde_json::Value>,
+    #[serde(default)]
+    pub think: Option<serde_json::Value>,
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -18,7 +18,9 @@ use crate::generate::{self, Collected};
 use crate::prompt;
 use crate::state::{AppState, LocalModel, now_secs};
 
-use super::params::{check_max_tokens, check_n, grammar, messages, refuse_if_set, sampling};
+use super::params::{
+    check_max_tokens, check_n, grammar, messages, refuse_if_set, refuse_unknown, sampling,
+};
 use super::remote::remote_chat;
 use super::{FINGERPRINT, MAX_TOP_LOGPROBS, sse, sse_json, usage, wire_logprobs};
 
@@ -30,6 +32,7 @@ pub(super) async fn chat_completions(
         return Err(ApiError::shutting_down());
     }
     let msgs = messages(&req.messages)?;
+    refuse_unknown(&req.other)?;
     refuse_if_set("tools", &req.tools, "lucid has no tool calling")?;
     refuse_if_set("tool_choice", &req.tool_choice, "lucid has no tool calling")?;
     refuse_if_set(
@@ -78,6 +81,11 @@ pub(super) async fn chat_completions(
 
     let model_ref = ModelRef::parse(&req.model).map_err(ApiError::from)?;
     if model_ref.provider_key().is_some() {
+        refuse_if_set(
+            "ignore_eos",
+            &req.ignore_eos,
+            "a provider's model ends where its provider decides",
+        )?;
         return remote_chat(state, req, msgs, max_tokens, top, stop, n, include_usage).await;
     }
     let local_name = model_ref.model().unwrap_or_default().to_owned();
@@ -93,7 +101,7 @@ pub(super) async fn chat_completions(
         stop,
         logprobs: top,
         grammar,
-        ignore_eos: false,
+        ignore_eos: req.ignore_eos.unwrap_or(false),
     };
     let gens = generate::submit_n(&lm, &request, n, "messages")?;
     let prompt_tokens = request.prompt.len();

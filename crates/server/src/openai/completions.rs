@@ -18,7 +18,7 @@ use crate::generate;
 use crate::prompt;
 use crate::state::{AppState, LocalModel, now_secs};
 
-use super::params::{check_max_tokens, check_n, refuse_if_set, sampling};
+use super::params::{check_max_tokens, check_n, refuse_if_set, refuse_unknown, sampling};
 use super::{FINGERPRINT, sse, sse_json, usage};
 
 pub(super) async fn completions(
@@ -28,6 +28,7 @@ pub(super) async fn completions(
     if state.is_shutting_down() {
         return Err(ApiError::shutting_down());
     }
+    refuse_unknown(&req.other)?;
     if req.echo == Some(true) {
         return Err(ApiError::invalid("echo", "`echo` is not supported"));
     }
@@ -102,7 +103,7 @@ pub(super) async fn completions(
             stop: req.stop.clone().map(Stop::into_vec).unwrap_or_default(),
             logprobs: top,
             grammar: None,
-            ignore_eos: false,
+            ignore_eos: req.ignore_eos.unwrap_or(false),
         };
         gens.extend(generate::submit_n(&lm, &request, n, "prompt")?);
     }

@@ -101,6 +101,57 @@ pub(super) fn check_max_tokens(param: &str, v: Option<u32>) -> Result<Option<usi
     }
 }
 
+/// Fields of OpenAI's API that ask nothing of the model (who asks, storage
+/// and billing hints): accepted and not used.
+pub const METADATA_FIELDS: &[&str] = &[
+    "user",
+    "metadata",
+    "store",
+    "service_tier",
+    "prompt_cache_key",
+    "safety_identifier",
+];
+
+/// Refuses, by name, every field of a request that lucid neither applies
+/// nor lists in [`METADATA_FIELDS`]: an ignored field that changes output
+/// would make the answer quietly differ from what was asked. `null` is the
+/// same as absent; `modalities: ["text"]` asks for what lucid does.
+pub(super) fn refuse_unknown(
+    other: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), ApiError> {
+    for (key, value) in other {
+        let text_only = key == "modalities" && *value == serde_json::json!(["text"]);
+        if value.is_null() || text_only || METADATA_FIELDS.contains(&key.as_str()) {
+            continue;
+        }
+        let why = match key.as_str() {
+            "guided_json"
+            | "guided_regex"
+            | "guided_choice"
+            | "guided_grammar"
+            | "guided_decoding_backend"
+            | "structured_outputs" => {
+                "lucid constrains output with `response_format` (a JSON schema)"
+            }
+            "parallel_tool_calls" | "functions" | "function_call" => "lucid has no tool calling",
+            "reasoning_effort" | "verbosity" | "reasoning" => {
+                "lucid's models have no reasoning settings"
+            }
+            "audio" | "modalities" | "prediction" | "web_search_options" => {
+                "lucid generates text only, from the request alone"
+            }
+            "min_tokens" | "use_beam_search" | "length_penalty" | "repetition_penalty"
+            | "typical_p" | "mirostat" | "tfs_z" => "lucid does not apply it",
+            _ => "lucid does not know this field, and ignoring it could change the answer",
+        };
+        return Err(ApiError::invalid(
+            key,
+            format!("`{key}` is not supported: {why}"),
+        ));
+    }
+    Ok(())
+}
+
 pub(super) fn refuse_if_set<T>(param: &str, v: &Option<T>, why: &str) -> Result<(), ApiError> {
     if v.is_some() {
         return Err(ApiError::invalid(

@@ -117,6 +117,14 @@ pub struct ChatCompletionRequest {
     pub tool_choice: Option<serde_json::Value>,
     #[serde(default)]
     pub logit_bias: Option<serde_json::Value>,
+    /// vLLM's extension: generate past end-of-generation tokens (local
+    /// models only).
+    #[serde(default)]
+    pub ignore_eos: Option<bool>,
+    /// Every other field: refused by name unless it is metadata that asks
+    /// nothing of the model ([`super::params::refuse_unknown`]).
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 /// `prompt` of `/v1/completions`: text, texts, token ids, or lists of ids.
@@ -171,6 +179,11 @@ pub struct CompletionRequest {
     pub repeat_penalty: Option<f32>,
     #[serde(default)]
     pub logit_bias: Option<serde_json::Value>,
+    /// As in [`ChatCompletionRequest`].
+    #[serde(default)]
+    pub ignore_eos: Option<bool>,
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize)]
