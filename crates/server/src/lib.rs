@@ -34,6 +34,7 @@
 //! model).
 
 pub mod body;
+pub mod cors;
 pub mod error;
 pub mod generate;
 pub mod listen;
@@ -88,9 +89,19 @@ impl ServerBuilder {
     }
 
     /// The router, ready for [`serve`] or `tower::ServiceExt::oneshot`.
+    ///
+    /// CORS ([`cors`]) is the outermost layer, so that a browser's
+    /// preflight is answered before auth (it carries no key) and errors
+    /// carry the headers a page needs to read them. Origins that
+    /// [`cors::layer`] refuses are logged and leave CORS off; the CLI checks
+    /// them before it gets here.
     pub fn build(self) -> Router {
         let state = self.state;
-        Router::new()
+        let cors = cors::layer(&state.config().cors_origins).unwrap_or_else(|e| {
+            tracing::error!("CORS is off: {e}");
+            None
+        });
+        let router = Router::new()
             .route("/health", get(health))
             .route("/metrics", get(metrics))
             .merge(openai::routes())
@@ -100,8 +111,11 @@ impl ServerBuilder {
             .method_not_allowed_fallback(method_not_allowed)
             .layer(DefaultBodyLimit::max(state.config().max_body_bytes))
             .layer(middleware::from_fn_with_state(state.clone(), auth))
-            .layer(middleware::from_fn_with_state(state.clone(), log_request))
-            .with_state(state)
+            .layer(middleware::from_fn_with_state(state.clone(), log_request));
+        match cors {
+            Some(cors) => router.layer(cors).with_state(state),
+            None => router.with_state(state),
+        }
     }
 }
 
@@ -163,7 +177,11 @@ async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Respon
     let public = path == "/health" || path == "/" || path.starts_with("/glass/");
     if state.config().api_key.is_none()
         && !public
-        && let Err(refusal) = origin::check(req.headers(), &state.config().allowed_hosts)
+        && let Err(refusal) = origin::check(
+            req.headers(),
+            &state.config().allowed_hosts,
+            &state.config().cors_origins,
+        )
     {
         let e = ApiError::forbidden(refusal.message());
         return if path.starts_with("/api/") {

@@ -15,7 +15,9 @@
 //!   page's requests carry its own domain.
 //! - `Origin`, which browsers send on cross-site and on `POST` requests and
 //!   programs do not, must be the same origin as `Host` (the glass-box page
-//!   served by this server) or a host given with `--allowed-host`.
+//!   served by this server), a host given with `--allowed-host`, or an
+//!   origin given with `--cors-origin` (which the user has chosen to let
+//!   call the server).
 //!
 //! With an API key neither applies: a page cannot send a key it does not
 //! know.
@@ -51,8 +53,8 @@ fn shorten(s: &str) -> String {
     s.chars().take(100).collect()
 }
 
-/// Checks `Host` and `Origin` against the allowed names.
-pub fn check(headers: &HeaderMap, allowed: &[String]) -> Result<(), Refusal> {
+/// Checks `Host` and `Origin` against the allowed names and CORS origins.
+pub fn check(headers: &HeaderMap, allowed: &[String], cors: &[String]) -> Result<(), Refusal> {
     let host = headers
         .get(header::HOST)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
@@ -65,10 +67,11 @@ pub fn check(headers: &HeaderMap, allowed: &[String]) -> Result<(), Refusal> {
         let origin = String::from_utf8_lossy(origin.as_bytes()).into_owned();
         // `scheme://host[:port]`; `null` (sandboxed frames, files) has no host.
         let authority = origin.split_once("://").map(|(_, a)| a);
-        let ok = match authority {
-            Some(a) => host.as_deref() == Some(a) || listed(host_name(a), allowed),
-            None => false,
-        };
+        let ok = crate::cors::allows(cors, &origin)
+            || match authority {
+                Some(a) => host.as_deref() == Some(a) || listed(host_name(a), allowed),
+                None => false,
+            };
         if !ok {
             return Err(Refusal::Origin(origin));
         }
@@ -141,7 +144,7 @@ mod tests {
             (Some("127.0.0.1:8080"), Some("https://lucid.internal")),
         ] {
             assert_eq!(
-                check(&headers(host, origin), &allowed),
+                check(&headers(host, origin), &allowed, &[]),
                 Ok(()),
                 "{host:?} {origin:?}"
             );
@@ -152,13 +155,14 @@ mod tests {
     fn rebinding_and_cross_site_pages_are_refused() {
         let allowed = vec!["lucid.internal".to_owned()];
         assert!(matches!(
-            check(&headers(Some("evil.example:8080"), None), &allowed),
+            check(&headers(Some("evil.example:8080"), None), &allowed, &[]),
             Err(Refusal::Host(_))
         ));
         assert!(matches!(
             check(
                 &headers(Some("evil.example:8080"), Some("http://evil.example:8080")),
-                &allowed
+                &allowed,
+                &[]
             ),
             Err(Refusal::Host(_))
         ));
@@ -170,11 +174,23 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    check(&headers(Some("127.0.0.1:8080"), Some(origin)), &allowed),
+                    check(
+                        &headers(Some("127.0.0.1:8080"), Some(origin)),
+                        &allowed,
+                        &[]
+                    ),
                     Err(Refusal::Origin(_))
                 ),
                 "{origin}"
             );
         }
+        // A page at an origin given with --cors-origin may call; others not.
+        let cors = vec!["https://app.example".to_owned()];
+        let page = |origin| check(&headers(Some("127.0.0.1:8080"), Some(origin)), &[], &cors);
+        assert_eq!(page("https://app.example"), Ok(()));
+        assert!(matches!(
+            page("https://evil.example"),
+            Err(Refusal::Origin(_))
+        ));
     }
 }

@@ -112,6 +112,10 @@ pub struct ServerConfig {
     /// addresses and `localhost`; checked, with `Origin`, only when there
     /// is no API key (see [`crate::origin`]).
     pub allowed_hosts: Vec<String>,
+    /// Web origins (`https://app.example`, or `*` for any) whose pages may
+    /// call the server: CORS preflights are answered and the headers set
+    /// for them. Empty: no CORS. The API key, when set, still applies.
+    pub cors_origins: Vec<String>,
     /// How long in-flight streams may go on after a shutdown signal before
     /// they are cancelled.
     pub shutdown_deadline: Duration,
@@ -130,6 +134,7 @@ impl Default for ServerConfig {
             header_timeout: Duration::from_secs(15),
             body_timeout: Duration::from_secs(60),
             allowed_hosts: Vec::new(),
+            cors_origins: Vec::new(),
             shutdown_deadline: Duration::from_secs(10),
             policy: lucid_catalog::Policy::default(),
         }

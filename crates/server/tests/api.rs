@@ -7,6 +7,7 @@ mod common;
 
 use axum::http::StatusCode;
 use common::*;
+use lucid_server::{ServerBuilder, ServerConfig};
 use serde_json::{Value, json};
 
 fn chat(content: &str, max_tokens: u32) -> Value {
@@ -543,4 +544,145 @@ async fn fields_are_applied_or_refused_by_name() {
     let (s, v) = ollama(json!({"options": {"num_ctx": prompt_tokens}})).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     assert!(v["error"].as_str().unwrap().contains("num_ctx"), "{v}");
+}
+
+/// One request with the given headers; the status and response headers.
+async fn with_headers(
+    app: axum::Router,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> (StatusCode, axum::http::HeaderMap) {
+    use tower::ServiceExt;
+    let mut req = axum::http::Request::builder().method(method).uri(path);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let body = match body {
+        Some(b) => {
+            req = req.header("content-type", "application/json");
+            axum::body::Body::from(b.to_string())
+        }
+        None => axum::body::Body::empty(),
+    };
+    let res = app.oneshot(req.body(body).unwrap()).await.unwrap();
+    (res.status(), res.headers().clone())
+}
+
+/// CORS: off by default; with `--cors-origin`, a listed origin's preflight
+/// is answered (without a key, as browsers send it) and its responses,
+/// errors too, carry the origin; the key still applies; other origins get
+/// no CORS headers. Without a key, a listed origin passes the origin check.
+#[tokio::test]
+async fn cors_only_for_listed_origins_and_the_key_still_applies() {
+    const PAGE: &str = "https://app.example";
+    let preflight = [
+        ("origin", PAGE),
+        ("access-control-request-method", "POST"),
+        (
+            "access-control-request-headers",
+            "authorization,content-type,x-stainless-os",
+        ),
+    ];
+    let allow_origin = |h: &axum::http::HeaderMap| {
+        h.get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    // Off by default: the preflight is refused (here by auth), with no
+    // CORS headers.
+    let (s, h) = with_headers(app(), "OPTIONS", "/v1/chat/completions", &preflight, None).await;
+    assert!(s.is_client_error(), "{s}");
+    assert_eq!(allow_origin(&h), None);
+
+    let keyed = ServerBuilder::new(state_with(
+        scheduler_config(),
+        ServerConfig {
+            cors_origins: vec![PAGE.to_owned()],
+            ..server_config()
+        },
+    ))
+    .build();
+    let (s, h) = with_headers(
+        keyed.clone(),
+        "OPTIONS",
+        "/v1/chat/completions",
+        &preflight,
+        None,
+    )
+    .await;
+    assert!(s.is_success(), "{s}");
+    assert_eq!(allow_origin(&h).as_deref(), Some(PAGE));
+    let allowed_headers = h["access-control-allow-headers"].to_str().unwrap();
+    assert!(
+        allowed_headers.contains("x-stainless-os"),
+        "{allowed_headers}"
+    );
+    let body = chat("Hi!", 2);
+    let bearer = format!("Bearer {KEY}");
+    let (s, h) = with_headers(
+        keyed.clone(),
+        "POST",
+        "/v1/chat/completions",
+        &[("origin", PAGE), ("authorization", &bearer)],
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(allow_origin(&h).as_deref(), Some(PAGE));
+    // The key still applies, and the page can read the refusal.
+    let (s, h) = with_headers(
+        keyed.clone(),
+        "POST",
+        "/v1/chat/completions",
+        &[("origin", PAGE)],
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(allow_origin(&h).as_deref(), Some(PAGE));
+    // Another origin: no CORS headers.
+    let (_, h) = with_headers(
+        keyed,
+        "OPTIONS",
+        "/v1/chat/completions",
+        &[
+            ("origin", "https://evil.example"),
+            ("access-control-request-method", "POST"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(allow_origin(&h), None);
+
+    // Without a key: the listed origin passes the origin check, another
+    // origin is refused.
+    let open = ServerBuilder::new(state_with(
+        scheduler_config(),
+        ServerConfig {
+            api_key: None,
+            cors_origins: vec![PAGE.to_owned()],
+            ..server_config()
+        },
+    ))
+    .build();
+    let host = ("host", "127.0.0.1:8080");
+    let (s, _) = with_headers(
+        open.clone(),
+        "POST",
+        "/v1/chat/completions",
+        &[("origin", PAGE), host],
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = with_headers(
+        open,
+        "POST",
+        "/v1/chat/completions",
+        &[("origin", "https://evil.example"), host],
+        Some(body),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
 }

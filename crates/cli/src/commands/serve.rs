@@ -65,6 +65,12 @@ pub struct Args {
     /// cross-site requests).
     #[arg(long = "allowed-host", value_name = "HOST")]
     allowed_hosts: Vec<String>,
+    /// A web origin whose pages may call this server from a browser
+    /// (`https://app.example`, or `*` for any; repeatable): CORS preflights
+    /// are answered and the headers set. Off by default; --api-key still
+    /// applies.
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    cors_origins: Vec<String>,
     /// Seconds running streams may go on after Ctrl-C/SIGTERM before they are cancelled.
     #[arg(long, default_value_t = 10)]
     shutdown_timeout: u64,
@@ -81,6 +87,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    // Before any model loads: a mistyped origin is a quick error.
+    lucid_server::cors::layer(&args.cors_origins).map_err(anyhow::Error::msg)?;
     let threads = args.threads.unwrap_or_else(local::default_threads);
     let policy = lucid_server::policy::LicensePolicy::new(lucid_catalog::Policy {
         intended_uses: args.intended_uses.clone(),
@@ -131,6 +139,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             header_timeout: Duration::from_secs(args.header_timeout.max(1)),
             body_timeout: Duration::from_secs(args.body_timeout.max(1)),
             allowed_hosts: args.allowed_hosts.clone(),
+            cors_origins: args.cors_origins.clone(),
             shutdown_deadline: Duration::from_secs(args.shutdown_timeout),
             policy: policy.policy().clone(),
         },
