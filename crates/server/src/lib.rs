@@ -46,6 +46,7 @@ pub mod origin;
 pub mod policy;
 pub mod prompt;
 pub mod state;
+pub mod tokens;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -106,6 +107,7 @@ impl ServerBuilder {
             .route("/metrics", get(metrics))
             .merge(openai::routes())
             .merge(ollama::routes())
+            .merge(tokens::routes())
             .merge(self.extra)
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)

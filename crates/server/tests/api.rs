@@ -686,3 +686,71 @@ async fn cors_only_for_listed_origins_and_the_key_still_applies() {
     .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 }
+
+/// `/tokenize`, `/detokenize` and `/apply-template` show what the model is
+/// given: the template's text for a conversation tokenizes to exactly as
+/// many tokens as the chat route reads for it.
+#[tokio::test]
+async fn tokenize_detokenize_and_apply_template() {
+    let m = model();
+    let text = "Hello world, ünïcödé!";
+    let (s, v) = post_json(app(), "/tokenize", json!({"content": text})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let ids: Vec<u32> = serde_json::from_value(v["tokens"].clone()).unwrap();
+    assert_eq!(ids, m.tokenizer.encode(text, false, true).unwrap());
+    let (s, v) = post_json(
+        app(),
+        "/tokenize",
+        json!({"content": text, "with_pieces": true}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let pieces = v["tokens"].as_array().unwrap();
+    assert_eq!(pieces.len(), ids.len());
+    // A piece that is part of a character comes as its bytes.
+    let joined: Vec<u8> = pieces
+        .iter()
+        .flat_map(|p| match &p["piece"] {
+            Value::String(s) => s.as_bytes().to_vec(),
+            bytes => serde_json::from_value::<Vec<u8>>(bytes.clone()).unwrap(),
+        })
+        .collect();
+    assert!(pieces.iter().any(|p| p["piece"].is_array()), "{v}");
+    assert_eq!(String::from_utf8(joined).unwrap(), text, "{v}");
+
+    let (s, v) = post_json(app(), "/detokenize", json!({"tokens": ids})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["content"], text);
+    let (s, v) = post_json(app(), "/detokenize", json!({"tokens": [1, 10_000_000]})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"]["param"], "tokens[1]", "{v}");
+
+    let messages = json!([{"role": "user", "content": "What is 2+2?"}]);
+    let (s, v) = post_json(app(), "/apply-template", json!({"messages": messages})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let prompt = v["prompt"].as_str().unwrap();
+    assert!(
+        prompt.contains("<|im_start|>user\nWhat is 2+2?<|im_end|>"),
+        "{prompt}"
+    );
+    let (_, v) = post_json(
+        app(),
+        "/tokenize",
+        json!({"content": prompt, "add_special": true}),
+    )
+    .await;
+    let prompt_ids = v["tokens"].as_array().unwrap().len();
+    let mut body = chat("What is 2+2?", 1);
+    body["messages"] = messages;
+    let (s, v) = post_json(app(), "/v1/chat/completions", body).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["usage"]["prompt_tokens"], prompt_ids, "{v}");
+
+    // Unknown fields are named.
+    let (s, v) = post_json(app(), "/tokenize", json!({"content": "x", "tokenz": 1})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("tokenz"),
+        "{v}"
+    );
+}

@@ -15,6 +15,7 @@
 mod chat;
 mod completions;
 mod params;
+pub(crate) use params::messages;
 mod remote;
 pub mod wire;
 

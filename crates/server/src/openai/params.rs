@@ -182,7 +182,7 @@ pub(crate) fn grammar(format: Option<&ResponseFormat>) -> Result<Option<Arc<Gram
 }
 
 /// The engine's messages from OpenAI's; `developer` is a system message.
-pub(super) fn messages(msgs: &[Message]) -> Result<Vec<ChatMessage>, ApiError> {
+pub(crate) fn messages(msgs: &[Message]) -> Result<Vec<ChatMessage>, ApiError> {
     if msgs.is_empty() {
         return Err(ApiError::invalid("messages", "messages must not be empty"));
     }
