@@ -154,3 +154,125 @@ fn random_schemas_compile_or_are_refused_in_bounded_time() {
         "the generator covers both outcomes"
     );
 }
+
+/// Strings held to `pattern`, `format` and lengths: random walks through
+/// the constraint (any byte it allows, picked at random) that finish are
+/// valid against the schema by the `jsonschema` crate, formats checked.
+#[test]
+fn constrained_strings_always_validate() {
+    let schemas = [
+        json!({"type": "string", "pattern": "^[a-z]{3}-[0-9]{2,4}$"}),
+        // Unanchored: a digit anywhere.
+        json!({"type": "string", "pattern": "[0-9]"}),
+        json!({"type": "string", "format": "date"}),
+        json!({"type": "string", "format": "time"}),
+        json!({"type": "string", "format": "date-time"}),
+        json!({"type": "string", "format": "uuid"}),
+        json!({"type": "string", "format": "email"}),
+        json!({"type": "string", "format": "uri"}),
+        json!({"type": "string", "minLength": 2, "maxLength": 5}),
+        json!({"type": ["string", "null"], "maxLength": 3}),
+        json!({"type": "object", "properties": {
+            "id": {"type": "string", "format": "uuid"},
+            "when": {"type": "string", "format": "date-time"},
+            "code": {"type": "string", "pattern": "^[A-Z]{2}$"}},
+            "required": ["id", "when", "code"]}),
+    ];
+    let mut rng = Rng(7);
+    for schema in &schemas {
+        let validator = jsonschema::options()
+            .should_validate_formats(true)
+            .build(schema)
+            .unwrap();
+        let grammar = Arc::new(Grammar::from_schema(&Json::from(schema)).unwrap());
+        let mut finished = 0;
+        for walk in 0..50 {
+            let mut state = JsonState::new(grammar.clone());
+            let mut text = Vec::new();
+            while !state.is_done() && text.len() < 2000 {
+                let allowed: Vec<u8> = (0..=255u8)
+                    .filter(|&b| {
+                        let mut s = state.clone();
+                        s.push(b)
+                    })
+                    .collect();
+                assert!(
+                    !allowed.is_empty(),
+                    "{schema}: walk {walk} is stuck after {:?} (ending {:x?})",
+                    String::from_utf8_lossy(&text),
+                    &text[text.len().saturating_sub(4)..]
+                );
+                // Close strings now and then, so that walks finish.
+                let b = if allowed.contains(&b'"') && rng.below(4) == 0 {
+                    b'"'
+                } else {
+                    allowed[rng.below(allowed.len())]
+                };
+                assert!(state.push(b));
+                text.push(b);
+            }
+            if !state.is_done() {
+                continue;
+            }
+            finished += 1;
+            let value: Value = serde_json::from_slice(&text)
+                .unwrap_or_else(|e| panic!("{schema}: {e}: {}", String::from_utf8_lossy(&text)));
+            assert!(validator.is_valid(&value), "{schema}: invalid: {value}");
+        }
+        assert!(
+            finished >= 25,
+            "{schema}: only {finished} of 50 walks finished"
+        );
+    }
+}
+
+/// What the string keywords cannot do is refused, naming the keyword.
+#[test]
+fn string_keywords_outside_the_subset_are_named() {
+    for (schema, named) in [
+        (json!({"type": "string", "format": "ipv4"}), "ipv4"),
+        (json!({"pattern": "^a$"}), "pattern"),
+        (json!({"type": "integer", "maxLength": 3}), "maxLength"),
+        (json!({"type": "string", "pattern": "(?<=a)b"}), "pattern"),
+        (
+            json!({"type": "string", "pattern": "a", "maxLength": 3}),
+            "pattern",
+        ),
+        (
+            json!({"type": "string", "maxLength": 1_000_000}),
+            "maxLength",
+        ),
+    ] {
+        let e = Grammar::from_schema(&Json::from(&schema)).unwrap_err();
+        assert!(e.to_string().contains(named), "{schema}: {e}");
+    }
+}
+
+/// Large repetitions are refused or compiled within the compile budget.
+#[test]
+fn large_string_constraints_compile_in_bounded_time() {
+    for schema in [
+        json!({"type": "string", "maxLength": 200}),
+        json!({"type": "string", "maxLength": 1000}),
+        json!({"type": "string", "maxLength": 5000}),
+        json!({"type": "string", "pattern": "^[a-z]{1000}$"}),
+        json!({"type": "string", "pattern": "^(a|b|c|d)*x(a|b|c|d){20}$"}),
+        json!({"type": "string", "pattern": "[a-z]{50}[0-9]{50}"}),
+        // A DFA of 2^20 states: refused by its size.
+        json!({"type": "string", "pattern": "x[ab]{20}"}),
+        json!({"type": "string", "maxLength": 100000}),
+    ] {
+        let t = Instant::now();
+        let result = Grammar::from_schema(&Json::from(&schema));
+        let took = t.elapsed();
+        eprintln!(
+            "{schema}: {} in {took:?}",
+            if result.is_ok() {
+                "compiled"
+            } else {
+                "refused"
+            }
+        );
+        assert!(took < Duration::from_secs(1), "{schema}: {took:?}");
+    }
+}

@@ -95,7 +95,7 @@ async fn bad_requests_get_openai_shaped_400s_naming_the_field() {
         (json!({"model": "smollm2", "messages": []}), "messages"),
         (
             json!({"model": "smollm2", "messages": [{"role": "user", "content": "x"}],
-                   "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "string", "pattern": "a+"}}}}),
+                   "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "string", "format": "ipv4"}}}}),
             "response_format.json_schema.schema",
         ),
     ] {
@@ -108,11 +108,11 @@ async fn bad_requests_get_openai_shaped_400s_naming_the_field() {
         app(),
         "/v1/chat/completions",
         json!({"model": "smollm2", "messages": [{"role": "user", "content": "x"}],
-               "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "string", "pattern": "a+"}}}}),
+               "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "number", "minimum": 0}}}}),
     )
     .await;
     assert!(
-        v["error"]["message"].as_str().unwrap().contains("pattern"),
+        v["error"]["message"].as_str().unwrap().contains("minimum"),
         "{v}"
     );
 }
@@ -252,6 +252,27 @@ async fn json_schema_output_validates() {
         text.find("\"city\"").unwrap() < text.find("\"population\"").unwrap(),
         "{text}"
     );
+
+    // A date and a code held to their format and pattern.
+    let schema = json!({
+        "type": "object",
+        "properties": {"ended": {"type": "string", "format": "date"},
+                       "code": {"type": "string", "pattern": "^[A-Z]{3}$"}},
+        "required": ["ended", "code"]
+    });
+    let mut body = chat("When did the Second World War end? Answer in JSON.", 48);
+    body["response_format"] =
+        json!({"type": "json_schema", "json_schema": {"name": "war", "schema": schema}});
+    let (s, v) = post_json(app(), "/v1/chat/completions", body).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop", "{v}");
+    let text = v["choices"][0]["message"]["content"].as_str().unwrap();
+    let parsed: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap();
+    assert!(validator.is_valid(&parsed), "{text}");
 
     let mut body = chat("Describe a dog in JSON.", 32);
     body["response_format"] = json!({"type": "json_object"});

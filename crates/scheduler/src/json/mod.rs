@@ -327,7 +327,7 @@ mod tests {
     #[test]
     fn unsupported_keywords_are_named() {
         for (schema, word) in [
-            (json!({"type": "string", "pattern": "a+"}), "pattern"),
+            (json!({"type": "string", "pattern": "(a)\\1"}), "pattern"),
             (json!({"oneOf": [{"type": "string"}]}), "oneOf"),
             (json!({"type": "number", "minimum": 1}), "minimum"),
             (

@@ -115,6 +115,11 @@ enum Frame {
         depth: u16,
     },
     Str(StrPhase),
+    /// Inside a string held to a pattern: the node and the DFA's state.
+    Pat {
+        node: NodeId,
+        state: regex_automata::util::primitives::StateID,
+    },
     Num {
         integer: bool,
         phase: NumPhase,
@@ -214,7 +219,9 @@ impl JsonState {
             };
             match step {
                 Step::Consumed => {
-                    if is_ws(b) && !matches!(self.stack.last(), Some(Frame::Str(_))) {
+                    if is_ws(b)
+                        && !matches!(self.stack.last(), Some(Frame::Str(_) | Frame::Pat { .. }))
+                    {
                         self.ws_run = self.ws_run.saturating_add(1);
                     } else {
                         self.ws_run = 0;
@@ -296,6 +303,17 @@ impl JsonState {
                     Node::String => {
                         if b == b'"' {
                             *top = Frame::Str(StrPhase::Plain);
+                            Step::Consumed
+                        } else {
+                            Step::Refused
+                        }
+                    }
+                    Node::Pattern(p) => {
+                        if b == b'"' {
+                            *top = Frame::Pat {
+                                node,
+                                state: p.start(),
+                            };
                             Step::Consumed
                         } else {
                             Step::Refused
@@ -543,6 +561,27 @@ impl JsonState {
                     _ => Step::Refused,
                 }
             }
+            Frame::Pat { node, state } => {
+                let Node::Pattern(p) = self.grammar.node(*node) else {
+                    return Step::Refused;
+                };
+                match b {
+                    b'"' if p.accepts(*state) => {
+                        self.stack.pop();
+                        Step::Consumed
+                    }
+                    // The text is written without escapes, so that its
+                    // bytes are the string the pattern sees.
+                    b'"' | b'\\' | 0x00..=0x1F => Step::Refused,
+                    _ => match p.next(*state, b) {
+                        Some(next) => {
+                            *state = next;
+                            Step::Consumed
+                        }
+                        None => Step::Refused,
+                    },
+                }
+            }
             Frame::Str(phase) => match *phase {
                 StrPhase::Plain => match b {
                     b'"' => {
@@ -729,7 +768,7 @@ fn first_byte_ok(g: &Grammar, node: NodeId, b: u8) -> bool {
         Node::Any | Node::Ref(_) => true,
         Node::Object { .. } | Node::AnyObject => b == b'{',
         Node::Array { .. } => b == b'[',
-        Node::String => b == b'"',
+        Node::String | Node::Pattern(_) => b == b'"',
         Node::Number { .. } => b == b'-' || b.is_ascii_digit(),
         Node::Literals(set) => g.literal_set(*set).iter().any(|l| l.first() == Some(&b)),
         Node::Union(alts) => alts.iter().any(|&a| first_byte_ok(g, a, b)),

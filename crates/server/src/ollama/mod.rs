@@ -308,7 +308,7 @@ fn apply_num_ctx(
     Ok(Some(max_tokens.map_or(room, |m| m.min(room))))
 }
 
-fn grammar(format: Option<&Json>) -> Result<Option<Arc<Grammar>>, ApiError> {
+async fn grammar(format: Option<&Json>) -> Result<Option<Arc<Grammar>>, ApiError> {
     match format {
         None => Ok(None),
         Some(Json::String(s)) if s.is_empty() => Ok(None),
@@ -318,9 +318,7 @@ fn grammar(format: Option<&Json>) -> Result<Option<Arc<Grammar>>, ApiError> {
             "format",
             format!("format must be \"json\" or a JSON schema, not \"{s}\""),
         )),
-        Some(schema) => Grammar::from_schema(schema)
-            .map(|g| Some(Arc::new(g)))
-            .map_err(|e| ApiError::invalid("format", e.to_string())),
+        Some(schema) => crate::openai::compile(schema.clone(), "format").await,
     }
 }
 
@@ -485,7 +483,7 @@ async fn generate_handler(
         sampling,
         stop: options.stop.clone().unwrap_or_default(),
         logprobs: None,
-        grammar: grammar(req.format.as_ref())?,
+        grammar: grammar(req.format.as_ref()).await?,
         ignore_eos: false,
     };
     Ok(run(
@@ -559,7 +557,7 @@ async fn chat_handler(
         sampling,
         stop: options.stop.clone().unwrap_or_default(),
         logprobs: None,
-        grammar: grammar(req.format.as_ref())?,
+        grammar: grammar(req.format.as_ref()).await?,
         ignore_eos: false,
     };
     Ok(run(

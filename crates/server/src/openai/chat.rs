@@ -92,7 +92,7 @@ pub(super) async fn chat_completions(
     let lm = state.require_model(&local_name)?.clone();
     let mut sampling = sampling;
     prompt::apply_defaults(&lm, &mut sampling, req.temperature, req.top_p);
-    let grammar = grammar(req.response_format.as_ref())?;
+    let grammar = grammar(req.response_format.as_ref()).await?;
     let tokens = prompt::chat_tokens(&lm, msgs, "messages").await?;
     let request = Request {
         prompt: tokens,

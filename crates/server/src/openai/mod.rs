@@ -15,7 +15,7 @@
 mod chat;
 mod completions;
 mod params;
-pub(crate) use params::messages;
+pub(crate) use params::{compile, messages};
 mod remote;
 pub mod wire;
 

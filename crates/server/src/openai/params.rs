@@ -163,7 +163,9 @@ pub(super) fn refuse_if_set<T>(param: &str, v: &Option<T>, why: &str) -> Result<
 }
 
 /// The grammar for `response_format`, if it asks for JSON.
-pub(crate) fn grammar(format: Option<&ResponseFormat>) -> Result<Option<Arc<Grammar>>, ApiError> {
+pub(crate) async fn grammar(
+    format: Option<&ResponseFormat>,
+) -> Result<Option<Arc<Grammar>>, ApiError> {
     match format {
         None | Some(ResponseFormat::Text) => Ok(None),
         Some(ResponseFormat::JsonObject) => Ok(Some(Arc::new(Grammar::any_object()))),
@@ -174,11 +176,23 @@ pub(crate) fn grammar(format: Option<&ResponseFormat>) -> Result<Option<Arc<Gram
                     "json_schema needs a `schema`",
                 ));
             };
-            Grammar::from_schema(schema)
-                .map(|g| Some(Arc::new(g)))
-                .map_err(|e| ApiError::invalid("response_format.json_schema.schema", e.to_string()))
+            compile(schema.clone(), "response_format.json_schema.schema").await
         }
     }
+}
+
+/// Compiles a JSON schema on the blocking pool: a `pattern` or a string
+/// length becomes a DFA, which can take a good part of a second to build
+/// (within its size bound), too long for an async worker.
+pub(crate) async fn compile(
+    schema: lucid_scheduler::Json,
+    param: &'static str,
+) -> Result<Option<Arc<Grammar>>, ApiError> {
+    tokio::task::spawn_blocking(move || Grammar::from_schema(&schema))
+        .await
+        .map_err(|e| ApiError::internal(format!("compiling the schema failed: {e}")))?
+        .map(|g| Some(Arc::new(g)))
+        .map_err(|e| ApiError::invalid(param, e.to_string()))
 }
 
 /// The engine's messages from OpenAI's; `developer` is a system message.
