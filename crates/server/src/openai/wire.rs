@@ -122,7 +122,7 @@ pub struct ChatCompletionRequest {
     #[serde(default)]
     pub ignore_eos: Option<bool>,
     /// Every other field: refused by name unless it is metadata that asks
-    /// nothing of the model ([`super::params::refuse_unknown`]).
+    /// nothing of the model (see `params::refuse_unknown`).
     #[serde(flatten)]
     pub other: serde_json::Map<String, serde_json::Value>,
 }
