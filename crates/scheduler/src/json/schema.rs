@@ -98,8 +98,10 @@ pub(crate) struct Pattern {
     /// The states from which some continuation matches. The DFA's own
     /// dead state is not the only one that cannot: a state past a match
     /// that no byte leaves is another, and the constraint must never let a
-    /// string into one (the model could not close it).
-    live: std::collections::HashSet<StateID>,
+    /// string into one (the model could not close it). Indexed by
+    /// [`Pattern::index`]: the constraint asks it for every byte of every
+    /// candidate token, so it is a flat table, not a hash set.
+    live: Vec<bool>,
     /// The regular expression, for errors and debugging.
     source: String,
 }
@@ -165,16 +167,32 @@ impl Pattern {
         let start = dfa
             .start_state(&start::Config::new().anchored(Anchored::Yes))
             .map_err(|e| e.to_string())?;
-        let live = live_states(&dfa, start);
-        if !live.contains(&start) {
-            return Err("no text matches it".to_owned());
-        }
-        Ok(Pattern {
+        let mut pattern = Pattern {
             dfa,
             start,
-            live,
+            live: Vec::new(),
             source: regex.to_owned(),
-        })
+        };
+        for s in live_states(&pattern.dfa, start) {
+            let i = pattern.index(s);
+            if i >= pattern.live.len() {
+                pattern.live.resize(i + 1, false);
+            }
+            pattern.live[i] = true;
+        }
+        if !pattern.is_live(start) {
+            return Err("no text matches it".to_owned());
+        }
+        Ok(pattern)
+    }
+
+    /// A dense DFA's state ids are multiples of its stride.
+    fn index(&self, state: StateID) -> usize {
+        state.as_usize() >> self.dfa.stride2()
+    }
+
+    fn is_live(&self, state: StateID) -> bool {
+        self.live.get(self.index(state)).copied().unwrap_or(false)
     }
 
     pub(crate) fn start(&self) -> StateID {
@@ -185,7 +203,7 @@ impl Pattern {
     /// match.
     pub(crate) fn next(&self, state: StateID, b: u8) -> Option<StateID> {
         let next = self.dfa.next_state(state, b);
-        self.live.contains(&next).then_some(next)
+        self.is_live(next).then_some(next)
     }
 
     /// Whether the text that led to `state` matches whole.
@@ -196,7 +214,7 @@ impl Pattern {
 
 /// The states reachable from `start` from which some text reaches a match:
 /// every state and its 256 transitions once, then matches walked backwards.
-fn live_states(dfa: &dense::DFA<Vec<u32>>, start: StateID) -> std::collections::HashSet<StateID> {
+fn live_states(dfa: &dense::DFA<Vec<u32>>, start: StateID) -> Vec<StateID> {
     let accepts = |s: StateID| dfa.is_match_state(dfa.next_eoi_state(s));
     let mut seen = std::collections::HashSet::from([start]);
     let mut order = vec![start];
@@ -225,7 +243,7 @@ fn live_states(dfa: &dense::DFA<Vec<u32>>, start: StateID) -> std::collections::
             }
         }
     }
-    live
+    live.into_iter().collect()
 }
 
 /// A compiled schema: the nodes and literal sets the constraint refers to by index.
@@ -523,7 +541,12 @@ impl<'a> Compiler<'a> {
             }
             return Ok(self.push(Node::Union(ids)));
         }
-        if get("type").is_none()
+        let names_string = match get("type") {
+            Some(Value::String(t)) => t == "string",
+            Some(Value::Array(ts)) => ts.iter().any(|t| t.as_str() == Some("string")),
+            _ => false,
+        };
+        if !names_string
             && let Some((key, _)) = obj
                 .iter()
                 .find(|(k, _)| STRING_KEYWORDS.contains(&k.as_str()))
@@ -555,16 +578,6 @@ impl<'a> Compiler<'a> {
         };
         if types.is_empty() {
             return Err(Self::err(path, "`type` is an empty list"));
-        }
-        if !types.contains(&"string")
-            && let Some((key, _)) = obj
-                .iter()
-                .find(|(k, _)| STRING_KEYWORDS.contains(&k.as_str()))
-        {
-            return Err(Self::err(
-                path,
-                format!("`{key}` is supported only with `type: \"string\"`"),
-            ));
         }
         let has_number = types.contains(&"number");
         let mut ids = Vec::new();
