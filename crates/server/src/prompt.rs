@@ -25,7 +25,7 @@ pub async fn chat_tokens(
 ) -> Result<Vec<u32>, ApiError> {
     let m = model.clone();
     let p = param.to_owned();
-    blocking(move || {
+    blocking("preparing the prompt", move || {
         let text = m.model.chat_text(&messages).map_err(|e| {
             ApiError::invalid(
                 &p,
@@ -48,7 +48,7 @@ pub async fn raw_tokens(
 ) -> Result<Vec<Vec<u32>>, ApiError> {
     let m = model.clone();
     let p = param.to_owned();
-    blocking(move || {
+    blocking("preparing the prompt", move || {
         for text in &prompts {
             fits_by_length(&m, text, &p)?;
         }
@@ -81,13 +81,16 @@ pub fn apply_defaults(
     }
 }
 
-/// Runs `f` on the blocking pool.
-async fn blocking<T: Send + 'static>(
+/// Runs `f` on the blocking pool: request-sized work (rendering,
+/// tokenizing, compiling a schema) never runs on the async workers.
+/// `what` names the work in the 500 if the task itself fails.
+pub(crate) async fn blocking<T: Send + 'static>(
+    what: &str,
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| ApiError::internal(format!("preparing the prompt failed: {e}")))?
+        .map_err(|e| ApiError::internal(format!("{what} failed: {e}")))?
 }
 
 /// Refuses a text that has more bytes than the context could hold even if

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use crate::body::ApiJson;
 use crate::error::ApiError;
 use crate::openai::wire::Message;
+use crate::prompt::blocking;
 use crate::state::{AppState, LocalModel};
 
 pub fn routes() -> Router<AppState> {
@@ -78,20 +79,12 @@ fn model(state: &AppState, name: Option<&str>) -> Result<LocalModel, ApiError> {
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::internal(format!("tokenizing failed: {e}")))?
-}
-
 async fn tokenize(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<TokenizeRequest>,
 ) -> Result<Response, ApiError> {
     let m = model(&state, req.model.as_deref())?;
-    blocking(move || {
+    blocking("tokenizing", move || {
         let tokenizer = &m.model.tokenizer;
         let ids = tokenizer
             .encode(&req.content, req.add_special, req.parse_special)
@@ -132,7 +125,7 @@ async fn detokenize(
             ),
         ));
     }
-    blocking(move || {
+    blocking("tokenizing", move || {
         let content = m.model.tokenizer.decode(&req.tokens, false);
         Ok(axum::Json(json!({ "content": content })).into_response())
     })
@@ -145,7 +138,7 @@ async fn apply_template(
 ) -> Result<Response, ApiError> {
     let m = model(&state, req.model.as_deref())?;
     let messages = crate::openai::messages(&req.messages)?;
-    blocking(move || {
+    blocking("tokenizing", move || {
         let prompt = m.model.chat_text(&messages).map_err(|e| {
             ApiError::invalid(
                 "messages",

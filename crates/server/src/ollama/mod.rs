@@ -80,15 +80,15 @@ fn tagged(m: &LocalModel) -> String {
 /// Each model's file digest, read (once per model) on the blocking pool.
 async fn digests(state: &AppState) -> Result<Vec<String>, OllamaError> {
     let state = state.clone();
-    tokio::task::spawn_blocking(move || {
-        state
+    let digests = prompt::blocking("reading the model files' digests", move || {
+        Ok(state
             .models()
             .iter()
             .map(|m| m.digest().to_owned())
-            .collect()
+            .collect())
     })
-    .await
-    .map_err(|e| ApiError::internal(format!("reading the model files' digests: {e}")).into())
+    .await?;
+    Ok(digests)
 }
 
 async fn tags(State(state): State<AppState>) -> Result<Response, OllamaError> {

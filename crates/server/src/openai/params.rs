@@ -188,11 +188,12 @@ pub(crate) async fn compile(
     schema: lucid_scheduler::Json,
     param: &'static str,
 ) -> Result<Option<Arc<Grammar>>, ApiError> {
-    tokio::task::spawn_blocking(move || Grammar::from_schema(&schema))
-        .await
-        .map_err(|e| ApiError::internal(format!("compiling the schema failed: {e}")))?
-        .map(|g| Some(Arc::new(g)))
-        .map_err(|e| ApiError::invalid(param, e.to_string()))
+    crate::prompt::blocking("compiling the schema", move || {
+        Grammar::from_schema(&schema)
+            .map(|g| Some(Arc::new(g)))
+            .map_err(|e| ApiError::invalid(param, e.to_string()))
+    })
+    .await
 }
 
 /// The engine's messages from OpenAI's; `developer` is a system message.
