@@ -8,6 +8,7 @@ mod chat;
 mod commands;
 mod local;
 mod progress;
+mod table;
 
 use clap::{Parser, Subcommand};
 

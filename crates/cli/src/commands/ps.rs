@@ -2,7 +2,6 @@
 //! context and the requests they are working on, read from the server's
 //! Ollama route `/api/ps` (what `ollama ps` reads).
 
-use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -99,37 +98,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    let header = [
-        "NAME",
-        "ID",
-        "SIZE",
-        "CONTEXT",
-        "RUNNING",
-        "QUEUED",
-        "PROCESSOR",
-    ]
-    .map(str::to_owned);
-    let mut widths = [0; 7];
-    for row in std::iter::once(&header).chain(&rows) {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut out = std::io::stdout().lock();
-    for row in std::iter::once(&header).chain(&rows) {
-        let line: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        if let Err(e) = writeln!(out, "{}", line.join("  ").trim_end()) {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                return Ok(());
-            }
-            return Err(e.into());
-        }
-    }
-    Ok(())
+    crate::table::print(
+        [
+            "NAME",
+            "ID",
+            "SIZE",
+            "CONTEXT",
+            "RUNNING",
+            "QUEUED",
+            "PROCESSOR",
+        ],
+        &rows,
+        &[],
+    )
 }
 
 /// The innermost error's text (reqwest's own says only "error sending
