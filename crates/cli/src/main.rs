@@ -55,7 +55,17 @@ enum Command {
     Quantize(commands::quantize::Args),
 }
 
+/// The hidden first argument that makes `lucid` a chat-template worker
+/// (`lucid_engine::chat::isolated`) instead of a command.
+const TEMPLATE_WORKER: &str = "__chat-template-worker";
+
 fn main() -> anyhow::Result<()> {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == TEMPLATE_WORKER)
+    {
+        return template_worker();
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LUCID_LOG")
@@ -69,6 +79,19 @@ fn main() -> anyhow::Result<()> {
                 && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
         )
         .init();
+    // Every chat template (a model file's, a user's) renders in a worker
+    // process whose memory is bounded, so none can abort this one.
+    // On Linux through /proc/self/exe, which still starts this very program
+    // after its file was replaced by an upgrade.
+    let exe = if cfg!(target_os = "linux") {
+        Ok(std::path::PathBuf::from("/proc/self/exe"))
+    } else {
+        std::env::current_exe()
+    };
+    match exe {
+        Ok(exe) => lucid_engine::chat::isolated::isolate(exe, vec![TEMPLATE_WORKER.into()]),
+        Err(e) => tracing::warn!("chat templates render in this process: {e}"),
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Pull(args) => commands::pull::run(args),
@@ -86,4 +109,17 @@ fn main() -> anyhow::Result<()> {
         Command::Bom(args) => commands::bom::run(args),
         Command::Quantize(args) => commands::quantize::run(args),
     }
+}
+
+/// A chat-template worker: bounds its own memory, then renders what its
+/// parent sends until the parent closes the pipe.
+fn template_worker() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use nix::sys::resource::{Resource, setrlimit};
+        let bound = lucid_engine::chat::isolated::WORKER_MEMORY;
+        setrlimit(Resource::RLIMIT_AS, bound, bound)?;
+    }
+    lucid_engine::chat::isolated::serve(std::io::stdin().lock(), std::io::stdout().lock())?;
+    Ok(())
 }

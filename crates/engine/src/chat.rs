@@ -17,10 +17,14 @@
 //! render a plain conversation within those bounds is refused when the
 //! model loads ([`ChatTemplate::with_fallback`]), not at its first request.
 //!
-//! What the bounds do not cover: a template that grows one string
-//! exponentially (`{% set s = s ~ s %}` in a loop) allocates before any
-//! instruction count or output cap can see it. The load-time render
-//! catches such a template only if the growth happens on every render.
+//! What these bounds do not cover is memory: a template that grows one
+//! string exponentially (`{% set ns.s = ns.s ~ ns.s %}` in a loop)
+//! allocates gigabytes before any instruction count or output cap can see
+//! it. A program that renders strangers' templates calls
+//! [`isolated::isolate`], and renders then run in worker processes with a
+//! memory bound ([`isolated`]).
+
+pub mod isolated;
 
 use minijinja::{Environment, ErrorKind, Value, context};
 use serde::{Deserialize, Serialize};
@@ -83,6 +87,8 @@ impl ChatMessage {
 /// A compiled chat template.
 pub struct ChatTemplate {
     env: Environment<'static>,
+    /// The source, for rendering in a worker process.
+    source: String,
     bos_token: String,
     eos_token: String,
     /// Whether this is the model's own template or a fallback.
@@ -233,7 +239,19 @@ impl ChatTemplate {
         bos_token: &str,
         eos_token: &str,
     ) -> Result<ChatTemplate> {
-        let text = source.unwrap_or(fallback).to_string();
+        let mut template = ChatTemplate::compile(source.unwrap_or(fallback), bos_token, eos_token)?;
+        template.is_fallback = source.is_none();
+        template.fallback_name = if fallback == GEMMA {
+            "Gemma's turn format"
+        } else {
+            "ChatML"
+        };
+        template.smoke_render()?;
+        Ok(template)
+    }
+
+    /// Compiles `text`, without trying it.
+    fn compile(text: &str, bos_token: &str, eos_token: &str) -> Result<ChatTemplate> {
         if text.len() > MAX_TEMPLATE_SOURCE {
             return Err(EngineError::Template(format!(
                 "the model's chat template is {} KiB, more than the {} KiB lucid accepts",
@@ -241,6 +259,7 @@ impl ChatTemplate {
                 MAX_TEMPLATE_SOURCE >> 10
             )));
         }
+        let owned = text.to_string();
         let compile = move || {
             let mut env = Environment::new();
             env.set_fuel(Some(TEMPLATE_FUEL));
@@ -248,7 +267,7 @@ impl ChatTemplate {
             env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
             env.add_function("raise_exception", raise_exception);
             env.add_function("strftime_now", |format: String| strftime_now(&format));
-            env.add_template_owned("chat", text).map(|()| env)
+            env.add_template_owned("chat", owned).map(|()| env)
         };
         let env = std::thread::Builder::new()
             .name("chat-template".into())
@@ -260,19 +279,14 @@ impl ChatTemplate {
             .map_err(|e| {
                 EngineError::Template(format!("the model's chat template does not compile: {e}"))
             })?;
-        let template = ChatTemplate {
+        Ok(ChatTemplate {
             env,
+            source: text.to_string(),
             bos_token: bos_token.to_string(),
             eos_token: eos_token.to_string(),
-            is_fallback: source.is_none(),
-            fallback_name: if fallback == GEMMA {
-                "Gemma's turn format"
-            } else {
-                "ChatML"
-            },
-        };
-        template.smoke_render()?;
-        Ok(template)
+            is_fallback: false,
+            fallback_name: "ChatML",
+        })
     }
 
     /// Renders a short conversation, so a template that cannot (it loops
@@ -297,7 +311,15 @@ impl ChatTemplate {
 
     /// The prompt for `messages`; with `add_generation_prompt`, ending where
     /// the assistant's reply begins.
+    /// The render runs in a worker process once [`isolated::isolate`] has
+    /// been called, and here otherwise.
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
+        isolated::render(self, messages, add_generation_prompt)
+            .unwrap_or_else(|| self.render_here(messages, add_generation_prompt))
+    }
+
+    /// Renders in this process.
+    fn render_here(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
         let tmpl = self
             .env
             .get_template("chat")
