@@ -294,6 +294,11 @@ impl<'m> Sequence<'m> {
         (tokens, self.cache)
     }
 
+    /// The stop string that ended the sequence, if one did.
+    pub fn stop_string(&self) -> Option<&str> {
+        self.stops.matched()
+    }
+
     /// The generated text, once finished.
     pub fn into_text(self) -> String {
         self.stops.into_text()

@@ -10,6 +10,8 @@ pub struct StopMatcher {
     text: String,
     /// How much of `text` has been released.
     released: usize,
+    /// Which stop string was found, once one was.
+    matched: Option<usize>,
 }
 
 impl StopMatcher {
@@ -19,6 +21,7 @@ impl StopMatcher {
             stops: stops.into_iter().filter(|s| !s.is_empty()).collect(),
             text: String::new(),
             released: 0,
+            matched: None,
         }
     }
 
@@ -32,9 +35,11 @@ impl StopMatcher {
         let hit = self
             .stops
             .iter()
-            .filter_map(|s| self.text[search_from..].find(s.as_str()))
+            .enumerate()
+            .filter_map(|(k, s)| self.text[search_from..].find(s.as_str()).map(|i| (i, k)))
             .min();
-        if let Some(i) = hit {
+        if let Some((i, k)) = hit {
+            self.matched = Some(k);
             self.text.truncate(search_from + i);
             return (self.flush(), true);
         }
@@ -61,6 +66,11 @@ impl StopMatcher {
         out
     }
 
+    /// The stop string that was found, if one was.
+    pub fn matched(&self) -> Option<&str> {
+        self.matched.map(|k| self.stops[k].as_str())
+    }
+
     /// All accepted text, cut before a stop string if one was found.
     pub fn text(&self) -> &str {
         &self.text
@@ -82,7 +92,9 @@ mod tests {
         assert_eq!(m.push(" there\nUs"), (" there".to_string(), false));
         assert_eq!(m.push("ual"), ("\nUsual".to_string(), false));
         assert_eq!(m.push(" EN"), (" ".to_string(), false));
+        assert_eq!(m.matched(), None);
         assert_eq!(m.push("D more"), (String::new(), true));
+        assert_eq!(m.matched(), Some("END"));
         assert_eq!(m.into_text(), "Hello there\nUsual ");
     }
 
@@ -102,5 +114,6 @@ mod tests {
     fn the_earliest_match_wins_whatever_the_order_of_the_stops() {
         let mut m = StopMatcher::new(["B".to_string(), "A".to_string()]);
         assert_eq!(m.push("xxAyyB"), ("xx".to_string(), true));
+        assert_eq!(m.matched(), Some("A"));
     }
 }

@@ -99,6 +99,8 @@ pub struct Finished {
     /// Text held back until the end (a partial stop string that never
     /// completed, an incomplete character); empty in most cases.
     pub tail: String,
+    /// The stop string that ended it, when `reason` is a stop string.
+    pub stop_string: Option<String>,
     pub usage: Usage,
     pub timings: Timings,
 }

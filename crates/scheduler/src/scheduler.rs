@@ -526,6 +526,7 @@ fn cancelled_before_start(p: &Pending) -> Finished {
     Finished {
         reason: StopReason::Cancelled,
         tail: String::new(),
+        stop_string: None,
         usage: Usage {
             prompt_tokens: p.req.prompt.len(),
             ..Usage::default()
@@ -741,6 +742,7 @@ fn finish(
     let finished = Finished {
         reason,
         tail,
+        stop_string: q.seq.stop_string().map(str::to_owned),
         usage: Usage {
             prompt_tokens,
             cached_tokens: q.cached_tokens,
