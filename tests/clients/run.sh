@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the client test suite: the official `openai` and `ollama` Python SDKs
+# Runs the client test suite: the official `openai`, `ollama` and `anthropic` Python SDKs
 # against a `lucid serve` that the tests start on loopback ports.
 #
 # Creates a virtual environment under .cache/ (gitignored), installs the

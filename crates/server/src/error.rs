@@ -1,6 +1,8 @@
 //! The server's one error type, [`ApiError`], and how it becomes a response:
 //! an OpenAI-shaped body (`{"error": {"message", "type", "param", "code"}}`)
-//! on OpenAI routes, Ollama's `{"error": "..."}` on Ollama routes, with the
+//! on OpenAI routes, Ollama's `{"error": "..."}` on Ollama routes,
+//! Anthropic's `{"type": "error", "error": {"type", "message"}}` on the
+//! Messages routes ([`ApiError::for_path`]), with the
 //! right status code and, for 429, a `Retry-After` header.
 //!
 //! Errors from the layers below (a body that does not parse, the
@@ -86,7 +88,8 @@ impl ApiError {
             ..ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "authentication_error",
-                "Incorrect or missing API key: send `Authorization: Bearer <key>`",
+                "Incorrect or missing API key: send `Authorization: Bearer <key>` \
+                 (or `x-api-key: <key>`)",
             )
         }
     }
@@ -204,6 +207,42 @@ impl ApiError {
         .unwrap_or_default()
     }
 
+    /// The Anthropic-shaped body, whose error `type` follows the status.
+    pub fn anthropic_body(&self) -> serde_json::Value {
+        let kind = match self.status.as_u16() {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            503 => "overloaded_error",
+            500..=599 => "api_error",
+            _ => "invalid_request_error",
+        };
+        // Anthropic's errors have no `param`; its messages begin with the
+        // field instead (`max_tokens: Field required`).
+        let message = match &self.param {
+            Some(param) => format!("{param}: {}", self.message),
+            None => self.message.clone(),
+        };
+        serde_json::json!({
+            "type": "error",
+            "error": {"type": kind, "message": message},
+        })
+    }
+
+    /// The response in the shape the route's clients read: Ollama's on
+    /// `/api/…`, Anthropic's on `/v1/messages…`, OpenAI's elsewhere.
+    pub fn for_path(self, path: &str) -> Response {
+        if path.starts_with("/api/") {
+            OllamaError(self).into_response()
+        } else if path.starts_with("/v1/messages") {
+            AnthropicError(self).into_response()
+        } else {
+            self.into_response()
+        }
+    }
+
     fn with_headers(&self, mut res: Response) -> Response {
         if let Some(d) = self.retry_after {
             let secs = d.as_secs().max(1);
@@ -279,6 +318,23 @@ impl IntoResponse for OllamaError {
             axum::Json(serde_json::json!({ "error": self.0.message })),
         )
             .into_response();
+        self.0.with_headers(res)
+    }
+}
+
+/// An [`ApiError`] in Anthropic's shape, for the `/v1/messages` routes.
+#[derive(Debug)]
+pub struct AnthropicError(pub ApiError);
+
+impl From<ApiError> for AnthropicError {
+    fn from(e: ApiError) -> Self {
+        AnthropicError(e)
+    }
+}
+
+impl IntoResponse for AnthropicError {
+    fn into_response(self) -> Response {
+        let res = (self.0.status, axum::Json(self.0.anthropic_body())).into_response();
         self.0.with_headers(res)
     }
 }

@@ -24,6 +24,7 @@
 //! | `GET /v1/models`, `GET /v1/models/{id}` | local models |
 //! | `POST /v1/chat/completions`, `POST /v1/completions` | OpenAI, SSE when `stream` |
 //! | `POST /api/generate`, `POST /api/chat` | Ollama, NDJSON unless `"stream": false` |
+//! | `POST /v1/messages`, `POST /v1/messages/count_tokens` | Anthropic Messages, SSE when `stream` |
 //! | `GET /api/tags`, `POST /api/show`, `GET /api/version` | Ollama model info |
 //!
 //! Errors: 400 (malformed JSON, wrong types, out-of-range values, a prompt
@@ -33,6 +34,7 @@
 //! (shutting down), 403 (the license policy forbids a declared use of the
 //! model).
 
+pub mod anthropic;
 pub mod body;
 pub mod cors;
 pub mod error;
@@ -107,6 +109,7 @@ impl ServerBuilder {
             .route("/metrics", get(metrics))
             .merge(openai::routes())
             .merge(ollama::routes())
+            .merge(anthropic::routes())
             .merge(tokens::routes())
             .merge(self.extra)
             .fallback(not_found)
@@ -144,12 +147,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 async fn not_found(req: Request) -> Response {
-    let e = ApiError::not_found_route(req.uri().path());
-    if req.uri().path().starts_with("/api/") {
-        OllamaError(e).into_response()
-    } else {
-        e.into_response()
-    }
+    ApiError::not_found_route(req.uri().path()).for_path(req.uri().path())
 }
 
 async fn method_not_allowed(req: Request) -> Response {
@@ -162,14 +160,10 @@ async fn method_not_allowed(req: Request) -> Response {
             req.uri().path().chars().take(200).collect::<String>()
         ),
     );
-    if req.uri().path().starts_with("/api/") {
-        OllamaError(e).into_response()
-    } else {
-        e.into_response()
-    }
+    e.for_path(req.uri().path())
 }
 
-/// Bearer auth on every route but `/health` and the glass-box page's static
+/// Bearer auth (or `x-api-key`) on every route but `/health` and the glass-box page's static
 /// files (`/` and `/glass/…`: a browser loading a page cannot send a bearer
 /// header, and the files hold no data; the page sends the key on its API
 /// calls). The key is compared in constant time and never logged. Without
@@ -185,32 +179,22 @@ async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Respon
             &state.config().cors_origins,
         )
     {
-        let e = ApiError::forbidden(refusal.message());
-        return if path.starts_with("/api/") {
-            OllamaError(e).into_response()
-        } else {
-            e.into_response()
-        };
+        return ApiError::forbidden(refusal.message()).for_path(path);
     }
     if let Some(key) = &state.config().api_key
         && !public
     {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
+        // Anthropic's SDKs send the key as `x-api-key`.
+        let header_text = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+        let given = header_text(header::AUTHORIZATION.as_str())
             .and_then(|v| {
                 v.strip_prefix("Bearer ")
                     .or_else(|| v.strip_prefix("bearer "))
             })
+            .or_else(|| header_text("x-api-key"))
             .unwrap_or("");
         if !constant_time_eq(given.trim().as_bytes(), key.as_bytes()) {
-            let e = ApiError::unauthorized();
-            return if req.uri().path().starts_with("/api/") {
-                OllamaError(e).into_response()
-            } else {
-                e.into_response()
-            };
+            return ApiError::unauthorized().for_path(req.uri().path());
         }
     }
     next.run(req).await

@@ -23,15 +23,27 @@ pub async fn chat_tokens(
     messages: Vec<ChatMessage>,
     param: &str,
 ) -> Result<Vec<u32>, ApiError> {
+    continued_chat_tokens(model, messages, String::new(), param).await
+}
+
+/// The prompt tokens of a conversation whose reply begins with `prefill`
+/// (Anthropic's last assistant message): the model goes on from there.
+pub async fn continued_chat_tokens(
+    model: &LocalModel,
+    messages: Vec<ChatMessage>,
+    prefill: String,
+    param: &str,
+) -> Result<Vec<u32>, ApiError> {
     let m = model.clone();
     let p = param.to_owned();
     blocking("preparing the prompt", move || {
-        let text = m.model.chat_text(&messages).map_err(|e| {
+        let mut text = m.model.chat_text(&messages).map_err(|e| {
             ApiError::invalid(
                 &p,
                 format!("The chat template cannot render these messages: {e}"),
             )
         })?;
+        text.push_str(&prefill);
         fits_by_length(&m, &text, &p)?;
         m.model
             .encode_prompt(&text)

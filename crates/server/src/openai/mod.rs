@@ -15,7 +15,7 @@
 mod chat;
 mod completions;
 mod params;
-pub(crate) use params::{compile, messages};
+pub(crate) use params::{compile, messages, sampling};
 mod remote;
 pub mod wire;
 

@@ -15,7 +15,7 @@ use super::MAX_N;
 /// (One argument per request field, named as the field, is clearer here
 /// than a struct that would only repeat the wire type.)
 #[allow(clippy::too_many_arguments)]
-pub(super) fn sampling(
+pub(crate) fn sampling(
     temperature: Option<f32>,
     top_p: Option<f32>,
     top_k: Option<u32>,
