@@ -133,6 +133,41 @@ def test_openai_streaming_matches_plain_and_reports_usage(server):
     assert chunks[-1].usage.completion_tokens == plain.usage.completion_tokens
 
 
+def test_openai_responses_plain_and_streamed(server):
+    client = oa(server)
+    args = dict(model="smollm2", instructions="Answer in one short sentence.",
+                input="Say hello.", max_output_tokens=64, temperature=0)
+    plain = client.responses.create(**args)
+    # Long enough for the whole answer: the SDK's stream helper only
+    # returns a `completed` response.
+    assert plain.object == "response" and plain.status == "completed"
+    assert plain.output_text
+    chat = client.chat.completions.create(
+        model="smollm2", max_tokens=64, temperature=0,
+        messages=[{"role": "system", "content": args["instructions"]},
+                  {"role": "user", "content": args["input"]}],
+    )
+    assert plain.output_text == chat.choices[0].message.content
+    assert plain.usage.input_tokens == chat.usage.prompt_tokens
+    events = list(client.responses.create(**args, stream=True))
+    assert events[0].type == "response.created"
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == plain.output_text
+    with client.responses.stream(**args) as stream:
+        final = stream.get_final_response()
+    assert final.output_text == plain.output_text
+    assert final.status == plain.status
+
+
+def test_openai_responses_json_schema(server):
+    schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}},
+              "required": ["city"], "additionalProperties": False}
+    r = oa(server).responses.create(
+        model="smollm2", input="What is the capital of France?", max_output_tokens=40,
+        text={"format": {"type": "json_schema", "name": "answer", "schema": schema, "strict": True}},
+    )
+    jsonschema.validate(json.loads(r.output_text), schema)
+
+
 def test_openai_logprobs(server):
     r = oa(server).chat.completions.create(
         model="smollm2", messages=MESSAGES, max_tokens=5, temperature=0, logprobs=True, top_logprobs=3

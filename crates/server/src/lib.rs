@@ -22,7 +22,7 @@
 //! | `GET /health` | `{"status":"ok"}`, no auth |
 //! | `GET /metrics` | Prometheus text |
 //! | `GET /v1/models`, `GET /v1/models/{id}` | local models |
-//! | `POST /v1/chat/completions`, `POST /v1/completions` | OpenAI, SSE when `stream` |
+//! | `POST /v1/chat/completions`, `POST /v1/completions`, `POST /v1/responses` | OpenAI, SSE when `stream` |
 //! | `POST /api/generate`, `POST /api/chat` | Ollama, NDJSON unless `"stream": false` |
 //! | `POST /v1/messages`, `POST /v1/messages/count_tokens` | Anthropic Messages, SSE when `stream` |
 //! | `GET /api/tags`, `POST /api/show`, `GET /api/version` | Ollama model info |

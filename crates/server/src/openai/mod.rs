@@ -1,5 +1,5 @@
-//! The OpenAI-compatible API: `GET /v1/models`, `POST /v1/chat/completions`
-//! and `POST /v1/completions`, streamed as OpenAI streams them (SSE `data:`
+//! The OpenAI-compatible API: `GET /v1/models`, `POST /v1/chat/completions`,
+//! `POST /v1/completions` and `POST /v1/responses`, streamed as OpenAI streams them (SSE `data:`
 //! chunks, a final chunk with the finish reason, a usage chunk when
 //! `stream_options.include_usage` is set, then `data: [DONE]`).
 //!
@@ -7,7 +7,7 @@
 //! through the provider router (chat only), so a client can reach OpenAI,
 //! Anthropic, Gemini or a compatible endpoint through lucid.
 //!
-//! By route: `chat` and `completions` run local models, `remote`
+//! By route: `chat`, `completions` and `responses` run local models, `remote`
 //! translates a chat for the providers, `params` checks OpenAI's request
 //! parameters, [`wire`] holds the JSON shapes; this file lists the models
 //! and holds what the routes share (usage, log-probabilities, SSE).
@@ -17,6 +17,7 @@ mod completions;
 mod params;
 pub(crate) use params::{compile, messages, sampling};
 mod remote;
+mod responses;
 pub mod wire;
 
 use std::convert::Infallible;
@@ -47,6 +48,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/models/{*model}", get(get_model))
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/completions", post(completions::completions))
+        .route("/v1/responses", post(responses::responses))
 }
 
 async fn list_models(State(state): State<AppState>) -> impl IntoResponse {

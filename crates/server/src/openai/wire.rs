@@ -319,3 +319,228 @@ pub struct ModelList {
     pub object: &'static str,
     pub data: Vec<ModelObject>,
 }
+
+// --- Responses API (`POST /v1/responses`) ---------------------------------
+
+/// `POST /v1/responses`, stateless: every turn comes in `input`. (`store`
+/// is for `previous_response_id`, which a stateless server does not offer:
+/// it is accepted as metadata and nothing is kept.)
+#[derive(Debug, Deserialize)]
+pub struct ResponsesRequest {
+    pub model: String,
+    pub input: ResponsesInput,
+    pub instructions: Option<String>,
+    pub max_output_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub stream: Option<bool>,
+    pub text: Option<TextConfig>,
+    pub tools: Option<serde_json::Value>,
+    pub tool_choice: Option<serde_json::Value>,
+    pub parallel_tool_calls: Option<bool>,
+    pub truncation: Option<String>,
+    pub reasoning: Option<serde_json::Value>,
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `input`: a user message as a string, or items.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ResponsesInput {
+    Text(String),
+    Items(Vec<InputItem>),
+}
+
+/// An input item: a message (`type` "message" or left out).
+#[derive(Debug, Deserialize)]
+pub struct InputItem {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub role: Option<String>,
+    pub content: Option<ItemContent>,
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ItemContent {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+/// `text`: the output's format.
+#[derive(Debug, Deserialize)]
+pub struct TextConfig {
+    pub format: Option<TextFormat>,
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TextFormat {
+    Text,
+    JsonObject,
+    JsonSchema {
+        name: Option<String>,
+        schema: Option<serde_json::Value>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        strict: Option<bool>,
+    },
+}
+
+/// A response object, complete or (streamed) in progress.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResponseObject {
+    pub id: String,
+    pub object: &'static str,
+    pub created_at: u64,
+    pub status: &'static str,
+    pub error: Option<ResponseError>,
+    pub incomplete_details: Option<IncompleteDetails>,
+    pub instructions: Option<String>,
+    pub max_output_tokens: Option<u32>,
+    pub model: String,
+    pub output: Vec<OutputMessage>,
+    pub parallel_tool_calls: bool,
+    pub temperature: f32,
+    pub top_p: f32,
+    pub tool_choice: &'static str,
+    pub tools: Vec<serde_json::Value>,
+    pub text: TextOut,
+    pub truncation: &'static str,
+    pub store: bool,
+    pub usage: Option<ResponseUsage>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ResponseError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IncompleteDetails {
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TextOut {
+    pub format: TextFormat,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OutputMessage {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub id: String,
+    pub status: &'static str,
+    pub role: &'static str,
+    pub content: Vec<OutputText>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OutputText {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub text: String,
+    pub annotations: Vec<serde_json::Value>,
+    pub logprobs: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ResponseUsage {
+    pub input_tokens: usize,
+    pub input_tokens_details: InputTokensDetails,
+    pub output_tokens: usize,
+    pub output_tokens_details: OutputTokensDetails,
+    pub total_tokens: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InputTokensDetails {
+    pub cached_tokens: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OutputTokensDetails {
+    pub reasoning_tokens: usize,
+}
+
+/// The streamed events, each sent as `event: <type>` with a running
+/// `sequence_number`.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type")]
+pub enum ResponseEvent {
+    #[serde(rename = "response.created")]
+    Created { response: ResponseObject },
+    #[serde(rename = "response.in_progress")]
+    InProgress { response: ResponseObject },
+    #[serde(rename = "response.output_item.added")]
+    OutputItemAdded {
+        output_index: usize,
+        item: OutputMessage,
+    },
+    #[serde(rename = "response.content_part.added")]
+    ContentPartAdded {
+        item_id: String,
+        output_index: usize,
+        content_index: usize,
+        part: OutputText,
+    },
+    #[serde(rename = "response.output_text.delta")]
+    OutputTextDelta {
+        item_id: String,
+        output_index: usize,
+        content_index: usize,
+        delta: String,
+        logprobs: Vec<serde_json::Value>,
+    },
+    #[serde(rename = "response.output_text.done")]
+    OutputTextDone {
+        item_id: String,
+        output_index: usize,
+        content_index: usize,
+        text: String,
+        logprobs: Vec<serde_json::Value>,
+    },
+    #[serde(rename = "response.content_part.done")]
+    ContentPartDone {
+        item_id: String,
+        output_index: usize,
+        content_index: usize,
+        part: OutputText,
+    },
+    #[serde(rename = "response.output_item.done")]
+    OutputItemDone {
+        output_index: usize,
+        item: OutputMessage,
+    },
+    #[serde(rename = "response.completed")]
+    Completed { response: ResponseObject },
+    #[serde(rename = "response.incomplete")]
+    Incomplete { response: ResponseObject },
+    #[serde(rename = "response.failed")]
+    Failed { response: ResponseObject },
+}
+
+impl ResponseEvent {
+    /// The SSE event name: the same as the `type` field.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ResponseEvent::Created { .. } => "response.created",
+            ResponseEvent::InProgress { .. } => "response.in_progress",
+            ResponseEvent::OutputItemAdded { .. } => "response.output_item.added",
+            ResponseEvent::ContentPartAdded { .. } => "response.content_part.added",
+            ResponseEvent::OutputTextDelta { .. } => "response.output_text.delta",
+            ResponseEvent::OutputTextDone { .. } => "response.output_text.done",
+            ResponseEvent::ContentPartDone { .. } => "response.content_part.done",
+            ResponseEvent::OutputItemDone { .. } => "response.output_item.done",
+            ResponseEvent::Completed { .. } => "response.completed",
+            ResponseEvent::Incomplete { .. } => "response.incomplete",
+            ResponseEvent::Failed { .. } => "response.failed",
+        }
+    }
+}
