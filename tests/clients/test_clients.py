@@ -276,6 +276,24 @@ def test_ollama_format_json_is_an_object(server):
             assert isinstance(json.loads(r.response), dict)
 
 
+def test_ollama_keep_alive_unloads_and_reloads(server):
+    client = ol(server)
+    first = client.chat(model="smollm2", messages=MESSAGES, options={"temperature": 0, "num_predict": 6})
+    unloaded = client.generate(model="smollm2", keep_alive=0)
+    assert unloaded.done_reason == "unload"
+    deadline = time.time() + 3
+    while client.ps().models and time.time() < deadline:
+        time.sleep(0.05)
+    assert client.ps().models == []
+    assert [m.model for m in client.list().models] == ["smollm2:latest"]
+    again = client.chat(model="smollm2", messages=MESSAGES, keep_alive="10m",
+                        options={"temperature": 0, "num_predict": 6})
+    assert again.message.content == first.message.content
+    running = client.ps().models
+    assert [m.model for m in running] == ["smollm2:latest"]
+    assert running[0].expires_at is not None
+
+
 def test_ollama_errors(server):
     with pytest.raises(ollama.ResponseError) as e:
         ol(server).chat(model="missing", messages=MESSAGES)

@@ -8,6 +8,7 @@ mod chat;
 mod commands;
 mod local;
 mod progress;
+mod running;
 mod table;
 
 use clap::{Parser, Subcommand};
@@ -43,6 +44,8 @@ enum Command {
     Serve(commands::serve::Args),
     /// List the models a running `lucid serve` holds, with their memory and requests.
     Ps(commands::ps::Args),
+    /// Unload a model from a running `lucid serve` (the next request loads it again).
+    Stop(commands::stop::Args),
     /// Measure prefill and decode speed, beside llama.cpp when it is available.
     Bench(commands::bench::Args),
     /// List catalog and local models with kind, size, license and presence on disk.
@@ -105,6 +108,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => commands::bench::run(args),
         Command::Models(args) => commands::models::run(args),
         Command::Ps(args) => commands::ps::run(args),
+        Command::Stop(args) => commands::stop::run(args),
         Command::License(args) => commands::license::run(args),
         Command::Bom(args) => commands::bom::run(args),
         Command::Quantize(args) => commands::quantize::run(args),

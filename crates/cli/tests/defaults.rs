@@ -204,5 +204,53 @@ fn the_cli_both_server_apis_and_the_glass_box_build_the_same_prompt() {
     let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
     assert_eq!(row[0], "smollm2:latest", "{table}");
     assert_eq!(row[1].len(), 12, "the digest's first 12 digits: {table}");
+
+    // `lucid stop` unloads it: `ps` holds nothing, the model stays listed,
+    // and the next request loads it again and answers as before.
+    let ps = |home: &Home| home.lucid().args(["ps", "--host", &base]).output().unwrap();
+    let out = home
+        .lucid()
+        .args(["stop", "smollm2", "--host", &base])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = ps(&home);
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("holds no models"), "{said}");
+    let tags: Value = client
+        .get(format!("{base}/api/tags"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(tags["models"][0]["name"], "smollm2:latest", "{tags}");
+    let again: Value = client
+        .post(format!("{base}/v1/chat/completions"))
+        .json(
+            &json!({"model": "smollm2", "messages": messages, "temperature": 0, "max_tokens": 16}),
+        )
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(again["choices"][0]["message"]["content"], cli_text.as_str());
+    let table = String::from_utf8_lossy(&ps(&home).stdout).into_owned();
+    assert!(table.contains("smollm2:latest"), "{table}");
+    let out = home
+        .lucid()
+        .args(["stop", "nope", "--host", &base])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && said.contains("`nope`"), "{said}");
     drop(server);
 }

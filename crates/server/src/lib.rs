@@ -141,7 +141,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics().render(state.models()),
+        state.metrics().render(&state.models()),
     )
         .into_response()
 }
@@ -268,6 +268,17 @@ pub async fn serve(
         tracing::info!("shutting down: no new connections; running streams may finish");
         st.begin_shutdown();
     };
+    // Models whose keep-alive has passed are unloaded once idle.
+    let reaper = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tick.tick().await;
+                state.served_models().unload_expired();
+            }
+        })
+    };
     let hard_stop = state.config().shutdown_deadline + Duration::from_secs(5);
     let server = listen::accept_loop(listener, app, &state, graceful);
     let watchdog = async {
@@ -280,5 +291,6 @@ pub async fn serve(
             tracing::warn!("connections still open after the shutdown deadline; closing");
         }
     }
+    reaper.abort();
     Ok(())
 }

@@ -15,33 +15,26 @@ use lucid_providers::{
 use lucid_scheduler::{Event, Request};
 
 use crate::prompt;
-use crate::state::LocalModel;
+use crate::state::{LocalModel, Models};
 
 /// The local models behind the [`Provider`] interface.
 #[derive(Debug, Clone)]
 pub struct LocalProvider {
-    models: Vec<LocalModel>,
+    models: Models,
 }
 
 impl LocalProvider {
-    pub fn new(models: Vec<LocalModel>) -> LocalProvider {
+    pub fn new(models: Models) -> LocalProvider {
         LocalProvider { models }
     }
 
-    fn model(&self, name: &str) -> Result<&LocalModel, ProviderError> {
+    async fn model(&self, name: &str) -> Result<LocalModel, ProviderError> {
         self.models
-            .iter()
-            .find(|m| m.answers_to(name))
-            .ok_or_else(|| ProviderError::InvalidModel {
+            .require(name)
+            .await
+            .map_err(|e| ProviderError::InvalidModel {
                 input: name.to_owned(),
-                reason: format!(
-                    "no local model of that name is loaded (loaded: {})",
-                    self.models
-                        .iter()
-                        .map(|m| m.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+                reason: e.message,
             })
     }
 
@@ -102,7 +95,7 @@ impl Provider for LocalProvider {
     }
 
     async fn chat_stream(&self, req: &ChatRequest) -> Result<ChatStream, ProviderError> {
-        let m = self.model(&req.model)?.clone();
+        let m = self.model(&req.model).await?;
         let request = self.request(&m, req).await?;
         let generation = m.scheduler.submit(request).map_err(|e| match e {
             lucid_scheduler::SchedulerError::Busy { retry_after, .. } => {

@@ -1,5 +1,12 @@
-//! What every handler shares: the loaded models with their schedulers, the
-//! provider router for `provider:model` names, metrics and configuration.
+//! What every handler shares: the models it serves with their schedulers,
+//! the provider router for `provider:model` names, metrics and
+//! configuration.
+//!
+//! A served model is always listed, and loaded while it is in use: it can
+//! be unloaded (Ollama's `keep_alive`, `lucid stop`), after which the next
+//! request that names it loads it again through its [`Loader`] (a model
+//! given without one stays unloaded; requests for it get a 503 that says
+//! so).
 //!
 //! [`AppState`] is cheap to clone and public, so that routes added from
 //! outside this crate (the glass box's `/v1/explain`, the web page) can use
@@ -7,8 +14,8 @@
 //! tokenizer and forward pass) and the [`Scheduler`] that owns generation.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
 use lucid_engine::LoadedModel;
 use lucid_providers::Router as ProviderRouter;
@@ -20,7 +27,7 @@ use crate::metrics::Metrics;
 use crate::policy::LicensePolicy;
 
 /// A local model the server serves.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct LocalModel {
     /// The id it is listed under (`smollm2`).
     pub name: String,
@@ -33,8 +40,23 @@ pub struct LocalModel {
     /// Bytes of the vocabulary's longest token: a text of `n` bytes is at
     /// least `n / max_token_bytes` tokens.
     pub max_token_bytes: usize,
-    /// The SHA-256 of the model file, once [`LocalModel::digest`] has read it.
-    digest: Arc<OnceLock<String>>,
+    /// What a listing says of it.
+    pub facts: Arc<Facts>,
+    /// How to load it again once unloaded.
+    loader: Option<Loader>,
+}
+
+/// Loads a served model again (the same file, checks and scheduler
+/// settings as at start); the error says why it could not.
+pub type Loader = Arc<dyn Fn() -> Result<LocalModel, String> + Send + Sync>;
+
+impl std::fmt::Debug for LocalModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalModel")
+            .field("name", &self.name)
+            .field("aliases", &self.aliases)
+            .finish_non_exhaustive()
+    }
 }
 
 impl LocalModel {
@@ -49,15 +71,23 @@ impl LocalModel {
             })
             .max()
             .unwrap_or(1);
+        let facts = Arc::new(Facts::of(&model));
         LocalModel {
             name: name.into(),
             aliases: Vec::new(),
             model,
             scheduler,
-            created: now_secs(),
+            created: facts.created,
             max_token_bytes,
-            digest: Arc::default(),
+            facts,
+            loader: None,
         }
+    }
+
+    /// With a way to load the model again after it was unloaded.
+    pub fn with_loader(mut self, loader: Loader) -> LocalModel {
+        self.loader = Some(loader);
+        self
     }
 
     pub fn with_aliases(mut self, aliases: impl IntoIterator<Item = String>) -> LocalModel {
@@ -69,28 +99,298 @@ impl LocalModel {
         self
     }
 
-    /// Whether `name` reaches this model: its name or an alias, with or
-    /// without Ollama's default tag (`smollm2:latest` is `smollm2`).
-    pub(crate) fn answers_to(&self, name: &str) -> bool {
-        let is = |n: &str| self.name == n || self.aliases.iter().any(|a| a == n);
-        is(name) || name.strip_suffix(":latest").is_some_and(is)
-    }
-
     /// The SHA-256 of the model's file as 64 hex digits (Ollama's digest),
     /// read on first use, which takes a while for a large file: call it off
     /// the async threads. Empty for a checkpoint directory or a file that
     /// can no longer be read.
     pub fn digest(&self) -> &str {
+        self.facts.digest()
+    }
+}
+
+/// What a listing says of a model, kept while the model is unloaded.
+#[derive(Debug)]
+pub struct Facts {
+    /// When it was first loaded, seconds since the epoch.
+    pub created: u64,
+    pub file_size: u64,
+    pub architecture: String,
+    pub n_params: u64,
+    /// The first tensor type, as Ollama's `quantization_level`.
+    pub quantization: String,
+    path: std::path::PathBuf,
+    digest: OnceLock<String>,
+}
+
+impl Facts {
+    fn of(model: &LoadedModel) -> Facts {
+        Facts {
+            created: now_secs(),
+            file_size: model.meta.file_size,
+            architecture: model.model.info().architecture.to_owned(),
+            n_params: model.meta.n_params,
+            quantization: model
+                .meta
+                .tensor_types
+                .first()
+                .map(|t| t.0.clone())
+                .unwrap_or_default(),
+            path: model.meta.path.clone(),
+            digest: OnceLock::new(),
+        }
+    }
+
+    /// See [`LocalModel::digest`].
+    pub fn digest(&self) -> &str {
         self.digest.get_or_init(|| {
-            let path = &self.model.meta.path;
-            if !path.is_file() {
+            if !self.path.is_file() {
                 return String::new();
             }
-            lucid_catalog::sha256_file(path).unwrap_or_else(|e| {
-                tracing::warn!("no digest for {}: {e}", path.display());
+            lucid_catalog::sha256_file(&self.path).unwrap_or_else(|e| {
+                tracing::warn!("no digest for {}: {e}", self.path.display());
                 String::new()
             })
         })
+    }
+}
+
+/// One served model: its names, and the model while it is loaded.
+struct Served {
+    name: String,
+    aliases: Vec<String>,
+    /// The facts of the model as last loaded.
+    facts: Mutex<Arc<Facts>>,
+    loader: Option<Loader>,
+    slot: Mutex<Slot>,
+    /// Held while loading, so that requests arriving together load once.
+    loading: tokio::sync::Mutex<()>,
+}
+
+struct Slot {
+    loaded: Option<LocalModel>,
+    /// How long it stays loaded once idle, as the last request asked.
+    keep: KeepAlive,
+    /// When it is unloaded if still idle; `None`: never. While requests
+    /// run it is pushed back, so the time counts from the last of them.
+    expires: Option<Instant>,
+}
+
+impl Slot {
+    fn set_keep(&mut self, keep: KeepAlive) {
+        self.keep = keep;
+        self.expires = keep.deadline();
+    }
+}
+
+impl Served {
+    fn answers_to(&self, name: &str) -> bool {
+        let is = |n: &str| self.name == n || self.aliases.iter().any(|a| a == n);
+        is(name) || name.strip_suffix(":latest").is_some_and(is)
+    }
+
+    fn slot(&self) -> MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The models a server serves, shared by the handlers and the local
+/// provider: each always listed, loaded while in use.
+#[derive(Clone)]
+pub struct Models(Arc<ModelsInner>);
+
+struct ModelsInner {
+    served: Vec<Served>,
+    /// The keep-alive of a request that does not give one.
+    default_keep: KeepAlive,
+}
+
+impl std::fmt::Debug for Models {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.names()).finish()
+    }
+}
+
+impl Models {
+    /// Serves `models`, loaded, each kept for `default_keep` after a
+    /// request that does not say.
+    pub fn new(models: Vec<LocalModel>, default_keep: KeepAlive) -> Models {
+        let served = models
+            .into_iter()
+            .map(|m| Served {
+                name: m.name.clone(),
+                aliases: m.aliases.clone(),
+                facts: Mutex::new(m.facts.clone()),
+                loader: m.loader.clone(),
+                slot: Mutex::new(Slot {
+                    loaded: Some(m),
+                    keep: KeepAlive::Forever,
+                    expires: None,
+                }),
+                loading: tokio::sync::Mutex::new(()),
+            })
+            .collect();
+        Models(Arc::new(ModelsInner {
+            served,
+            default_keep,
+        }))
+    }
+
+    /// The models loaded now.
+    pub fn loaded(&self) -> Vec<LocalModel> {
+        self.0
+            .served
+            .iter()
+            .filter_map(|m| m.slot().loaded.clone())
+            .collect()
+    }
+
+    /// Every served model's name and facts, loaded or not.
+    pub fn listing(&self) -> Vec<(String, Arc<Facts>)> {
+        self.0
+            .served
+            .iter()
+            .map(|m| {
+                let facts = m.facts.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                (m.name.clone(), facts)
+            })
+            .collect()
+    }
+
+    /// Every served model's name, loaded or not.
+    pub fn names(&self) -> Vec<String> {
+        self.0.served.iter().map(|m| m.name.clone()).collect()
+    }
+
+    /// The local model `name` answers to, if it is loaded now.
+    pub fn get(&self, name: &str) -> Option<LocalModel> {
+        self.served(name)?.slot().loaded.clone()
+    }
+
+    fn served(&self, name: &str) -> Option<&Served> {
+        self.0.served.iter().find(|m| m.answers_to(name))
+    }
+
+    /// The local model `name` answers to for a request, loaded again (on
+    /// the blocking pool) if it was unloaded, with its keep-alive set to
+    /// the default; or a 404 that lists the served ones.
+    pub async fn require(&self, name: &str) -> Result<LocalModel, ApiError> {
+        let served = self
+            .served(name)
+            .ok_or_else(|| ApiError::model_not_found(name, &self.names()))?;
+        let keep = self.0.default_keep;
+        {
+            let mut slot = served.slot();
+            if let Some(m) = slot.loaded.clone() {
+                slot.set_keep(keep);
+                return Ok(m);
+            }
+        }
+        let _loading = served.loading.lock().await;
+        {
+            let mut slot = served.slot();
+            if let Some(m) = slot.loaded.clone() {
+                slot.set_keep(keep);
+                return Ok(m);
+            }
+        }
+        let Some(loader) = served.loader.clone() else {
+            return Err(ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                format!(
+                    "The model `{}` was unloaded and cannot be loaded again",
+                    served.name
+                ),
+            ));
+        };
+        tracing::info!(model = %served.name, "loading");
+        let loaded = crate::prompt::blocking("loading the model", move || {
+            loader().map_err(|e| ApiError::internal(format!("Cannot load the model: {e}")))
+        })
+        .await?;
+        *served.facts.lock().unwrap_or_else(|p| p.into_inner()) = loaded.facts.clone();
+        let mut slot = served.slot();
+        slot.loaded = Some(loaded.clone());
+        slot.set_keep(keep);
+        Ok(loaded)
+    }
+
+    /// Sets how long `model` stays loaded once idle (a request's
+    /// `keep_alive`), counted from now.
+    pub fn keep_alive(&self, model: &str, keep: KeepAlive) {
+        if let Some(served) = self.served(model) {
+            served.slot().set_keep(keep);
+        }
+    }
+
+    /// Unloads `model` now if it is idle, or as soon as its requests are
+    /// done; a model that is not loaded stays unloaded.
+    pub fn unload(&self, model: &str) -> Result<(), ApiError> {
+        let served = self
+            .served(model)
+            .ok_or_else(|| ApiError::model_not_found(model, &self.names()))?;
+        {
+            let mut slot = served.slot();
+            if slot.loaded.is_none() {
+                return Ok(());
+            }
+            slot.set_keep(KeepAlive::For(Duration::ZERO));
+        }
+        self.unload_expired();
+        Ok(())
+    }
+
+    /// When `model` will be unloaded if it stays idle; `None`: never.
+    pub fn expires(&self, model: &str) -> Option<Instant> {
+        self.served(model)?.slot().expires
+    }
+
+    /// Unloads every model whose keep-alive has passed and that has no
+    /// request running or queued, and pushes back the deadline of those
+    /// still busy; returns the names unloaded. Requests that still hold an
+    /// unloaded model finish with it; its memory goes with the last of them.
+    pub fn unload_expired(&self) -> Vec<String> {
+        let now = Instant::now();
+        let mut unloaded = Vec::new();
+        for served in &self.0.served {
+            let mut slot = served.slot();
+            if slot.expires.is_none_or(|t| t > now) {
+                continue;
+            }
+            let idle = slot.loaded.as_ref().is_some_and(|m| {
+                let stats = m.scheduler.stats();
+                stats.active == 0 && stats.queued == 0
+            });
+            if idle {
+                slot.loaded = None;
+                slot.expires = None;
+                tracing::info!(model = %served.name, "unloaded");
+                unloaded.push(served.name.clone());
+            } else {
+                let keep = slot.keep;
+                slot.set_keep(keep);
+            }
+        }
+        unloaded
+    }
+}
+
+/// How long a model stays loaded after its last request (Ollama's
+/// `keep_alive`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeepAlive {
+    /// Until the server stops (a negative `keep_alive`, and lucid's default).
+    Forever,
+    /// Unloaded once idle for this long; zero unloads as soon as it is idle.
+    For(Duration),
+}
+
+impl KeepAlive {
+    fn deadline(self) -> Option<Instant> {
+        match self {
+            KeepAlive::Forever => None,
+            KeepAlive::For(d) => Some(Instant::now() + d),
+        }
     }
 }
 
@@ -123,6 +423,8 @@ pub struct ServerConfig {
     /// are not loaded (checked by whoever loads them, see
     /// [`LicensePolicy::check_local`]) and not routed to (403).
     pub policy: lucid_catalog::Policy,
+    /// How long a model stays loaded after a request that does not say.
+    pub keep_alive: KeepAlive,
 }
 
 impl Default for ServerConfig {
@@ -137,12 +439,13 @@ impl Default for ServerConfig {
             cors_origins: Vec::new(),
             shutdown_deadline: Duration::from_secs(10),
             policy: lucid_catalog::Policy::default(),
+            keep_alive: KeepAlive::Forever,
         }
     }
 }
 
 struct Inner {
-    models: Vec<LocalModel>,
+    models: Models,
     providers: Arc<ProviderRouter>,
     metrics: Metrics,
     policy: LicensePolicy,
@@ -175,6 +478,10 @@ impl AppState {
         providers: Arc<ProviderRouter>,
         config: ServerConfig,
     ) -> AppState {
+        AppState::serving(Models::new(models, config.keep_alive), providers, config)
+    }
+
+    fn serving(models: Models, providers: Arc<ProviderRouter>, config: ServerConfig) -> AppState {
         AppState {
             inner: Arc::new(Inner {
                 models,
@@ -195,27 +502,41 @@ impl AppState {
         mut providers: ProviderRouter,
         config: ServerConfig,
     ) -> AppState {
+        let models = Models::new(models, config.keep_alive);
         providers.set_local(Arc::new(crate::LocalProvider::new(models.clone())));
-        AppState::new(models, Arc::new(providers), config)
+        AppState::serving(models, Arc::new(providers), config)
     }
 
-    pub fn models(&self) -> &[LocalModel] {
+    /// The served models, loaded or not.
+    pub fn served_models(&self) -> &Models {
         &self.inner.models
     }
 
+    /// The models loaded now.
+    pub fn models(&self) -> Vec<LocalModel> {
+        self.inner.models.loaded()
+    }
+
+    /// Every served model's name, loaded or not.
     pub fn model_names(&self) -> Vec<String> {
-        self.inner.models.iter().map(|m| m.name.clone()).collect()
+        self.inner.models.names()
     }
 
-    /// The local model `name` answers to.
-    pub fn model(&self, name: &str) -> Option<&LocalModel> {
-        self.inner.models.iter().find(|m| m.answers_to(name))
+    /// The local model `name` answers to, if it is loaded now.
+    pub fn model(&self, name: &str) -> Option<LocalModel> {
+        self.inner.models.get(name)
     }
 
-    /// The local model, or a 404 that lists the served ones.
-    pub fn require_model(&self, name: &str) -> Result<&LocalModel, ApiError> {
-        self.model(name)
-            .ok_or_else(|| ApiError::model_not_found(name, &self.model_names()))
+    /// The local model `name` answers to, loaded again if it was unloaded,
+    /// or a 404 that lists the served ones.
+    pub async fn require_model(&self, name: &str) -> Result<LocalModel, ApiError> {
+        self.inner.models.require(name).await
+    }
+
+    /// Sets how long `model` stays loaded once idle, from now (a request's
+    /// `keep_alive`).
+    pub fn keep_alive(&self, model: &str, keep: KeepAlive) {
+        self.inner.models.keep_alive(model, keep);
     }
 
     pub fn providers(&self) -> &Arc<ProviderRouter> {
@@ -244,7 +565,7 @@ impl AppState {
         if self.inner.shutting_down.swap(true, Ordering::Relaxed) {
             return;
         }
-        for m in &self.inner.models {
+        for m in self.models() {
             m.scheduler.stop_accepting();
         }
         self.inner.shutdown.notify_waiters();

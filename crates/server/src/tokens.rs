@@ -65,10 +65,11 @@ struct ApplyTemplateRequest {
 }
 
 /// The model a request names, or the only one served.
-fn model(state: &AppState, name: Option<&str>) -> Result<LocalModel, ApiError> {
-    match (name, state.models()) {
-        (Some(name), _) => state.require_model(name).cloned(),
-        (None, [only]) => Ok(only.clone()),
+async fn model(state: &AppState, name: Option<&str>) -> Result<LocalModel, ApiError> {
+    let names = state.model_names();
+    match (name, names.as_slice()) {
+        (Some(name), _) => state.require_model(name).await,
+        (None, [only]) => state.require_model(only).await,
         (None, _) => Err(ApiError::invalid(
             "model",
             format!(
@@ -83,7 +84,7 @@ async fn tokenize(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<TokenizeRequest>,
 ) -> Result<Response, ApiError> {
-    let m = model(&state, req.model.as_deref())?;
+    let m = model(&state, req.model.as_deref()).await?;
     blocking("tokenizing", move || {
         let tokenizer = &m.model.tokenizer;
         let ids = tokenizer
@@ -114,7 +115,7 @@ async fn detokenize(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<DetokenizeRequest>,
 ) -> Result<Response, ApiError> {
-    let m = model(&state, req.model.as_deref())?;
+    let m = model(&state, req.model.as_deref()).await?;
     let vocab = m.model.tokenizer.vocab_size();
     if let Some(i) = req.tokens.iter().position(|&id| id as usize >= vocab) {
         return Err(ApiError::invalid(
@@ -136,7 +137,7 @@ async fn apply_template(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<ApplyTemplateRequest>,
 ) -> Result<Response, ApiError> {
-    let m = model(&state, req.model.as_deref())?;
+    let m = model(&state, req.model.as_deref()).await?;
     let messages = crate::openai::messages(&req.messages)?;
     blocking("tokenizing", move || {
         let prompt = m.model.chat_text(&messages).map_err(|e| {

@@ -523,7 +523,7 @@ async fn a_crowd_that_leaves_and_a_shutdown_that_cuts_are_counted_truthfully() {
         .await
         .unwrap()
         .unwrap();
-    let metrics = state.metrics().render(state.models());
+    let metrics = state.metrics().render(&state.models());
     let cancelled = metrics
         .lines()
         .find(|l| l.starts_with("lucid_generations_total") && l.contains("cancelled"))

@@ -14,3 +14,4 @@ pub mod rm;
 pub mod run;
 pub mod serve;
 pub mod show;
+pub mod stop;

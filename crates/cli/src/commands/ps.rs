@@ -2,21 +2,14 @@
 //! context and the requests they are working on, read from the server's
 //! Ollama route `/api/ps` (what `ollama ps` reads).
 
-use std::time::Duration;
-
 use anyhow::Context;
 use indicatif::HumanBytes;
 use serde::Deserialize;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The server's address (`lucid serve` listens on 127.0.0.1:8080 unless
-    /// told otherwise).
-    #[arg(long, env = "LUCID_HOST", default_value = "http://127.0.0.1:8080")]
-    host: String,
-    /// The server's API key, if it was started with `--api-key`.
-    #[arg(long, env = "LUCID_API_KEY", hide_env_values = true)]
-    api_key: Option<String>,
+    #[command(flatten)]
+    server: crate::running::Server,
     /// Print the server's JSON answer as it is.
     #[arg(long)]
     json: bool,
@@ -43,35 +36,8 @@ struct RunningModel {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let base = if args.host.contains("://") {
-        args.host.trim_end_matches('/').to_owned()
-    } else {
-        format!("http://{}", args.host.trim_end_matches('/'))
-    };
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .context("starting the HTTP client")?;
-    let mut request = client.get(format!("{base}/api/ps"));
-    if let Some(key) = &args.api_key {
-        request = request.bearer_auth(key);
-    }
-    let response = request.send().map_err(|e| {
-        anyhow::anyhow!(
-            "no lucid server answers at {base} ({}); start one with `lucid serve`, or give --host",
-            root_cause(&e)
-        )
-    })?;
-    let status = response.status();
-    let body = response
-        .text()
-        .with_context(|| format!("reading the answer of {base}/api/ps"))?;
-    if status == reqwest::StatusCode::UNAUTHORIZED {
-        anyhow::bail!("{base} wants an API key: give --api-key or set LUCID_API_KEY");
-    }
-    if !status.is_success() {
-        anyhow::bail!("{base}/api/ps answered {status}: {}", body.trim());
-    }
+    let body = args.server.call("/api/ps", None)?;
+    let base = args.server.address();
     if args.json {
         println!("{}", body.trim());
         return Ok(());
@@ -111,14 +77,4 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &rows,
         &[],
     )
-}
-
-/// The innermost error's text (reqwest's own says only "error sending
-/// request").
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
 }

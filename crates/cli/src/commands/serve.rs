@@ -84,6 +84,46 @@ pub struct Args {
     /// The providers config file (default: ~/.config/lucid/providers.toml if it exists).
     #[arg(long)]
     providers_config: Option<std::path::PathBuf>,
+    /// How long a model stays loaded after its last request ("5m", "1h";
+    /// "forever", the default, keeps it for as long as the server runs).
+    /// An unloaded model is loaded again by the next request that names
+    /// it; Ollama's `keep_alive` sets it per request, `lucid stop` unloads.
+    #[arg(long, default_value = "forever", value_parser = parse_keep_alive)]
+    keep_alive: lucid_server::state::KeepAlive,
+}
+
+fn parse_keep_alive(s: &str) -> Result<lucid_server::state::KeepAlive, String> {
+    use lucid_server::state::KeepAlive;
+    match s {
+        "forever" | "-1" => Ok(KeepAlive::Forever),
+        _ => humantime::parse_duration(s)
+            .map(KeepAlive::For)
+            .map_err(|e| format!("{e} (a duration such as 5m or 1h, or forever)")),
+    }
+}
+
+/// Loads `name` as the server serves it: checked against the license
+/// policy, with its own scheduler, under its catalog name with its aliases.
+fn served_model(
+    name: &str,
+    policy: &lucid_server::policy::LicensePolicy,
+    config: &SchedulerConfig,
+) -> anyhow::Result<LocalModel> {
+    let loaded = Arc::new(local::load(name)?);
+    // Refuse before serving a model whose license forbids a declared use.
+    policy.check_local(name, &loaded)?;
+    let scheduler = Scheduler::start(loaded, config.clone());
+    let mut aliases = vec![name.to_owned()];
+    let entry = lucid_catalog::Catalog::builtin().find(name);
+    if let Some(entry) = entry {
+        aliases.push(entry.name.clone());
+        aliases.extend(entry.aliases.iter().cloned());
+    }
+    if let Some(stem) = std::path::Path::new(name).file_stem() {
+        aliases.push(stem.to_string_lossy().into_owned());
+    }
+    let served = entry.map_or_else(|| name.to_owned(), |e| e.name.clone());
+    Ok(LocalModel::new(served, scheduler).with_aliases(aliases))
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -94,34 +134,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         intended_uses: args.intended_uses.clone(),
         refuse_unknown: args.refuse_unknown_licenses,
     });
+    let scheduler_config = SchedulerConfig {
+        max_sequences: args.max_sequences,
+        max_queue: args.max_queue,
+        kv_cache_bytes: args.kv_cache_mb << 20,
+        threads,
+        context: args.ctx_size,
+        ..SchedulerConfig::default()
+    };
+    let policy = Arc::new(policy);
     let mut models = Vec::new();
     for name in &args.models {
-        let loaded = Arc::new(local::load(name)?);
-        // Refuse before serving a model whose license forbids a declared use.
-        policy.check_local(name, &loaded)?;
-        let scheduler = Scheduler::start(
-            loaded.clone(),
-            SchedulerConfig {
-                max_sequences: args.max_sequences,
-                max_queue: args.max_queue,
-                kv_cache_bytes: args.kv_cache_mb << 20,
-                threads,
-                context: args.ctx_size,
-                ..SchedulerConfig::default()
-            },
-        );
-        let mut aliases = vec![name.clone()];
-        if let Some(entry) = lucid_catalog::Catalog::builtin().find(name) {
-            aliases.push(entry.name.clone());
-            aliases.extend(entry.aliases.iter().cloned());
-        }
-        if let Some(stem) = std::path::Path::new(name).file_stem() {
-            aliases.push(stem.to_string_lossy().into_owned());
-        }
-        let served = lucid_catalog::Catalog::builtin()
-            .find(name)
-            .map_or_else(|| name.clone(), |e| e.name.clone());
-        models.push(LocalModel::new(served, scheduler).with_aliases(aliases));
+        // Loaded now, so that a bad name fails at start; loaded the same way
+        // again after a keep-alive or `lucid stop` unloaded it.
+        let load = {
+            let (name, policy, config) = (name.clone(), policy.clone(), scheduler_config.clone());
+            move || served_model(&name, &policy, &config)
+        };
+        let model = load()?;
+        let loader: lucid_server::state::Loader =
+            Arc::new(move || load().map_err(|e| format!("{e:#}")));
+        models.push(model.with_loader(loader));
     }
     let config_path = args
         .providers_config
@@ -142,6 +175,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             cors_origins: args.cors_origins.clone(),
             shutdown_deadline: Duration::from_secs(args.shutdown_timeout),
             policy: policy.policy().clone(),
+            keep_alive: args.keep_alive,
         },
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()

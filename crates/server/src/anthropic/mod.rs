@@ -86,7 +86,7 @@ async fn messages(
         )
         .into());
     }
-    let lm = local_model(&state, &req.model)?;
+    let lm = local_model(&state, &req.model).await?;
     let (conversation, prefill) = conversation(req.system.as_ref(), &req.messages)?;
     let mut sampling = crate::openai::sampling(
         req.temperature,
@@ -211,7 +211,7 @@ async fn count_tokens(
     let ApiJson(req) = body?;
     refuse_unknown(&req.other)?;
     refuse_tools_and_thinking(&req.tools, &req.tool_choice, &req.thinking)?;
-    let lm = local_model(&state, &req.model)?;
+    let lm = local_model(&state, &req.model).await?;
     let (conversation, prefill) = conversation(req.system.as_ref(), &req.messages)?;
     let tokens = prompt::continued_chat_tokens(&lm, conversation, prefill, "messages").await?;
     Ok(axum::Json(TokenCount {
@@ -220,7 +220,7 @@ async fn count_tokens(
     .into_response())
 }
 
-fn local_model(state: &AppState, name: &str) -> Result<LocalModel, ApiError> {
+async fn local_model(state: &AppState, name: &str) -> Result<LocalModel, ApiError> {
     let model_ref = ModelRef::parse(name).map_err(ApiError::from)?;
     if model_ref.provider_key().is_some() {
         return Err(ApiError::invalid(
@@ -231,9 +231,9 @@ fn local_model(state: &AppState, name: &str) -> Result<LocalModel, ApiError> {
             ),
         ));
     }
-    Ok(state
-        .require_model(model_ref.model().unwrap_or_default())?
-        .clone())
+    state
+        .require_model(model_ref.model().unwrap_or_default())
+        .await
 }
 
 /// The grammar for `output_config.format` (a JSON schema), compiled as

@@ -13,6 +13,7 @@ pub mod wire;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -28,7 +29,7 @@ use crate::body::ApiJson;
 use crate::error::{ApiError, OllamaError};
 use crate::generate::{self, Collected};
 use crate::prompt;
-use crate::state::{AppState, LocalModel};
+use crate::state::{AppState, Facts, KeepAlive, LocalModel};
 use wire::*;
 
 pub fn routes() -> Router<AppState> {
@@ -45,22 +46,14 @@ async fn version() -> impl IntoResponse {
     axum::Json(serde_json::json!({ "version": env!("CARGO_PKG_VERSION") }))
 }
 
-fn details(m: &LocalModel) -> Details {
-    let info = m.model.model.info();
-    let quant = m
-        .model
-        .meta
-        .tensor_types
-        .first()
-        .map(|t| t.0.clone())
-        .unwrap_or_default();
+fn details(facts: &Facts) -> Details {
     Details {
         parent_model: String::new(),
         format: "gguf",
-        family: info.architecture.to_owned(),
-        families: vec![info.architecture.to_owned()],
-        parameter_size: human_params(m.model.meta.n_params),
-        quantization_level: quant,
+        family: facts.architecture.clone(),
+        families: vec![facts.architecture.clone()],
+        parameter_size: human_params(facts.n_params),
+        quantization_level: facts.quantization.clone(),
     }
 }
 
@@ -73,57 +66,59 @@ fn human_params(n: u64) -> String {
 }
 
 /// The name Ollama clients see: with the default tag.
-fn tagged(m: &LocalModel) -> String {
-    format!("{}:latest", m.name)
+fn tagged(name: &str) -> String {
+    format!("{name}:latest")
 }
 
-/// Each model's file digest, read (once per model) on the blocking pool.
-async fn digests(state: &AppState) -> Result<Vec<String>, OllamaError> {
-    let state = state.clone();
+/// The model files' digests, read (once per file) on the blocking pool.
+async fn digests(facts: Vec<Arc<Facts>>) -> Result<Vec<String>, OllamaError> {
     let digests = prompt::blocking("reading the model files' digests", move || {
-        Ok(state
-            .models()
-            .iter()
-            .map(|m| m.digest().to_owned())
-            .collect())
+        Ok(facts.iter().map(|f| f.digest().to_owned()).collect())
     })
     .await?;
     Ok(digests)
 }
 
+/// Every served model, loaded or not.
 async fn tags(State(state): State<AppState>) -> Result<Response, OllamaError> {
-    let digests = digests(&state).await?;
-    let models = state
-        .models()
+    let listing = state.served_models().listing();
+    let digests = digests(listing.iter().map(|(_, f)| f.clone()).collect()).await?;
+    let models = listing
         .iter()
         .zip(digests)
-        .map(|(m, digest)| TagModel {
-            name: tagged(m),
-            model: tagged(m),
-            modified_at: rfc3339(m.created as f64),
-            size: m.model.meta.file_size,
+        .map(|((name, facts), digest)| TagModel {
+            name: tagged(name),
+            model: tagged(name),
+            modified_at: rfc3339(facts.created as f64),
+            size: facts.file_size,
             digest,
-            details: details(m),
+            details: details(facts),
         })
         .collect();
     Ok(axum::Json(Tags { models }).into_response())
 }
 
+/// The models loaded now, with when an idle one will be unloaded.
 async fn ps(State(state): State<AppState>) -> Result<Response, OllamaError> {
-    let digests = digests(&state).await?;
-    let models = state
-        .models()
+    let loaded = state.models();
+    let digests = digests(loaded.iter().map(|m| m.facts.clone()).collect()).await?;
+    let models = loaded
         .iter()
         .zip(digests)
         .map(|(m, digest)| {
             let stats = m.scheduler.stats();
+            let expires_at = state.served_models().expires(&m.name).map(|at| {
+                let left = at.saturating_duration_since(std::time::Instant::now());
+                rfc3339(now_f64() + left.as_secs_f64())
+            });
             RunningModel {
-                name: tagged(m),
-                model: tagged(m),
-                size: m.model.meta.file_size + stats.kv_cache_bytes as u64,
+                name: tagged(&m.name),
+                model: tagged(&m.name),
+                size: m.facts.file_size + stats.kv_cache_bytes as u64,
                 size_vram: 0,
                 digest,
-                details: details(m),
+                details: details(&m.facts),
+                expires_at,
                 context_length: m.scheduler.context_limit(),
                 requests_running: stats.active,
                 requests_queued: stats.queued,
@@ -142,7 +137,7 @@ async fn show(
         .model
         .or(req.name)
         .ok_or_else(|| ApiError::invalid("model", "model is required"))?;
-    let m = state.require_model(&name)?;
+    let m = state.require_model(&name).await?;
     let info = m.model.model.info();
     let mut model_info = serde_json::Map::new();
     let arch = info.architecture;
@@ -182,7 +177,7 @@ async fn show(
             .unwrap_or_default()
             .to_owned(),
         license: m.model.meta.license.clone().unwrap_or_default(),
-        details: details(m),
+        details: details(&m.facts),
         model_info,
         capabilities: vec!["completion"],
         modified_at: rfc3339(m.created as f64),
@@ -454,8 +449,20 @@ async fn generate_handler(
     }
     let options = req.options.clone().unwrap_or_default();
     refuse_unknown(&req.other, req.think.as_ref(), &options)?;
-    let lm = state.require_model(&req.model)?.clone();
+    let keep = keep_alive(req.keep_alive.as_ref())?;
     let prompt_text = req.prompt.clone().unwrap_or_default();
+    if prompt_text.is_empty() && keep == Some(KeepAlive::For(Duration::ZERO)) {
+        // Ollama's way to unload a model (`ollama stop`, `lucid stop`).
+        state.served_models().unload(&req.model)?;
+        return Ok(axum::Json(serde_json::json!({
+            "model": req.model, "created_at": rfc3339_now(), "response": "", "done": true, "done_reason": "unload"
+        }))
+        .into_response());
+    }
+    let lm = state.require_model(&req.model).await?;
+    if let Some(keep) = keep {
+        state.keep_alive(&lm.name, keep);
+    }
     if prompt_text.is_empty() {
         // Ollama's way to load a model: answer at once, done.
         return Ok(axum::Json(serde_json::json!({
@@ -515,7 +522,19 @@ async fn chat_handler(
     }
     let options = req.options.clone().unwrap_or_default();
     refuse_unknown(&req.other, req.think.as_ref(), &options)?;
-    let lm = state.require_model(&req.model)?.clone();
+    let keep = keep_alive(req.keep_alive.as_ref())?;
+    if req.messages.is_empty() && keep == Some(KeepAlive::For(Duration::ZERO)) {
+        state.served_models().unload(&req.model)?;
+        return Ok(axum::Json(serde_json::json!({
+            "model": req.model, "created_at": rfc3339_now(),
+            "message": {"role": "assistant", "content": ""}, "done": true, "done_reason": "unload"
+        }))
+        .into_response());
+    }
+    let lm = state.require_model(&req.model).await?;
+    if let Some(keep) = keep {
+        state.keep_alive(&lm.name, keep);
+    }
     if req.messages.is_empty() {
         // Ollama loads the model and answers done.
         return Ok(axum::Json(serde_json::json!({
@@ -571,10 +590,58 @@ async fn chat_handler(
     .await?)
 }
 
-fn rfc3339_now() -> String {
-    let now = std::time::SystemTime::now()
+/// Ollama's `keep_alive`: seconds as a number, or a duration as a string
+/// (`"5m"`, `"1h30m"`, `"300"`); negative keeps the model for as long as
+/// the server runs, zero unloads it once the request is done.
+fn keep_alive(value: Option<&serde_json::Value>) -> Result<Option<KeepAlive>, ApiError> {
+    let bad = |v: &serde_json::Value| {
+        ApiError::invalid(
+            "keep_alive",
+            format!("keep_alive must be seconds or a duration such as \"5m\", not {v}"),
+        )
+    };
+    let Some(v) = value.filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let seconds = match v {
+        serde_json::Value::Number(n) => n.as_f64().ok_or_else(|| bad(v))?,
+        serde_json::Value::String(s) => {
+            let s = s.trim();
+            if let Some(rest) = s.strip_prefix('-') {
+                // Any negative duration means "for ever", as in Ollama.
+                return if rest.is_empty() {
+                    Err(bad(v))
+                } else {
+                    Ok(Some(KeepAlive::Forever))
+                };
+            }
+            match s.parse::<f64>() {
+                Ok(n) => n,
+                Err(_) => humantime::parse_duration(s)
+                    .map_err(|_| bad(v))?
+                    .as_secs_f64(),
+            }
+        }
+        _ => return Err(bad(v)),
+    };
+    if !seconds.is_finite() {
+        return Err(bad(v));
+    }
+    Ok(Some(if seconds < 0.0 {
+        KeepAlive::Forever
+    } else {
+        KeepAlive::For(Duration::from_secs_f64(seconds.min(1e9)))
+    }))
+}
+
+fn now_f64() -> f64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn rfc3339_now() -> String {
+    let now = now_f64();
     rfc3339(now)
 }
 

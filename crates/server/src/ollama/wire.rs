@@ -182,6 +182,10 @@ pub struct RunningModel {
     pub size_vram: u64,
     pub digest: String,
     pub details: Details,
+    /// When the model is unloaded if it stays idle; left out when it stays
+    /// loaded for as long as the server runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
     pub context_length: usize,
     /// lucid's own: requests being generated and waiting for a slot.
     pub requests_running: usize,

@@ -89,7 +89,7 @@ pub(super) async fn chat_completions(
         return remote_chat(state, req, msgs, max_tokens, top, stop, n, include_usage).await;
     }
     let local_name = model_ref.model().unwrap_or_default().to_owned();
-    let lm = state.require_model(&local_name)?.clone();
+    let lm = state.require_model(&local_name).await?;
     let mut sampling = sampling;
     prompt::apply_defaults(&lm, &mut sampling, req.temperature, req.top_p);
     let grammar = grammar(req.response_format.as_ref()).await?;

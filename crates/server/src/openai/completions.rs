@@ -74,8 +74,8 @@ pub(super) async fn completions(
         ));
     }
     let lm = state
-        .require_model(model_ref.model().unwrap_or_default())?
-        .clone();
+        .require_model(model_ref.model().unwrap_or_default())
+        .await?;
     let mut sampling = sampling;
     prompt::apply_defaults(&lm, &mut sampling, req.temperature, req.top_p);
     let prompts: Vec<Vec<u32>> = match &req.prompt {

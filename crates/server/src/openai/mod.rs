@@ -71,7 +71,7 @@ async fn get_model(
     State(state): State<AppState>,
     Path(model): Path<String>,
 ) -> Result<Response, ApiError> {
-    let m = state.require_model(&model)?;
+    let m = state.require_model(&model).await?;
     Ok(axum::Json(ModelObject {
         id: m.name.clone(),
         object: "model",

@@ -64,8 +64,8 @@ pub(super) async fn responses(
         ));
     }
     let lm = state
-        .require_model(model_ref.model().unwrap_or_default())?
-        .clone();
+        .require_model(model_ref.model().unwrap_or_default())
+        .await?;
     let mut params = sampling(
         req.temperature,
         req.top_p,
