@@ -168,6 +168,53 @@ def test_openai_responses_json_schema(server):
     jsonschema.validate(json.loads(r.output_text), schema)
 
 
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30}},
+                       "required": ["city"], "additionalProperties": False},
+    },
+}
+
+
+def test_openai_tool_calling_agent_loop(server):
+    client = oa(server)
+    messages = [{"role": "user", "content": "What is the weather in Paris?"}]
+    asked = client.chat.completions.create(
+        model="smollm2", messages=messages, tools=[WEATHER], tool_choice="required",
+        temperature=0, max_tokens=60,
+    )
+    choice = asked.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    call = choice.message.tool_calls[0]
+    assert call.type == "function" and call.function.name == "get_weather"
+    arguments = json.loads(call.function.arguments)
+    jsonschema.validate(arguments, WEATHER["function"]["parameters"])
+    # The client runs the tool and hands back its result; the model answers.
+    messages += [
+        {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+        {"role": "tool", "tool_call_id": call.id, "content": "18 degrees and sunny"},
+    ]
+    answer = client.chat.completions.create(
+        model="smollm2", messages=messages, tools=[WEATHER], tool_choice="none",
+        temperature=0, max_tokens=24,
+    )
+    assert answer.choices[0].message.content
+    assert not answer.choices[0].message.tool_calls
+    # The SDK's stream accumulator puts the streamed call together.
+    with client.chat.completions.stream(
+        model="smollm2", messages=messages[:1], tools=[WEATHER], tool_choice="required",
+        temperature=0, max_tokens=60,
+    ) as stream:
+        final = stream.get_final_completion()
+    streamed = final.choices[0].message.tool_calls[0]
+    assert streamed.function.name == call.function.name
+    assert json.loads(streamed.function.arguments) == arguments
+    assert final.choices[0].finish_reason == "tool_calls"
+
+
 def test_openai_logprobs(server):
     r = oa(server).chat.completions.create(
         model="smollm2", messages=MESSAGES, max_tokens=5, temperature=0, logprobs=True, top_logprobs=3
@@ -292,6 +339,38 @@ def test_ollama_keep_alive_unloads_and_reloads(server):
     running = client.ps().models
     assert [m.model for m in running] == ["smollm2:latest"]
     assert running[0].expires_at is not None
+
+
+def test_ollama_tool_calling_agent_loop(server):
+    client = ol(server)
+    messages = [{"role": "user", "content": "What is the weather in Paris?"}]
+    params = WEATHER["function"]["parameters"]
+    # Ollama has no tool_choice; a `format` in the shape of a call makes this
+    # small model write one, which is read back as a call.
+    call_schema = {"type": "object", "required": ["name", "arguments"], "additionalProperties": False,
+                   "properties": {"name": {"const": "get_weather"}, "arguments": params}}
+    asked = client.chat(model="smollm2", messages=messages, tools=[WEATHER], format=call_schema,
+                        options={"temperature": 0, "num_predict": 60})
+    calls = asked.message.tool_calls
+    assert calls and calls[0].function.name == "get_weather", asked
+    jsonschema.validate(dict(calls[0].function.arguments), params)
+    assert asked.message.content == ""
+    streamed = [c for c in client.chat(model="smollm2", messages=messages, tools=[WEATHER],
+                                       format=call_schema, stream=True,
+                                       options={"temperature": 0, "num_predict": 60})]
+    assert [c.message.tool_calls for c in streamed if c.message.tool_calls] == [calls]
+    assert streamed[-1].done
+    # The client runs the tool and hands back its result; the model answers.
+    messages += [
+        {"role": "assistant", "content": "", "tool_calls": [calls[0].model_dump()]},
+        {"role": "tool", "content": "18 degrees and sunny", "tool_name": "get_weather"},
+    ]
+    answer = client.chat(model="smollm2", messages=messages, options={"temperature": 0, "num_predict": 24})
+    assert answer.message.content and not answer.message.tool_calls
+    # Offered tools are shown to the model.
+    bare = client.chat(model="smollm2", messages=messages[:1], options={"num_predict": 1})
+    shown = client.chat(model="smollm2", messages=messages[:1], tools=[WEATHER], options={"num_predict": 1})
+    assert shown.prompt_eval_count > bare.prompt_eval_count
 
 
 def test_ollama_errors(server):

@@ -56,6 +56,8 @@ pub enum Role {
     System,
     User,
     Assistant,
+    /// A tool's result, answering an assistant's tool call.
+    Tool,
 }
 
 impl Role {
@@ -64,15 +66,23 @@ impl Role {
             Role::System => "system",
             Role::User => "user",
             Role::Assistant => "assistant",
+            Role::Tool => "tool",
         }
     }
 }
 
-/// One turn of a conversation.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One turn of a conversation, as chat templates read it (`role`,
+/// `content`, and for tool use `tool_calls` and `tool_call_id`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ChatMessage {
     pub role: Role,
     pub content: String,
+    /// The tools an assistant's turn called.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// Which call a tool's result answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
 
 impl ChatMessage {
@@ -80,8 +90,26 @@ impl ChatMessage {
         ChatMessage {
             role,
             content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
         }
     }
+}
+
+/// A call of a tool, in the shape chat templates read (OpenAI's, with the
+/// arguments as an object).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub function: FunctionCall,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FunctionCall {
+    pub name: String,
+    pub arguments: serde_json::Value,
 }
 
 /// A compiled chat template.
@@ -314,12 +342,34 @@ impl ChatTemplate {
     /// The render runs in a worker process once [`isolated::isolate`] has
     /// been called, and here otherwise.
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
-        isolated::render(self, messages, add_generation_prompt)
-            .unwrap_or_else(|| self.render_here(messages, add_generation_prompt))
+        self.render_with_tools(messages, None, add_generation_prompt)
+    }
+
+    /// [`ChatTemplate::render`] with `tools` (OpenAI's tool list) in the
+    /// template's `tools` variable.
+    pub fn render_with_tools(
+        &self,
+        messages: &[ChatMessage],
+        tools: Option<&serde_json::Value>,
+        add_generation_prompt: bool,
+    ) -> Result<String> {
+        isolated::render(self, messages, tools, add_generation_prompt)
+            .unwrap_or_else(|| self.render_here(messages, tools, add_generation_prompt))
+    }
+
+    /// Whether the template reads a `tools` variable, i.e. renders tools
+    /// its own way (else [`crate::tools`] writes them into the conversation).
+    pub fn reads_tools(&self) -> bool {
+        self.source.contains("tools")
     }
 
     /// Renders in this process.
-    fn render_here(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
+    fn render_here(
+        &self,
+        messages: &[ChatMessage],
+        tools: Option<&serde_json::Value>,
+        add_generation_prompt: bool,
+    ) -> Result<String> {
         let tmpl = self
             .env
             .get_template("chat")
@@ -331,6 +381,9 @@ impl ChatTemplate {
         tmpl.render_captured_to(
             context! {
                 messages => Value::from_serialize(messages),
+                // Left undefined without tools, as templates test
+                // `tools is defined` as often as `tools`.
+                tools => tools.map_or(Value::UNDEFINED, Value::from_serialize),
                 add_generation_prompt => add_generation_prompt,
                 bos_token => &self.bos_token,
                 eos_token => &self.eos_token,

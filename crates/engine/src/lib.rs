@@ -23,10 +23,11 @@ pub mod quantize;
 pub mod sampler;
 pub mod sequence;
 pub mod stop;
+pub mod tools;
 pub mod weights;
 
 pub use batch::{LogitRow, LogitsFor, SeqInput};
-pub use chat::{ChatMessage, ChatTemplate, Role};
+pub use chat::{ChatMessage, ChatTemplate, FunctionCall, Role, ToolCall};
 pub use error::{EngineError, Result};
 pub use generate::{GenerateParams, Generated, Session, Timings, TokenEvent};
 pub use hf::HfCheckpoint;

@@ -28,14 +28,30 @@ impl LoadedModel {
     /// message first when the conversation has none, then the chat
     /// template, ending where the assistant's reply begins.
     pub fn chat_text(&self, messages: &[ChatMessage]) -> Result<String> {
-        match &self.defaults.system {
-            Some(system) if !messages.iter().any(|m| m.role == Role::System) => {
-                let mut with = Vec::with_capacity(messages.len() + 1);
-                with.push(ChatMessage::new(Role::System, system.clone()));
-                with.extend_from_slice(messages);
-                self.template.render(&with, true)
-            }
-            _ => self.template.render(messages, true),
+        self.chat_text_with_tools(messages, None)
+    }
+
+    /// [`LoadedModel::chat_text`] for a conversation with tool use: `tools`
+    /// (OpenAI's list) go to a template that reads them, and are written
+    /// into the conversation for one that does not ([`crate::tools`]), as
+    /// are earlier calls and results.
+    pub fn chat_text_with_tools(
+        &self,
+        messages: &[ChatMessage],
+        tools: Option<&serde_json::Value>,
+    ) -> Result<String> {
+        let mut with = Vec::with_capacity(messages.len() + 1);
+        if let Some(system) = &self.defaults.system
+            && !messages.iter().any(|m| m.role == Role::System)
+        {
+            with.push(ChatMessage::new(Role::System, system.clone()));
+        }
+        with.extend_from_slice(messages);
+        if self.template.reads_tools() {
+            self.template.render_with_tools(&with, tools, true)
+        } else {
+            let written = crate::tools::written_in(&with, tools);
+            self.template.render(&written, true)
         }
     }
 

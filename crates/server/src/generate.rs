@@ -25,9 +25,18 @@ pub fn submit_n(
     n: usize,
     prompt_param: &str,
 ) -> Result<Vec<Generation>, ApiError> {
-    let mut gens = Vec::with_capacity(n);
-    for i in 0..n {
-        let mut r = req.clone();
+    submit_each(model, vec![req.clone(); n], prompt_param)
+}
+
+/// Submits one generation per request, the `i`-th seeded `seed + i` when
+/// seeded; all or none.
+pub fn submit_each(
+    model: &LocalModel,
+    reqs: Vec<Request>,
+    prompt_param: &str,
+) -> Result<Vec<Generation>, ApiError> {
+    let mut gens = Vec::with_capacity(reqs.len());
+    for (i, mut r) in reqs.into_iter().enumerate() {
         if let Some(seed) = r.sampling.seed {
             r.sampling.seed = Some(seed.wrapping_add(i as u64));
         }

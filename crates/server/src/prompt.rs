@@ -23,7 +23,18 @@ pub async fn chat_tokens(
     messages: Vec<ChatMessage>,
     param: &str,
 ) -> Result<Vec<u32>, ApiError> {
-    continued_chat_tokens(model, messages, String::new(), param).await
+    conversation_tokens(model, messages, None, String::new(), param).await
+}
+
+/// The prompt tokens of a conversation that offers `tools` (OpenAI's list;
+/// `None`: none offered, though earlier calls and results may be in it).
+pub async fn chat_tokens_with_tools(
+    model: &LocalModel,
+    messages: Vec<ChatMessage>,
+    tools: Option<serde_json::Value>,
+    param: &str,
+) -> Result<Vec<u32>, ApiError> {
+    conversation_tokens(model, messages, tools, String::new(), param).await
 }
 
 /// The prompt tokens of a conversation whose reply begins with `prefill`
@@ -34,15 +45,28 @@ pub async fn continued_chat_tokens(
     prefill: String,
     param: &str,
 ) -> Result<Vec<u32>, ApiError> {
+    conversation_tokens(model, messages, None, prefill, param).await
+}
+
+async fn conversation_tokens(
+    model: &LocalModel,
+    messages: Vec<ChatMessage>,
+    tools: Option<serde_json::Value>,
+    prefill: String,
+    param: &str,
+) -> Result<Vec<u32>, ApiError> {
     let m = model.clone();
     let p = param.to_owned();
     blocking("preparing the prompt", move || {
-        let mut text = m.model.chat_text(&messages).map_err(|e| {
-            ApiError::invalid(
-                &p,
-                format!("The chat template cannot render these messages: {e}"),
-            )
-        })?;
+        let mut text = m
+            .model
+            .chat_text_with_tools(&messages, tools.as_ref())
+            .map_err(|e| {
+                ApiError::invalid(
+                    &p,
+                    format!("The chat template cannot render these messages: {e}"),
+                )
+            })?;
         text.push_str(&prefill);
         fits_by_length(&m, &text, &p)?;
         m.model

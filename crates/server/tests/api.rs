@@ -89,7 +89,7 @@ async fn bad_requests_get_openai_shaped_400s_naming_the_field() {
             "top_logprobs",
         ),
         (
-            json!({"model": "smollm2", "messages": [{"role": "tool", "content": "x"}]}),
+            json!({"model": "smollm2", "messages": [{"role": "function", "content": "x"}]}),
             "messages[0].role",
         ),
         (json!({"model": "smollm2", "messages": []}), "messages"),

@@ -66,6 +66,7 @@ struct RequestRef<'a> {
     bos_token: &'a str,
     eos_token: &'a str,
     messages: &'a [ChatMessage],
+    tools: Option<&'a serde_json::Value>,
     add_generation_prompt: bool,
 }
 
@@ -75,6 +76,7 @@ struct Request {
     bos_token: String,
     eos_token: String,
     messages: Vec<ChatMessage>,
+    tools: Option<serde_json::Value>,
     add_generation_prompt: bool,
 }
 
@@ -106,8 +108,9 @@ pub fn serve(input: impl BufRead, mut output: impl Write) -> std::io::Result<()>
                         },
                     ),
                 };
-                match template.and_then(|t| t.render_here(&req.messages, req.add_generation_prompt))
-                {
+                match template.and_then(|t| {
+                    t.render_here(&req.messages, req.tools.as_ref(), req.add_generation_prompt)
+                }) {
                     Ok(prompt) => Reply::Prompt(prompt),
                     Err(e) => Reply::Failed(e.to_string()),
                 }
@@ -125,6 +128,7 @@ pub fn serve(input: impl BufRead, mut output: impl Write) -> std::io::Result<()>
 pub(super) fn render(
     template: &ChatTemplate,
     messages: &[ChatMessage],
+    tools: Option<&serde_json::Value>,
     add_generation_prompt: bool,
 ) -> Option<Result<String>> {
     let workers = WORKERS.get()?;
@@ -133,6 +137,7 @@ pub(super) fn render(
         bos_token: &template.bos_token,
         eos_token: &template.eos_token,
         messages,
+        tools,
         add_generation_prompt,
     }))
 }
@@ -291,6 +296,7 @@ mod tests {
             bos_token: "<s>",
             eos_token: "</s>",
             messages,
+            tools: None,
             add_generation_prompt: true,
         })
         .unwrap();
@@ -314,7 +320,7 @@ mod tests {
             "{{ bos_token }}{% for m in messages %}{{ m.role }}: {{ m.content }}{% endfor %}";
         let here = ChatTemplate::new(Some(source), "<s>", "</s>")
             .unwrap()
-            .render_here(&messages, true)
+            .render_here(&messages, None, true)
             .unwrap();
         match ask(source, &messages) {
             Reply::Prompt(p) => assert_eq!(p, here),

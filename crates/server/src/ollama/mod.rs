@@ -28,6 +28,7 @@ use lucid_scheduler::{Event, Grammar, Json, Request};
 use crate::body::ApiJson;
 use crate::error::{ApiError, OllamaError};
 use crate::generate::{self, Collected};
+use crate::openai::tools::{ToolUse, tool_use};
 use crate::prompt;
 use crate::state::{AppState, Facts, KeepAlive, LocalModel};
 use wire::*;
@@ -350,7 +351,38 @@ fn done_reason(f: &lucid_scheduler::Finished) -> &'static str {
 
 enum Kind {
     Generate,
-    Chat,
+    /// A chat, with the tools the model may call: its text is then held
+    /// to the end and read for calls.
+    Chat {
+        tools: Option<Arc<ToolUse>>,
+    },
+}
+
+impl Kind {
+    fn tools(&self) -> Option<&ToolUse> {
+        match self {
+            Kind::Chat { tools: Some(t) } if t.may_call() => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// A reply's text and the calls read from it (none without tools).
+fn read(kind: &Kind, text: String) -> (String, Vec<ToolCall>) {
+    let Some(tools) = kind.tools() else {
+        return (text, Vec::new());
+    };
+    let (content, calls) = tools.read_calls(&text);
+    let calls = calls
+        .into_iter()
+        .map(|c| ToolCall {
+            function: FunctionCall {
+                name: c.name,
+                arguments: c.arguments,
+            },
+        })
+        .collect();
+    (content.unwrap_or_default(), calls)
 }
 
 /// The object for a piece of text (or the final one, with `finished`).
@@ -358,6 +390,7 @@ fn chunk(
     kind: &Kind,
     model: &str,
     text: String,
+    tool_calls: Vec<ToolCall>,
     finished: Option<&lucid_scheduler::Finished>,
 ) -> Bytes {
     let created_at = rfc3339_now();
@@ -370,12 +403,13 @@ fn chunk(
             done_reason: finished.map(done_reason),
             stats: finished.map(stats),
         }),
-        Kind::Chat => ndjson(&ChatChunk {
+        Kind::Chat { .. } => ndjson(&ChatChunk {
             model: model.to_owned(),
             created_at,
             message: ChatMessageOut {
                 role: "assistant",
                 content: text,
+                tool_calls,
             },
             done: finished.is_some(),
             done_reason: finished.map(done_reason),
@@ -403,18 +437,29 @@ async fn run(
             .unwrap_or_default();
         // `collect` has refused a choice without a finish.
         let fin = c.finished.ok_or_else(ApiError::cut_off)?;
-        let mut line = chunk(&kind, &model, c.text, Some(&fin)).to_vec();
+        let (text, calls) = read(&kind, c.text);
+        let mut line = chunk(&kind, &model, text, calls, Some(&fin)).to_vec();
         line.pop();
         return Ok(([(header::CONTENT_TYPE, "application/json")], line).into_response());
     }
+    let mut held = String::new();
     let lines = generate::drive(merged, VecDeque::new(), move |event, out| match event {
+        Some((_, Event::Token(t))) if kind.tools().is_some() => held.push_str(&t.text),
         Some((_, Event::Token(t))) if !t.text.is_empty() => {
-            out.push_back(chunk(&kind, &model, t.text, None));
+            out.push_back(chunk(&kind, &model, t.text, Vec::new(), None));
         }
         Some((_, Event::Token(_))) => {}
         Some((_, Event::Finished(f))) => {
-            if !f.tail.is_empty() {
-                out.push_back(chunk(&kind, &model, f.tail.clone(), None));
+            if kind.tools().is_some() {
+                held.push_str(&f.tail);
+                let (text, calls) = read(&kind, std::mem::take(&mut held));
+                if f.reason != lucid_engine::StopReason::Cancelled
+                    && (!text.is_empty() || !calls.is_empty())
+                {
+                    out.push_back(chunk(&kind, &model, text, calls, None));
+                }
+            } else if !f.tail.is_empty() {
+                out.push_back(chunk(&kind, &model, f.tail.clone(), Vec::new(), None));
             }
             if f.reason == lucid_engine::StopReason::Cancelled {
                 // Cut short by the server: Ollama's mid-stream error line
@@ -422,7 +467,7 @@ async fn run(
                 let message = ApiError::cut_off().message;
                 out.push_back(ndjson(&serde_json::json!({ "error": message })));
             } else {
-                out.push_back(chunk(&kind, &model, String::new(), Some(&f)));
+                out.push_back(chunk(&kind, &model, String::new(), Vec::new(), Some(&f)));
             }
         }
         Some((_, Event::Failed(e))) => {
@@ -512,14 +557,9 @@ async fn chat_handler(
     if state.is_shutting_down() {
         return Err(ApiError::shutting_down().into());
     }
-    // The client sends `"tools": []` when it has none.
-    if req
-        .tools
-        .as_ref()
-        .is_some_and(|t| !t.is_null() && t.as_array().is_none_or(|a| !a.is_empty()))
-    {
-        return Err(ApiError::invalid("tools", "tools are not supported").into());
-    }
+    // Ollama has no tool_choice: the model may call any tool offered (the
+    // client sends `"tools": []` when it has none).
+    let tools = tool_use(req.tools.as_ref(), None, None)?.map(Arc::new);
     let options = req.options.clone().unwrap_or_default();
     refuse_unknown(&req.other, req.think.as_ref(), &options)?;
     let keep = keep_alive(req.keep_alive.as_ref())?;
@@ -556,17 +596,37 @@ async fn chat_handler(
             "system" => Role::System,
             "user" => Role::User,
             "assistant" => Role::Assistant,
+            "tool" => Role::Tool,
             other => {
                 return Err(ApiError::invalid(
                     format!("messages[{i}].role"),
-                    format!("role `{other}` is not supported (system, user, assistant)"),
+                    format!("role `{other}` is not supported (system, user, assistant, tool)"),
                 )
                 .into());
             }
         };
-        msgs.push(ChatMessage::new(role, m.content.clone()));
+        let mut message = ChatMessage::new(role, m.content.clone());
+        for (j, call) in m.tool_calls.iter().flatten().enumerate() {
+            if role != Role::Assistant || !call.function.arguments.is_object() {
+                return Err(ApiError::invalid(
+                    format!("messages[{i}].tool_calls[{j}]"),
+                    "tool calls are an assistant's, with arguments as an object",
+                )
+                .into());
+            }
+            message.tool_calls.push(lucid_engine::ToolCall {
+                id: format!("call_{j}"),
+                kind: "function".into(),
+                function: lucid_engine::FunctionCall {
+                    name: call.function.name.clone(),
+                    arguments: call.function.arguments.clone(),
+                },
+            });
+        }
+        msgs.push(message);
     }
-    let tokens = prompt::chat_tokens(&lm, msgs, "messages").await?;
+    let shown = tools.as_ref().and_then(|t| t.shown.clone());
+    let tokens = prompt::chat_tokens_with_tools(&lm, msgs, shown, "messages").await?;
     let (mut sampling, max_tokens) = sampling(&options)?;
     let max_tokens = apply_num_ctx(&options, tokens.len(), max_tokens)?;
     prompt::apply_defaults(&lm, &mut sampling, options.temperature, options.top_p);
@@ -585,7 +645,7 @@ async fn chat_handler(
         req.model,
         request,
         req.stream.unwrap_or(true),
-        Kind::Chat,
+        Kind::Chat { tools },
     )
     .await?)
 }

@@ -65,6 +65,24 @@ pub struct ChatMessageIn {
     pub content: String,
     #[serde(default)]
     pub images: Option<Vec<String>>,
+    /// An assistant's calls of tools.
+    #[serde(default)]
+    pub tool_calls: Option<Vec<ToolCall>>,
+    /// The tool whose result a `tool` message is.
+    #[serde(default)]
+    pub tool_name: Option<String>,
+}
+
+/// A tool call, in the conversation or a reply: the arguments as an object.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ToolCall {
+    pub function: FunctionCall,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct FunctionCall {
+    pub name: String,
+    pub arguments: serde_json::Value,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -102,6 +120,8 @@ pub struct ShowRequest {
 pub struct ChatMessageOut {
     pub role: &'static str,
     pub content: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
 }
 
 /// The statistics the last object of a generation carries (durations in

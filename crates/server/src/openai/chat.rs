@@ -22,6 +22,7 @@ use super::params::{
     check_max_tokens, check_n, grammar, messages, refuse_if_set, refuse_unknown, sampling,
 };
 use super::remote::remote_chat;
+use super::tools::{ToolUse, tool_use};
 use super::{FINGERPRINT, MAX_TOP_LOGPROBS, sse, sse_json, usage, wire_logprobs};
 
 pub(super) async fn chat_completions(
@@ -33,8 +34,12 @@ pub(super) async fn chat_completions(
     }
     let msgs = messages(&req.messages)?;
     refuse_unknown(&req.other)?;
-    refuse_if_set("tools", &req.tools, "lucid has no tool calling")?;
-    refuse_if_set("tool_choice", &req.tool_choice, "lucid has no tool calling")?;
+    let tool_use = tool_use(
+        req.tools.as_ref(),
+        req.tool_choice.as_ref(),
+        req.parallel_tool_calls,
+    )?;
+    let may_call = tool_use.as_ref().is_some_and(ToolUse::may_call);
     refuse_if_set(
         "logit_bias",
         &req.logit_bias,
@@ -56,6 +61,12 @@ pub(super) async fn chat_completions(
             return Err(ApiError::invalid(
                 "top_logprobs",
                 "top_logprobs requires logprobs to be true",
+            ));
+        }
+        (true, _) if may_call => {
+            return Err(ApiError::invalid(
+                "logprobs",
+                "logprobs are not given with tools the model may call",
             ));
         }
         (true, k) => Some(k.unwrap_or(0) as usize),
@@ -86,14 +97,28 @@ pub(super) async fn chat_completions(
             &req.ignore_eos,
             "a provider's model ends where its provider decides",
         )?;
+        if tool_use.is_some() {
+            return Err(ApiError::invalid(
+                "tools",
+                "tools are only supported for the models this server holds",
+            ));
+        }
         return remote_chat(state, req, msgs, max_tokens, top, stop, n, include_usage).await;
     }
     let local_name = model_ref.model().unwrap_or_default().to_owned();
     let lm = state.require_model(&local_name).await?;
     let mut sampling = sampling;
     prompt::apply_defaults(&lm, &mut sampling, req.temperature, req.top_p);
+    let forced = tool_use.as_ref().is_some_and(ToolUse::forces_a_call);
+    if forced && req.response_format.is_some() {
+        return Err(ApiError::invalid(
+            "response_format",
+            "response_format cannot be combined with a tool_choice that asks for a call",
+        ));
+    }
     let grammar = grammar(req.response_format.as_ref()).await?;
-    let tokens = prompt::chat_tokens(&lm, msgs, "messages").await?;
+    let shown = tool_use.as_ref().and_then(|t| t.shown.clone());
+    let tokens = prompt::chat_tokens_with_tools(&lm, msgs, shown, "messages").await?;
     let request = Request {
         prompt: tokens,
         max_tokens,
@@ -103,7 +128,11 @@ pub(super) async fn chat_completions(
         grammar,
         ignore_eos: req.ignore_eos.unwrap_or(false),
     };
-    let gens = generate::submit_n(&lm, &request, n, "messages")?;
+    let requests = match tool_use.as_ref().filter(|_| forced) {
+        Some(tools) => forced_calls(&state, &lm, tools, &request, n).await?,
+        None => vec![request.clone(); n],
+    };
+    let gens = generate::submit_each(&lm, requests, "messages")?;
     let prompt_tokens = request.prompt.len();
     let merged = generate::merge(&state, &lm.name, gens, 0);
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
@@ -119,6 +148,7 @@ pub(super) async fn chat_completions(
             prompt_tokens,
             collected,
             top.is_some(),
+            tool_use.as_ref(),
         ))
         .into_response());
     }
@@ -147,6 +177,7 @@ pub(super) async fn chat_completions(
                     delta: Delta {
                         role: Some("assistant"),
                         content: Some(String::new()),
+                        tool_calls: None,
                     },
                     logprobs: None,
                     finish_reason: None,
@@ -157,7 +188,15 @@ pub(super) async fn chat_completions(
         .collect();
     let mut completion_tokens = 0usize;
     let mut cached = 0usize;
+    // With tools the model may call, each choice's text is held until its
+    // end, when it is read for calls.
+    let mut held: Option<Vec<String>> = may_call.then(|| vec![String::new(); n]);
     let body = generate::drive(merged, out, move |event, out| match event {
+        Some((i, Event::Token(t))) if held.is_some() => {
+            if let Some(text) = held.as_mut().and_then(|h| h.get_mut(i)) {
+                text.push_str(&t.text);
+            }
+        }
         Some((i, Event::Token(t))) => {
             let logprobs = t.logprobs.as_ref().map(|lp| ChoiceLogprobs {
                 content: vec![wire_logprobs(&lm, t.id, lp)],
@@ -170,6 +209,7 @@ pub(super) async fn chat_completions(
                         delta: Delta {
                             role: None,
                             content: Some(t.text),
+                            tool_calls: None,
                         },
                         logprobs,
                         finish_reason: None,
@@ -181,13 +221,50 @@ pub(super) async fn chat_completions(
         Some((i, Event::Finished(f))) => {
             completion_tokens += f.usage.completion_tokens;
             cached = cached.max(f.usage.cached_tokens);
-            if !f.tail.is_empty() {
+            let mut finish = generate::finish_reason(f.reason);
+            if let (Some(held), Some(tools)) = (held.as_mut(), tool_use.as_ref()) {
+                let text = held.get_mut(i).map(std::mem::take).unwrap_or_default() + &f.tail;
+                if f.reason == StopReason::Cancelled {
+                    out.push_back(sse_json(&ApiError::cut_off().openai_body()));
+                    return;
+                }
+                let (content, calls) = tools.read(&text);
+                if !calls.is_empty() && finish == "stop" {
+                    finish = "tool_calls";
+                }
+                let delta = Delta {
+                    role: None,
+                    content,
+                    tool_calls: (!calls.is_empty()).then(|| {
+                        calls
+                            .into_iter()
+                            .enumerate()
+                            .map(|(index, c)| DeltaToolCall {
+                                index,
+                                id: c.id,
+                                kind: c.kind,
+                                function: c.function,
+                            })
+                            .collect()
+                    }),
+                };
+                out.push_back(sse_json(&chunk(
+                    vec![ChunkChoice {
+                        index: i,
+                        delta,
+                        logprobs: None,
+                        finish_reason: None,
+                    }],
+                    null_usage.clone(),
+                )));
+            } else if !f.tail.is_empty() {
                 out.push_back(sse_json(&chunk(
                     vec![ChunkChoice {
                         index: i,
                         delta: Delta {
                             role: None,
                             content: Some(f.tail),
+                            tool_calls: None,
                         },
                         logprobs: None,
                         finish_reason: None,
@@ -207,9 +284,10 @@ pub(super) async fn chat_completions(
                     delta: Delta {
                         role: None,
                         content: None,
+                        tool_calls: None,
                     },
                     logprobs: None,
-                    finish_reason: Some(generate::finish_reason(f.reason)),
+                    finish_reason: Some(finish),
                 }],
                 null_usage.clone(),
             )));
@@ -234,6 +312,50 @@ pub(super) async fn chat_completions(
     Ok(sse(body.boxed()))
 }
 
+/// The requests for `n` choices that must call a tool: each constrained
+/// to one call of its function, which the model first chooses (under a
+/// grammar of the functions' names) when the request does not name one.
+async fn forced_calls(
+    state: &AppState,
+    lm: &LocalModel,
+    tools: &ToolUse,
+    request: &Request,
+    n: usize,
+) -> Result<Vec<Request>, ApiError> {
+    let names: Vec<String> = match tools.forced_name() {
+        Some(name) => vec![name.to_owned(); n],
+        None => {
+            let choose = Request {
+                max_tokens: Some(64),
+                grammar: tools.name_grammar().await?,
+                logprobs: None,
+                stop: Vec::new(),
+                ..request.clone()
+            };
+            let gens = generate::submit_n(lm, &choose, n, "messages")?;
+            let merged = generate::merge(state, &lm.name, gens, 0);
+            generate::collect(merged, n)
+                .await?
+                .iter()
+                .map(|c| {
+                    tools.chosen(&c.text).ok_or_else(|| {
+                        ApiError::internal(format!("no function was chosen: {:?}", c.text))
+                    })
+                })
+                .collect::<Result<_, _>>()?
+        }
+    };
+    let mut requests = Vec::with_capacity(n);
+    for name in names {
+        requests.push(Request {
+            grammar: tools.call_grammar(&name).await?,
+            ..request.clone()
+        });
+    }
+    Ok(requests)
+}
+
+#[allow(clippy::too_many_arguments)]
 fn chat_completion(
     lm: &LocalModel,
     id: String,
@@ -242,6 +364,7 @@ fn chat_completion(
     prompt_tokens: usize,
     collected: Vec<Collected>,
     with_logprobs: bool,
+    tool_use: Option<&ToolUse>,
 ) -> ChatCompletion {
     let completion_tokens = collected.iter().map(|c| c.tokens.len()).sum();
     let cached = collected
@@ -257,25 +380,38 @@ fn chat_completion(
         choices: collected
             .into_iter()
             .enumerate()
-            .map(|(i, c)| ChatChoice {
-                index: i,
-                logprobs: with_logprobs.then(|| ChoiceLogprobs {
-                    content: c
-                        .tokens
-                        .iter()
-                        .filter_map(|t| t.logprobs.as_ref().map(|lp| wire_logprobs(lm, t.id, lp)))
-                        .collect(),
-                    refusal: None,
-                }),
-                finish_reason: c
+            .map(|(i, c)| {
+                let mut finish_reason = c
                     .finished
                     .as_ref()
-                    .map_or("stop", |f| generate::finish_reason(f.reason)),
-                message: AssistantMessage {
-                    role: "assistant",
-                    content: c.text,
-                    refusal: None,
-                },
+                    .map_or("stop", |f| generate::finish_reason(f.reason));
+                let (content, tool_calls) = match tool_use {
+                    Some(tools) => tools.read(&c.text),
+                    None => (Some(c.text), Vec::new()),
+                };
+                if !tool_calls.is_empty() && finish_reason == "stop" {
+                    finish_reason = "tool_calls";
+                }
+                ChatChoice {
+                    index: i,
+                    logprobs: with_logprobs.then(|| ChoiceLogprobs {
+                        content: c
+                            .tokens
+                            .iter()
+                            .filter_map(|t| {
+                                t.logprobs.as_ref().map(|lp| wire_logprobs(lm, t.id, lp))
+                            })
+                            .collect(),
+                        refusal: None,
+                    }),
+                    finish_reason,
+                    message: AssistantMessage {
+                        role: "assistant",
+                        content,
+                        refusal: None,
+                        tool_calls,
+                    },
+                }
             })
             .collect(),
         usage: usage(prompt_tokens, completion_tokens, cached),

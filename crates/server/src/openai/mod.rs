@@ -18,6 +18,7 @@ mod params;
 pub(crate) use params::{compile, messages, sampling};
 mod remote;
 mod responses;
+pub(crate) mod tools;
 pub mod wire;
 
 use std::convert::Infallible;

@@ -133,7 +133,9 @@ pub(super) fn refuse_unknown(
             | "structured_outputs" => {
                 "lucid constrains output with `response_format` (a JSON schema)"
             }
-            "parallel_tool_calls" | "functions" | "function_call" => "lucid has no tool calling",
+            "functions" | "function_call" => {
+                "these are OpenAI's deprecated names: send `tools` and `tool_choice`"
+            }
             "reasoning_effort" | "verbosity" | "reasoning" => {
                 "lucid's models have no reasoning settings"
             }
@@ -196,7 +198,9 @@ pub(crate) async fn compile(
     .await
 }
 
-/// The engine's messages from OpenAI's; `developer` is a system message.
+/// The engine's messages from OpenAI's; `developer` is a system message,
+/// an assistant's `tool_calls` and a `tool` message's result are kept for
+/// the template.
 pub(crate) fn messages(msgs: &[Message]) -> Result<Vec<ChatMessage>, ApiError> {
     if msgs.is_empty() {
         return Err(ApiError::invalid("messages", "messages must not be empty"));
@@ -208,16 +212,53 @@ pub(crate) fn messages(msgs: &[Message]) -> Result<Vec<ChatMessage>, ApiError> {
                 "system" | "developer" => Role::System,
                 "user" => Role::User,
                 "assistant" => Role::Assistant,
+                "tool" => Role::Tool,
                 other => {
                     return Err(ApiError::invalid(
                         format!("messages[{i}].role"),
                         format!(
-                            "role `{other}` is not supported (system, developer, user, assistant)"
+                            "role `{other}` is not supported (system, developer, user, assistant, tool)"
                         ),
                     ));
                 }
             };
-            Ok(ChatMessage::new(role, content_text(m.content.as_ref(), i)?))
+            let mut message = ChatMessage::new(role, content_text(m.content.as_ref(), i)?);
+            if let Some(calls) = m.tool_calls.as_ref().filter(|c| !c.is_empty()) {
+                if role != Role::Assistant {
+                    return Err(ApiError::invalid(
+                        format!("messages[{i}].tool_calls"),
+                        "only an assistant's message has tool calls",
+                    ));
+                }
+                for (j, call) in calls.iter().enumerate() {
+                    let at = format!("messages[{i}].tool_calls[{j}]");
+                    if call.kind.as_deref().is_some_and(|k| k != "function") {
+                        return Err(ApiError::invalid(
+                            format!("{at}.type"),
+                            "only `function` tool calls are supported",
+                        ));
+                    }
+                    let arguments: serde_json::Value =
+                        serde_json::from_str(&call.function.arguments).map_err(|e| {
+                            ApiError::invalid(
+                                format!("{at}.function.arguments"),
+                                format!("the arguments are not JSON: {e}"),
+                            )
+                        })?;
+                    message.tool_calls.push(lucid_engine::ToolCall {
+                        id: call.id.clone().unwrap_or_else(|| format!("call_{j}")),
+                        kind: "function".into(),
+                        function: lucid_engine::FunctionCall {
+                            name: call.function.name.clone(),
+                            arguments,
+                        },
+                    });
+                }
+            }
+            if role == Role::Tool {
+                message.tool_call_id = m.tool_call_id.clone();
+            }
+            Ok(message)
         })
         .collect()
 }

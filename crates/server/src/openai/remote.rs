@@ -52,19 +52,27 @@ pub(super) async fn remote_chat(
         frequency_penalty: req.frequency_penalty,
         logprobs: top.map(|t| t as u8),
     };
+    let mut messages = Vec::with_capacity(msgs.len());
+    for (i, m) in msgs.into_iter().enumerate() {
+        let role = match m.role {
+            Role::System => lucid_providers::Role::System,
+            Role::User => lucid_providers::Role::User,
+            Role::Assistant if m.tool_calls.is_empty() => lucid_providers::Role::Assistant,
+            Role::Assistant | Role::Tool => {
+                return Err(ApiError::invalid(
+                    format!("messages[{i}]"),
+                    "tool calls and results are only supported for local models",
+                ));
+            }
+        };
+        messages.push(lucid_providers::Message {
+            role,
+            content: m.content,
+        });
+    }
     let chat = ChatRequest {
         model: req.model.clone(),
-        messages: msgs
-            .into_iter()
-            .map(|m| lucid_providers::Message {
-                role: match m.role {
-                    Role::System => lucid_providers::Role::System,
-                    Role::User => lucid_providers::Role::User,
-                    Role::Assistant => lucid_providers::Role::Assistant,
-                },
-                content: m.content,
-            })
-            .collect(),
+        messages,
         params,
         stream: req.stream.unwrap_or(false),
     };
@@ -83,8 +91,9 @@ pub(super) async fn remote_chat(
                 index: 0,
                 message: AssistantMessage {
                     role: "assistant",
-                    content: r.text,
+                    content: Some(r.text),
                     refusal: None,
+                    tool_calls: Vec::new(),
                 },
                 logprobs: r.logprobs.map(|lps| ChoiceLogprobs {
                     content: lps.into_iter().map(provider_logprob).collect(),
@@ -120,6 +129,7 @@ pub(super) async fn remote_chat(
             delta: Delta {
                 role: Some("assistant"),
                 content: Some(String::new()),
+                tool_calls: None,
             },
             logprobs: None,
             finish_reason: None,
@@ -135,6 +145,7 @@ pub(super) async fn remote_chat(
                         delta: Delta {
                             role: None,
                             content: Some(text),
+                            tool_calls: None,
                         },
                         logprobs: logprobs.map(|l| ChoiceLogprobs {
                             content: l.into_iter().map(provider_logprob).collect(),
@@ -151,6 +162,7 @@ pub(super) async fn remote_chat(
                             delta: Delta {
                                 role: None,
                                 content: None,
+                                tool_calls: None,
                             },
                             logprobs: None,
                             finish_reason: Some(provider_finish(&reason)),

@@ -67,6 +67,57 @@ pub struct Message {
     pub role: String,
     #[serde(default)]
     pub content: Option<Content>,
+    /// An assistant's calls of tools.
+    #[serde(default)]
+    pub tool_calls: Option<Vec<InToolCall>>,
+    /// Which call a `tool` message answers.
+    #[serde(default)]
+    pub tool_call_id: Option<String>,
+    /// A participant's name (a tool's, on a `tool` message).
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// A tool call in the conversation so far.
+#[derive(Debug, Clone, Deserialize)]
+pub struct InToolCall {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+    pub function: InFunctionCall,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct InFunctionCall {
+    pub name: String,
+    /// The arguments as a JSON text, as OpenAI sends them.
+    pub arguments: String,
+}
+
+/// A tool call in a reply.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutToolCall {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub function: OutFunctionCall,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OutFunctionCall {
+    pub name: String,
+    pub arguments: String,
+}
+
+/// A tool call in a streamed delta: the call whole, at its index.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeltaToolCall {
+    pub index: usize,
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub function: OutFunctionCall,
 }
 
 /// `POST /v1/chat/completions`.
@@ -109,12 +160,13 @@ pub struct ChatCompletionRequest {
     pub min_p: Option<f32>,
     #[serde(default)]
     pub repeat_penalty: Option<f32>,
-    /// Accepted and refused with a clear message when set: lucid has no
-    /// tool calling.
+    /// Functions the model may call, and whether it must.
     #[serde(default)]
     pub tools: Option<serde_json::Value>,
     #[serde(default)]
     pub tool_choice: Option<serde_json::Value>,
+    #[serde(default)]
+    pub parallel_tool_calls: Option<bool>,
     #[serde(default)]
     pub logit_bias: Option<serde_json::Value>,
     /// vLLM's extension: generate past end-of-generation tokens (local
@@ -224,8 +276,11 @@ pub struct ChoiceLogprobs {
 #[derive(Debug, Clone, Serialize)]
 pub struct AssistantMessage {
     pub role: &'static str,
-    pub content: String,
+    /// `null` when the reply is only tool calls.
+    pub content: Option<String>,
     pub refusal: Option<()>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<OutToolCall>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -253,6 +308,8 @@ pub struct Delta {
     pub role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<DeltaToolCall>>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -1,0 +1,236 @@
+//! Tool use in a conversation: how a model is shown the tools it may call
+//! and the calls and results so far, and how its calls are read back from
+//! what it writes.
+//!
+//! A chat template that reads `tools` (Qwen 2.5's, Hermes', Llama 3.1's)
+//! renders them its own way. For one that does not (SmolLM2's, ChatML), the
+//! conversation is rewritten ([`written_in`]) in the Hermes format that
+//! many open models were trained on: the tools as JSON in the system
+//! message, each call as `<tool_call>{"name": …, "arguments": {…}}</tool_call>`
+//! in the assistant's turn, each result as `<tool_response>…</tool_response>`
+//! in a user turn.
+//!
+//! [`read_calls`] reads calls back in the formats models write: Hermes
+//! tags (`<tool_call>…</tool_call>`, any number), or a reply that is one
+//! JSON object with `name` and `arguments` (or Llama 3's `parameters`), as
+//! constrained decoding writes it.
+
+use serde_json::Value;
+
+use crate::chat::{ChatMessage, Role};
+
+/// The conversation with the tools and tool turns written into it, for a
+/// template that does not read `tools`. `tools` is OpenAI's list
+/// (`[{"type": "function", "function": {…}}]`); `None` when the model may
+/// not call any, in which case only earlier calls and results are written.
+pub fn written_in(messages: &[ChatMessage], tools: Option<&Value>) -> Vec<ChatMessage> {
+    let mut out = Vec::with_capacity(messages.len() + 1);
+    if let Some(listing) = tools.and_then(describe) {
+        match messages.first() {
+            Some(first) if first.role == Role::System => {
+                out.push(ChatMessage::new(
+                    Role::System,
+                    format!("{}\n\n{listing}", first.content),
+                ));
+            }
+            _ => out.push(ChatMessage::new(Role::System, listing)),
+        }
+    }
+    let skip =
+        usize::from(!out.is_empty() && messages.first().is_some_and(|m| m.role == Role::System));
+    for m in &messages[skip..] {
+        match m.role {
+            Role::Assistant if !m.tool_calls.is_empty() => {
+                let mut text = m.content.clone();
+                for call in &m.tool_calls {
+                    if !text.is_empty() {
+                        text.push('\n');
+                    }
+                    text.push_str(&format!(
+                        "<tool_call>\n{{\"name\": {}, \"arguments\": {}}}\n</tool_call>",
+                        Value::from(call.function.name.as_str()),
+                        call.function.arguments
+                    ));
+                }
+                out.push(ChatMessage::new(Role::Assistant, text));
+            }
+            Role::Tool => out.push(ChatMessage::new(
+                Role::User,
+                format!("<tool_response>\n{}\n</tool_response>", m.content),
+            )),
+            _ => out.push(m.clone()),
+        }
+    }
+    out
+}
+
+/// The system message's part about tools: each function's schema as one
+/// JSON line, and how to call one.
+fn describe(tools: &Value) -> Option<String> {
+    let list = tools.as_array().filter(|l| !l.is_empty())?;
+    let lines: Vec<String> = list
+        .iter()
+        .map(|t| t.get("function").unwrap_or(t).to_string())
+        .collect();
+    Some(format!(
+        "You may call one or more functions to help with the user's request. \
+         The functions, as JSON schemas:\n<tools>\n{}\n</tools>\n\
+         To call a function, reply with a JSON object with its name and arguments \
+         within <tool_call></tool_call> tags:\n\
+         <tool_call>\n{{\"name\": <function-name>, \"arguments\": <args-json-object>}}\n</tool_call>",
+        lines.join("\n")
+    ))
+}
+
+/// A call read from a model's reply.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReadCall {
+    pub name: String,
+    /// A JSON object.
+    pub arguments: Value,
+}
+
+/// The calls in `text` and the text around them (trimmed). A tag whose
+/// content is not a call (malformed JSON, no name) is left in the text.
+pub fn read_calls(text: &str) -> (String, Vec<ReadCall>) {
+    const OPEN: &str = "<tool_call>";
+    const CLOSE: &str = "</tool_call>";
+    let mut calls = Vec::new();
+    let mut rest = String::new();
+    let mut tail = text;
+    while let Some(start) = tail.find(OPEN) {
+        let after = &tail[start + OPEN.len()..];
+        // A call cut off by the token limit has no closing tag: the text
+        // runs to the end.
+        let (inner, consumed) = match after.find(CLOSE) {
+            Some(end) => (&after[..end], start + OPEN.len() + end + CLOSE.len()),
+            None => (after, tail.len()),
+        };
+        match call_of(inner) {
+            Some(call) => {
+                rest.push_str(&tail[..start]);
+                calls.push(call);
+            }
+            None => rest.push_str(&tail[..consumed]),
+        }
+        tail = &tail[consumed..];
+    }
+    rest.push_str(tail);
+    if calls.is_empty()
+        && let Some(call) = call_of(text)
+    {
+        return (String::new(), vec![call]);
+    }
+    (rest.trim().to_owned(), calls)
+}
+
+/// One JSON object with a string `name` and an object `arguments` (or
+/// `parameters`; a JSON string holding an object is read too).
+fn call_of(text: &str) -> Option<ReadCall> {
+    let value: Value = serde_json::from_str(text.trim()).ok()?;
+    let name = value.get("name")?.as_str()?.to_owned();
+    let arguments = match value.get("arguments").or_else(|| value.get("parameters")) {
+        None => Value::Object(serde_json::Map::new()),
+        Some(Value::String(s)) => serde_json::from_str(s).ok()?,
+        Some(v) => v.clone(),
+    };
+    arguments
+        .is_object()
+        .then_some(ReadCall { name, arguments })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::{ChatTemplate, FunctionCall, ToolCall};
+    use serde_json::json;
+
+    #[test]
+    fn calls_are_read_in_hermes_tags_and_as_one_object() {
+        let (text, calls) = read_calls(
+            "Let me check.\n<tool_call>\n{\"name\": \"weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n<tool_call>{\"name\": \"time\", \"arguments\": \"{}\"}</tool_call>",
+        );
+        assert_eq!(text, "Let me check.");
+        assert_eq!(
+            calls,
+            vec![
+                ReadCall {
+                    name: "weather".into(),
+                    arguments: json!({"city": "Paris"})
+                },
+                ReadCall {
+                    name: "time".into(),
+                    arguments: json!({})
+                },
+            ]
+        );
+        let (text, calls) = read_calls("{\"name\": \"f\", \"parameters\": {\"x\": 1}}");
+        assert_eq!((text.as_str(), calls.len()), ("", 1));
+        assert_eq!(calls[0].arguments, json!({"x": 1}));
+        // Not calls: plain text, a malformed tag, arguments that are not an object.
+        for plain in [
+            "Paris is the capital.",
+            "<tool_call>{not json}</tool_call>",
+            "{\"name\": \"f\", \"arguments\": [1]}",
+            "{\"city\": \"Paris\"}",
+        ] {
+            let (text, calls) = read_calls(plain);
+            assert!(calls.is_empty(), "{plain}");
+            assert_eq!(text, plain.trim());
+        }
+        // Cut off before its closing tag, but whole: still a call.
+        let (_, calls) = read_calls("<tool_call>{\"name\": \"f\", \"arguments\": {}}");
+        assert_eq!(calls.len(), 1);
+    }
+
+    /// A template that does not read `tools` gets them, and the calls and
+    /// results so far, written into the conversation it does read.
+    #[test]
+    fn tools_and_tool_turns_are_written_for_a_template_without_them() {
+        let tools = json!([{"type": "function", "function": {"name": "weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
+        let mut call = ChatMessage::new(Role::Assistant, "");
+        call.tool_calls.push(ToolCall {
+            id: "call_1".into(),
+            kind: "function".into(),
+            function: FunctionCall {
+                name: "weather".into(),
+                arguments: json!({"city": "Paris"}),
+            },
+        });
+        let mut result = ChatMessage::new(Role::Tool, "18 degrees");
+        result.tool_call_id = Some("call_1".into());
+        let conversation = [
+            ChatMessage::new(Role::System, "Be brief."),
+            ChatMessage::new(Role::User, "Weather in Paris?"),
+            call,
+            result,
+        ];
+        let written = written_in(&conversation, Some(&tools));
+        let roles: Vec<Role> = written.iter().map(|m| m.role).collect();
+        assert_eq!(
+            roles,
+            [Role::System, Role::User, Role::Assistant, Role::User]
+        );
+        assert!(written[0].content.starts_with("Be brief.\n\n"));
+        assert!(written[0].content.contains("\"name\":\"weather\""));
+        assert_eq!(
+            written[2].content,
+            "<tool_call>\n{\"name\": \"weather\", \"arguments\": {\"city\":\"Paris\"}}\n</tool_call>"
+        );
+        assert_eq!(
+            written[3].content,
+            "<tool_response>\n18 degrees\n</tool_response>"
+        );
+        // What it writes reads back as the same call.
+        let (_, calls) = read_calls(&written[2].content);
+        assert_eq!(calls[0].name, "weather");
+        let chatml = ChatTemplate::new(None, "", "").unwrap();
+        assert!(!chatml.reads_tools());
+        let prompt = chatml.render(&written, true).unwrap();
+        assert!(
+            prompt.contains("<|im_start|>user\n<tool_response>"),
+            "{prompt}"
+        );
+    }
+}
