@@ -75,6 +75,38 @@ def test_anthropic_messages_plain_streamed_and_counted(server):
     assert text.startswith(stopped.content[0].text)
 
 
+def test_anthropic_tool_use_agent_loop(server):
+    client = an(server)
+    tool = {"name": "get_weather", "description": "The weather in a city.",
+            "input_schema": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30}},
+                             "required": ["city"], "additionalProperties": False}}
+    messages = [{"role": "user", "content": "What is the weather in Paris?"}]
+    asked = client.messages.create(model="smollm2", max_tokens=60, messages=messages,
+                                   tools=[tool], tool_choice={"type": "any"})
+    assert asked.stop_reason == "tool_use"
+    use = next(b for b in asked.content if b.type == "tool_use")
+    assert use.name == "get_weather"
+    jsonschema.validate(use.input, tool["input_schema"])
+    # Streamed, the SDK's accumulator puts the same call together.
+    with client.messages.stream(model="smollm2", max_tokens=60, messages=messages,
+                                tools=[tool], tool_choice={"type": "any"},
+                                extra_body={"temperature": 0}) as stream:
+        final = stream.get_final_message()
+    streamed = next(b for b in final.content if b.type == "tool_use")
+    assert streamed.name == "get_weather" and final.stop_reason == "tool_use"
+    jsonschema.validate(streamed.input, tool["input_schema"])
+    # The client runs the tool and hands back its result; the model answers.
+    messages += [
+        {"role": "assistant", "content": [use.model_dump()]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id,
+                                      "content": "18 degrees and sunny"}]},
+    ]
+    answer = client.messages.create(model="smollm2", max_tokens=24, messages=messages,
+                                    tools=[tool], tool_choice={"type": "none"})
+    assert answer.content[0].type == "text" and answer.content[0].text
+    assert answer.stop_reason in ("end_turn", "max_tokens")
+
+
 def test_anthropic_structured_output(server):
     schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}},
               "required": ["city"], "additionalProperties": False}
@@ -93,7 +125,7 @@ def test_anthropic_errors(server):
     with pytest.raises(anthropic.BadRequestError, match="tools"):
         client.messages.create(
             model="smollm2", max_tokens=4, messages=MESSAGES,
-            tools=[{"name": "f", "input_schema": {"type": "object"}}],
+            tools=[{"type": "web_search_20250305", "name": "web_search"}],
         )
     with pytest.raises(anthropic.AuthenticationError):
         anthropic.Anthropic(base_url=server.base, api_key="wrong", max_retries=0).messages.create(

@@ -48,7 +48,9 @@ pub async fn continued_chat_tokens(
     conversation_tokens(model, messages, None, prefill, param).await
 }
 
-async fn conversation_tokens(
+/// The prompt tokens of a conversation offering `tools`, whose reply
+/// begins with `prefill`.
+pub async fn conversation_tokens(
     model: &LocalModel,
     messages: Vec<ChatMessage>,
     tools: Option<serde_json::Value>,

@@ -240,17 +240,18 @@ async fn errors_have_anthropics_shape_and_name_the_field() {
         (json!({"top_logprobs": 2}), "top_logprobs", 400),
         (json!({"temperature": 1.5}), "temperature", 400),
         (
-            json!({"tools": [{"name": "f", "input_schema": {"type": "object"}}]}),
-            "tools",
+            json!({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}),
+            "tools[0].type",
             400,
         ),
+        (json!({"tool_choice": {"type": "any"}}), "tool_choice", 400),
         (
             json!({"thinking": {"type": "enabled", "budget_tokens": 1024}}),
             "thinking",
             400,
         ),
         (
-            json!({"messages": [{"role": "user", "content": [
+            json!({"messages": [{"role": "assistant", "content": [
                 {"type": "tool_result", "tool_use_id": "x", "content": "1"}]}]}),
             "tool_result",
             400,
@@ -310,4 +311,107 @@ async fn errors_have_anthropics_shape_and_name_the_field() {
     let (s, v) = with_headers("/v1/messages", &[("x-api-key", "wrong")], body).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
     assert_eq!(v["error"]["type"], "authentication_error", "{v}");
+}
+
+/// Tools as Anthropic's API has them: `tool_choice: any` yields a
+/// `tool_use` block whose input validates against its schema, plain and
+/// streamed (`input_json_delta`); a `tool_result` goes back into the
+/// conversation, and the model answers.
+#[tokio::test]
+async fn tool_use_and_tool_results() {
+    let schema = json!({"type": "object", "properties": {"city": {"type": "string", "maxLength": 30}},
+                        "required": ["city"], "additionalProperties": false});
+    let tools = json!([{"name": "get_weather", "description": "The weather in a city.",
+                        "input_schema": schema}]);
+    let ask = messages_request(json!({"max_tokens": 60, "tools": tools,
+        "tool_choice": {"type": "any"},
+        "messages": [{"role": "user", "content": "What is the weather in Paris?"}]}));
+    let (s, v) = post_json(app(), "/v1/messages", ask.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["stop_reason"], "tool_use", "{v}");
+    let block = v["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["type"] == "tool_use")
+        .unwrap()
+        .clone();
+    assert_eq!(block["name"], "get_weather");
+    assert!(block["id"].as_str().unwrap().starts_with("toolu_"));
+    assert!(
+        jsonschema::validator_for(&schema)
+            .unwrap()
+            .is_valid(&block["input"]),
+        "{block}"
+    );
+
+    // Streamed: the block starts with an empty input, which one
+    // `input_json_delta` completes.
+    let mut streamed = ask.clone();
+    streamed["stream"] = json!(true);
+    let (_, _, bytes) = call(
+        app(),
+        "POST",
+        "/v1/messages",
+        Some(&streamed.to_string()),
+        Some(KEY),
+    )
+    .await;
+    let body = String::from_utf8(bytes).unwrap();
+    let data: Vec<Value> = sse_data(&body)
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let start = data
+        .iter()
+        .find(|d| d["type"] == "content_block_start" && d["content_block"]["type"] == "tool_use")
+        .unwrap();
+    assert_eq!(start["content_block"]["input"], json!({}));
+    let partial: String = data
+        .iter()
+        .filter(|d| d["delta"]["type"] == "input_json_delta")
+        .map(|d| d["delta"]["partial_json"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        serde_json::from_str::<Value>(&partial).unwrap(),
+        block["input"]
+    );
+    let delta = data.iter().find(|d| d["type"] == "message_delta").unwrap();
+    assert_eq!(delta["delta"]["stop_reason"], "tool_use");
+
+    // The result goes back; the model answers in text.
+    let history = json!([
+        {"role": "user", "content": "What is the weather in Paris?"},
+        {"role": "assistant", "content": [block]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": block["id"],
+                                      "content": [{"type": "text", "text": "18 degrees"}]}]},
+    ]);
+    let (s, v) = post_json(
+        app(),
+        "/v1/messages",
+        messages_request(
+            json!({"max_tokens": 16, "tools": tools, "tool_choice": {"type": "none"},
+                                "messages": history}),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["content"][0]["type"], "text", "{v}");
+    assert_ne!(v["stop_reason"], "tool_use");
+    let (_, with_result) = post_json(
+        app(),
+        "/v1/messages/count_tokens",
+        json!({"model": "smollm2", "messages": history}),
+    )
+    .await;
+    let (_, without) = post_json(
+        app(),
+        "/v1/messages/count_tokens",
+        json!({"model": "smollm2", "messages": [history[0]]}),
+    )
+    .await;
+    assert!(
+        with_result["input_tokens"].as_u64() > without["input_tokens"].as_u64(),
+        "{with_result} {without}"
+    );
 }

@@ -17,9 +17,14 @@
 //! Sampling fields that Anthropic's API has dropped (`temperature`,
 //! `top_p`, `top_k`) are still applied when an older client sends them.
 //!
-//! Not yet: tools (`tool_use`/`tool_result` blocks), images and documents,
-//! extended thinking and effort, and `provider:model` names; each is
-//! refused with a 400 that names it.
+//! Client tools work as on the chat route (`crate::openai::tools`):
+//! `tool_use` blocks in a reply (`stop_reason: "tool_use"`), `tool_result`
+//! blocks in the conversation; `tool_choice` `any` and `tool` constrain the
+//! call to the tool's `input_schema`.
+//!
+//! Not yet: Anthropic's server tools, images and documents, extended
+//! thinking and effort, and `provider:model` names; each is refused with a
+//! 400 that names it.
 
 mod wire;
 
@@ -35,11 +40,12 @@ use futures::stream::StreamExt;
 use lucid_engine::{ChatMessage, Role, StopReason};
 use lucid_providers::ModelRef;
 use lucid_scheduler::{Event, Request};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::body::ApiJson;
 use crate::error::{AnthropicError, ApiError};
 use crate::generate;
+use crate::openai::tools::{ToolUse, tool_use};
 use crate::prompt;
 use crate::state::{AppState, LocalModel};
 use wire::*;
@@ -73,7 +79,9 @@ async fn messages(
         return Err(ApiError::shutting_down().into());
     }
     refuse_unknown(&req.other)?;
-    refuse_tools_and_thinking(&req.tools, &req.tool_choice, &req.thinking)?;
+    refuse_thinking(&req.thinking)?;
+    let tools = tools(req.tools.as_ref(), req.tool_choice.as_ref())?;
+    let may_call = tools.as_ref().is_some_and(ToolUse::may_call);
     if req.max_tokens == 0 {
         return Err(ApiError::invalid("max_tokens", "max_tokens must be at least 1").into());
     }
@@ -99,8 +107,22 @@ async fn messages(
         None,
     )?;
     prompt::apply_defaults(&lm, &mut sampling, req.temperature, req.top_p);
+    let forced = tools.as_ref().is_some_and(ToolUse::forces_a_call);
+    if forced
+        && req
+            .output_config
+            .as_ref()
+            .is_some_and(|c| c.format.is_some())
+    {
+        return Err(ApiError::invalid(
+            "output_config.format",
+            "an output format cannot be combined with a tool_choice that asks for a call",
+        )
+        .into());
+    }
     let grammar = output_grammar(req.output_config.as_ref()).await?;
-    let tokens = prompt::continued_chat_tokens(&lm, conversation, prefill, "messages").await?;
+    let shown = tools.as_ref().and_then(|t| t.shown.clone());
+    let tokens = prompt::conversation_tokens(&lm, conversation, shown, prefill, "messages").await?;
     let request = Request {
         prompt: tokens,
         max_tokens: Some(req.max_tokens as usize),
@@ -111,10 +133,14 @@ async fn messages(
         ignore_eos: false,
     };
     let prompt_tokens = request.prompt.len();
-    let gens = generate::submit_n(&lm, &request, 1, "messages")?;
+    let requests = match tools.as_ref().filter(|_| forced) {
+        Some(t) => t.forced_requests(&state, &lm, &request, 1).await?,
+        None => vec![request],
+    };
+    let gens = generate::submit_each(&lm, requests, "messages")?;
     let merged = generate::merge(&state, &lm.name, gens, 0);
     let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
-    let message = |content: Vec<TextBlock>, usage: Usage| Message {
+    let message = |content: Vec<OutBlock>, usage: Usage| Message {
         id: id.clone(),
         kind: "message",
         role: "assistant",
@@ -133,18 +159,16 @@ async fn messages(
         let Some(f) = c.finished else {
             return Err(ApiError::cut_off().into());
         };
+        let (blocks, called) = blocks(tools.as_ref(), c.text);
         let mut reply = message(
-            vec![TextBlock {
-                kind: "text",
-                text: c.text,
-            }],
+            blocks,
             usage(
                 prompt_tokens,
                 f.usage.completion_tokens,
                 f.usage.cached_tokens,
             ),
         );
-        reply.stop_reason = Some(stop_reason(f.reason)?);
+        reply.stop_reason = Some(stop_reason(f.reason, called)?);
         reply.stop_sequence = f.stop_string;
         return Ok(axum::Json(reply).into_response());
     }
@@ -152,36 +176,56 @@ async fn messages(
     let start = StreamEvent::MessageStart {
         message: message(Vec::new(), usage(prompt_tokens, 0, 0)),
     };
-    let out: VecDeque<SseEvent> = [
-        start,
-        StreamEvent::ContentBlockStart {
+    let mut first = vec![start];
+    // Without tools the text streams as it comes; with tools the model may
+    // call, it is held to the end and read for calls, then sent as blocks.
+    if !may_call {
+        first.push(StreamEvent::ContentBlockStart {
             index: 0,
-            content_block: TextBlock {
-                kind: "text",
+            content_block: OutBlock::Text {
                 text: String::new(),
             },
-        },
-        StreamEvent::Ping,
-    ]
-    .iter()
-    .map(event)
-    .collect();
+        });
+    }
+    first.push(StreamEvent::Ping);
+    let out: VecDeque<SseEvent> = first.iter().map(event).collect();
+    let mut held = String::new();
     let body = generate::drive(merged, out, move |e, out| match e {
+        Some((_, Event::Token(t))) if may_call => held.push_str(&t.text),
         Some((_, Event::Token(t))) if !t.text.is_empty() => {
-            out.push_back(event(&text_delta(t.text)));
+            out.push_back(event(&text_delta(0, t.text)));
         }
         Some((_, Event::Finished(f))) => {
-            if !f.tail.is_empty() {
-                out.push_back(event(&text_delta(f.tail)));
-            }
-            let reason = match stop_reason(f.reason) {
-                Ok(reason) => reason,
-                Err(cut) => {
-                    out.push_back(error_event(&cut));
-                    return;
+            let reason = if may_call {
+                held.push_str(&f.tail);
+                let (blocks, called) = blocks(tools.as_ref(), std::mem::take(&mut held));
+                match stop_reason(f.reason, called) {
+                    Ok(reason) => {
+                        for (index, block) in blocks.into_iter().enumerate() {
+                            send_block(out, index, block);
+                        }
+                        reason
+                    }
+                    Err(cut) => {
+                        out.push_back(error_event(&cut));
+                        return;
+                    }
+                }
+            } else {
+                if !f.tail.is_empty() {
+                    out.push_back(event(&text_delta(0, f.tail)));
+                }
+                match stop_reason(f.reason, false) {
+                    Ok(reason) => {
+                        out.push_back(event(&StreamEvent::ContentBlockStop { index: 0 }));
+                        reason
+                    }
+                    Err(cut) => {
+                        out.push_back(error_event(&cut));
+                        return;
+                    }
                 }
             };
-            out.push_back(event(&StreamEvent::ContentBlockStop { index: 0 }));
             out.push_back(event(&StreamEvent::MessageDelta {
                 delta: MessageDelta {
                     stop_reason: reason,
@@ -204,16 +248,128 @@ async fn messages(
     Ok(Sse::new(body.boxed()).into_response())
 }
 
+/// A whole block as a stream sends it: its start (a tool call with empty
+/// input), its content as one delta, its stop.
+fn send_block(out: &mut VecDeque<SseEvent>, index: usize, block: OutBlock) {
+    let (start, delta) = match block {
+        OutBlock::Text { text } => (
+            OutBlock::Text {
+                text: String::new(),
+            },
+            BlockDelta::TextDelta { text },
+        ),
+        OutBlock::ToolUse { id, name, input } => (
+            OutBlock::ToolUse {
+                id,
+                name,
+                input: Value::Object(Map::new()),
+            },
+            BlockDelta::InputJsonDelta {
+                partial_json: input.to_string(),
+            },
+        ),
+    };
+    out.push_back(event(&StreamEvent::ContentBlockStart {
+        index,
+        content_block: start,
+    }));
+    out.push_back(event(&StreamEvent::ContentBlockDelta { index, delta }));
+    out.push_back(event(&StreamEvent::ContentBlockStop { index }));
+}
+
+/// A reply's blocks: its text (when there is any, or nothing else), then
+/// its calls; and whether it called a tool.
+fn blocks(tools: Option<&ToolUse>, text: String) -> (Vec<OutBlock>, bool) {
+    let (content, calls) = match tools {
+        Some(t) => t.read_calls(&text),
+        None => (Some(text), Vec::new()),
+    };
+    let mut blocks = Vec::with_capacity(calls.len() + 1);
+    if let Some(text) = content.filter(|t| !t.is_empty() || calls.is_empty()) {
+        blocks.push(OutBlock::Text { text });
+    }
+    let called = !calls.is_empty();
+    for call in calls {
+        blocks.push(OutBlock::ToolUse {
+            id: format!("toolu_{}", &uuid::Uuid::new_v4().simple().to_string()[..24]),
+            name: call.name,
+            input: call.arguments,
+        });
+    }
+    (blocks, called)
+}
+
+/// Anthropic's tools and `tool_choice` as the chat route's: `auto`, `any`
+/// (a call is required), `tool` (that one), `none`; client tools only.
+fn tools(tools: Option<&Value>, choice: Option<&Value>) -> Result<Option<ToolUse>, ApiError> {
+    let list = match tools {
+        None | Some(Value::Null) => return refuse_choice_without_tools(choice),
+        Some(Value::Array(list)) => list,
+        Some(_) => return Err(ApiError::invalid("tools", "tools must be a list")),
+    };
+    let mut functions = Vec::with_capacity(list.len());
+    for (i, tool) in list.iter().enumerate() {
+        if let Some(kind) = tool
+            .get("type")
+            .and_then(Value::as_str)
+            .filter(|k| *k != "custom")
+        {
+            return Err(ApiError::invalid(
+                format!("tools[{i}].type"),
+                format!("`{kind}` is a server tool of Anthropic's; lucid runs only client tools"),
+            ));
+        }
+        functions.push(json!({"type": "function", "function": {
+            "name": tool.get("name").cloned().unwrap_or(Value::Null),
+            "description": tool.get("description").cloned().unwrap_or(Value::Null),
+            "parameters": tool.get("input_schema").cloned()
+                .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+        }}));
+    }
+    let parallel = choice
+        .and_then(|c| c.get("disable_parallel_tool_use"))
+        .and_then(Value::as_bool)
+        .map(|disable| !disable);
+    let choice = match choice.filter(|c| !c.is_null()) {
+        None => None,
+        Some(c) => Some(match c.get("type").and_then(Value::as_str) {
+            Some("auto") => json!("auto"),
+            Some("any") => json!("required"),
+            Some("none") => json!("none"),
+            Some("tool") => json!({"type": "function", "function": {"name": c.get("name")}}),
+            _ => {
+                return Err(ApiError::invalid(
+                    "tool_choice",
+                    "tool_choice's type is auto, any, tool or none",
+                ));
+            }
+        }),
+    };
+    tool_use(Some(&Value::Array(functions)), choice.as_ref(), parallel)
+}
+
+fn refuse_choice_without_tools(choice: Option<&Value>) -> Result<Option<ToolUse>, ApiError> {
+    match choice.and_then(|c| c.get("type")).and_then(Value::as_str) {
+        None | Some("none" | "auto") => Ok(None),
+        Some(_) => Err(ApiError::invalid(
+            "tool_choice",
+            "tool_choice asks for a call, but there are no tools",
+        )),
+    }
+}
+
 async fn count_tokens(
     State(state): State<AppState>,
     body: Result<ApiJson<CountTokensRequest>, ApiError>,
 ) -> Result<Response, AnthropicError> {
     let ApiJson(req) = body?;
     refuse_unknown(&req.other)?;
-    refuse_tools_and_thinking(&req.tools, &req.tool_choice, &req.thinking)?;
+    refuse_thinking(&req.thinking)?;
+    let tools = tools(req.tools.as_ref(), req.tool_choice.as_ref())?;
     let lm = local_model(&state, &req.model).await?;
     let (conversation, prefill) = conversation(req.system.as_ref(), &req.messages)?;
-    let tokens = prompt::continued_chat_tokens(&lm, conversation, prefill, "messages").await?;
+    let shown = tools.and_then(|t| t.shown);
+    let tokens = prompt::conversation_tokens(&lm, conversation, shown, prefill, "messages").await?;
     Ok(axum::Json(TokenCount {
         input_tokens: tokens.len(),
     })
@@ -272,8 +428,9 @@ async fn output_grammar(
 
 /// Anthropic's `stop_reason`; a generation the server cut short has none
 /// and is an error.
-fn stop_reason(r: StopReason) -> Result<&'static str, ApiError> {
+fn stop_reason(r: StopReason, called: bool) -> Result<&'static str, ApiError> {
     Ok(match r {
+        StopReason::EndOfGeneration | StopReason::StopString if called => "tool_use",
         StopReason::EndOfGeneration => "end_turn",
         StopReason::StopString => "stop_sequence",
         StopReason::MaxTokens => "max_tokens",
@@ -291,13 +448,10 @@ fn usage(prompt: usize, output: usize, cached: usize) -> Usage {
     }
 }
 
-fn text_delta(text: String) -> StreamEvent {
+fn text_delta(index: usize, text: String) -> StreamEvent {
     StreamEvent::ContentBlockDelta {
-        index: 0,
-        delta: TextDelta {
-            kind: "text_delta",
-            text,
-        },
+        index,
+        delta: BlockDelta::TextDelta { text },
     }
 }
 
@@ -343,18 +497,107 @@ fn conversation(
                 ));
             }
         };
-        out.push(ChatMessage::new(
-            role,
-            text_of(&m.content, &format!("messages[{i}].content"))?,
-        ));
+        out.extend(turns(role, &m.content, &format!("messages[{i}].content"))?);
     }
     let prefill = match out.last() {
-        Some(last) if last.role == Role::Assistant => {
+        Some(last) if last.role == Role::Assistant && last.tool_calls.is_empty() => {
             out.pop().map(|m| m.content).unwrap_or_default()
         }
         _ => String::new(),
     };
     Ok((out, prefill))
+}
+
+/// The turns one message makes: a user's `tool_result` blocks are tool
+/// messages (before the user's own text), an assistant's `tool_use` blocks
+/// its tool calls.
+fn turns(role: Role, content: &Content, param: &str) -> Result<Vec<ChatMessage>, ApiError> {
+    let Content::Blocks(blocks) = content else {
+        return Ok(vec![ChatMessage::new(role, text_of(content, param)?)]);
+    };
+    let mut turns = Vec::new();
+    let mut own = ChatMessage::new(role, String::new());
+    let mut texts = Vec::new();
+    for (j, b) in blocks.iter().enumerate() {
+        let at = format!("{param}[{j}]");
+        let field = |name: &str| b.other.get(name).filter(|v| !v.is_null());
+        match (b.kind.as_str(), role) {
+            ("tool_use", Role::Assistant) => {
+                let (Some(id), Some(name), Some(input)) = (
+                    field("id").and_then(Value::as_str),
+                    field("name").and_then(Value::as_str),
+                    field("input").filter(|i| i.is_object()),
+                ) else {
+                    return Err(ApiError::invalid(
+                        at,
+                        "a tool_use block needs its `id`, `name` and `input` (an object)",
+                    ));
+                };
+                own.tool_calls.push(lucid_engine::ToolCall {
+                    id: id.to_owned(),
+                    kind: "function".into(),
+                    function: lucid_engine::FunctionCall {
+                        name: name.to_owned(),
+                        arguments: input.clone(),
+                    },
+                });
+            }
+            ("tool_result", Role::User) => {
+                let Some(id) = field("tool_use_id").and_then(Value::as_str) else {
+                    return Err(ApiError::invalid(
+                        at,
+                        "a tool_result block needs its `tool_use_id`",
+                    ));
+                };
+                let result = match field("content") {
+                    None => String::new(),
+                    Some(Value::String(s)) => s.clone(),
+                    Some(v) => {
+                        let blocks: Vec<Block> =
+                            serde_json::from_value(v.clone()).map_err(|e| {
+                                ApiError::invalid(format!("{at}.content"), e.to_string())
+                            })?;
+                        text_of(&Content::Blocks(blocks), &format!("{at}.content"))?
+                    }
+                };
+                let is_error = field("is_error").and_then(Value::as_bool) == Some(true);
+                let mut message = ChatMessage::new(
+                    Role::Tool,
+                    if is_error {
+                        format!("Error: {result}")
+                    } else {
+                        result
+                    },
+                );
+                message.tool_call_id = Some(id.to_owned());
+                turns.push(message);
+            }
+            ("tool_use" | "tool_result", _) => {
+                let belongs = if b.kind == "tool_use" {
+                    "assistant"
+                } else {
+                    "user"
+                };
+                return Err(ApiError::invalid(
+                    at,
+                    format!("`{}` blocks belong in {belongs} messages", b.kind),
+                ));
+            }
+            _ => texts.push(text_of(
+                &Content::Blocks(vec![Block {
+                    kind: b.kind.clone(),
+                    text: b.text.clone(),
+                    other: b.other.clone(),
+                }]),
+                &at,
+            )?),
+        }
+    }
+    own.content = texts.join("\n");
+    if !own.content.is_empty() || !own.tool_calls.is_empty() || turns.is_empty() {
+        turns.push(own);
+    }
+    Ok(turns)
 }
 
 /// The text of a string or of text blocks (one line apart).
@@ -370,15 +613,6 @@ fn text_of(content: &Content, param: &str) -> Result<String, ApiError> {
             ("text", Some(t)) => texts.push(t.as_str()),
             ("text", None) => {
                 return Err(ApiError::invalid(at, "a text block needs its `text`"));
-            }
-            ("tool_use" | "tool_result", _) => {
-                return Err(ApiError::invalid(
-                    at,
-                    format!(
-                        "`{}` blocks are not supported: lucid has no tool use yet",
-                        b.kind
-                    ),
-                ));
             }
             (kind, _) => {
                 return Err(ApiError::invalid(
@@ -418,28 +652,8 @@ fn refuse_unknown(other: &Map<String, Value>) -> Result<(), ApiError> {
     }
 }
 
-/// No tools yet (an empty list or `tool_choice: none` asks for none), and
-/// no extended thinking (`thinking: disabled` is what lucid does).
-fn refuse_tools_and_thinking(
-    tools: &Option<Value>,
-    tool_choice: &Option<Value>,
-    thinking: &Option<Value>,
-) -> Result<(), ApiError> {
-    if tools
-        .as_ref()
-        .is_some_and(|t| !t.is_null() && t.as_array().is_none_or(|a| !a.is_empty()))
-    {
-        return Err(ApiError::invalid("tools", "lucid has no tool use yet"));
-    }
-    if tool_choice
-        .as_ref()
-        .is_some_and(|c| !c.is_null() && c.get("type").and_then(Value::as_str) != Some("none"))
-    {
-        return Err(ApiError::invalid(
-            "tool_choice",
-            "lucid has no tool use yet",
-        ));
-    }
+/// No extended thinking (`thinking: disabled` is what lucid does).
+fn refuse_thinking(thinking: &Option<Value>) -> Result<(), ApiError> {
     if thinking
         .as_ref()
         .is_some_and(|t| !t.is_null() && t.get("type").and_then(Value::as_str) != Some("disabled"))

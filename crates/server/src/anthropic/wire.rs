@@ -83,17 +83,24 @@ pub struct Message {
     pub kind: &'static str,
     pub role: &'static str,
     pub model: String,
-    pub content: Vec<TextBlock>,
+    pub content: Vec<OutBlock>,
     pub stop_reason: Option<&'static str>,
     pub stop_sequence: Option<String>,
     pub usage: Usage,
 }
 
-#[derive(Debug, Serialize)]
-pub struct TextBlock {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub text: String,
+/// A block of a reply: text, or a call of a tool.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OutBlock {
+    Text {
+        text: String,
+    },
+    ToolUse {
+        id: String,
+        name: String,
+        input: Value,
+    },
 }
 
 /// Anthropic counts input in three parts: `input_tokens` read afresh,
@@ -117,12 +124,12 @@ pub enum StreamEvent {
     },
     ContentBlockStart {
         index: usize,
-        content_block: TextBlock,
+        content_block: OutBlock,
     },
     Ping,
     ContentBlockDelta {
         index: usize,
-        delta: TextDelta,
+        delta: BlockDelta,
     },
     ContentBlockStop {
         index: usize,
@@ -149,11 +156,12 @@ impl StreamEvent {
     }
 }
 
+/// More of a block: text, or a piece of a tool call's input as JSON text.
 #[derive(Debug, Serialize)]
-pub struct TextDelta {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub text: String,
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum BlockDelta {
+    TextDelta { text: String },
+    InputJsonDelta { partial_json: String },
 }
 
 #[derive(Debug, Serialize)]

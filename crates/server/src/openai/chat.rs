@@ -129,7 +129,7 @@ pub(super) async fn chat_completions(
         ignore_eos: req.ignore_eos.unwrap_or(false),
     };
     let requests = match tool_use.as_ref().filter(|_| forced) {
-        Some(tools) => forced_calls(&state, &lm, tools, &request, n).await?,
+        Some(tools) => tools.forced_requests(&state, &lm, &request, n).await?,
         None => vec![request.clone(); n],
     };
     let gens = generate::submit_each(&lm, requests, "messages")?;
@@ -310,49 +310,6 @@ pub(super) async fn chat_completions(
     })
     .map(Ok::<_, Infallible>);
     Ok(sse(body.boxed()))
-}
-
-/// The requests for `n` choices that must call a tool: each constrained
-/// to one call of its function, which the model first chooses (under a
-/// grammar of the functions' names) when the request does not name one.
-async fn forced_calls(
-    state: &AppState,
-    lm: &LocalModel,
-    tools: &ToolUse,
-    request: &Request,
-    n: usize,
-) -> Result<Vec<Request>, ApiError> {
-    let names: Vec<String> = match tools.forced_name() {
-        Some(name) => vec![name.to_owned(); n],
-        None => {
-            let choose = Request {
-                max_tokens: Some(64),
-                grammar: tools.name_grammar().await?,
-                logprobs: None,
-                stop: Vec::new(),
-                ..request.clone()
-            };
-            let gens = generate::submit_n(lm, &choose, n, "messages")?;
-            let merged = generate::merge(state, &lm.name, gens, 0);
-            generate::collect(merged, n)
-                .await?
-                .iter()
-                .map(|c| {
-                    tools.chosen(&c.text).ok_or_else(|| {
-                        ApiError::internal(format!("no function was chosen: {:?}", c.text))
-                    })
-                })
-                .collect::<Result<_, _>>()?
-        }
-    };
-    let mut requests = Vec::with_capacity(n);
-    for name in names {
-        requests.push(Request {
-            grammar: tools.call_grammar(&name).await?,
-            ..request.clone()
-        });
-    }
-    Ok(requests)
 }
 
 #[allow(clippy::too_many_arguments)]

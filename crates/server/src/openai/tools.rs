@@ -12,12 +12,14 @@
 use std::sync::Arc;
 
 use lucid_engine::tools::{ReadCall, read_calls};
-use lucid_scheduler::{Grammar, Json};
+use lucid_scheduler::{Grammar, Json, Request};
 use serde_json::{Value, json};
 
 use super::params::compile;
 use super::wire::{OutFunctionCall, OutToolCall};
 use crate::error::ApiError;
+use crate::generate;
+use crate::state::{AppState, LocalModel};
 
 /// What a request asks of tools.
 #[derive(Debug)]
@@ -191,6 +193,49 @@ impl ToolUse {
             "additionalProperties": false,
         });
         compile(Json::from(&schema), "tools").await
+    }
+
+    /// The requests for `n` choices that must call a tool: each constrained
+    /// to one call of its function, which the model first chooses (under a
+    /// grammar of the functions' names) when the request does not name one.
+    pub async fn forced_requests(
+        &self,
+        state: &AppState,
+        lm: &LocalModel,
+        request: &Request,
+        n: usize,
+    ) -> Result<Vec<Request>, ApiError> {
+        let names: Vec<String> = match self.forced_name() {
+            Some(name) => vec![name.to_owned(); n],
+            None => {
+                let choose = Request {
+                    max_tokens: Some(64),
+                    grammar: self.name_grammar().await?,
+                    logprobs: None,
+                    stop: Vec::new(),
+                    ..request.clone()
+                };
+                let gens = generate::submit_n(lm, &choose, n, "messages")?;
+                let merged = generate::merge(state, &lm.name, gens, 0);
+                generate::collect(merged, n)
+                    .await?
+                    .iter()
+                    .map(|c| {
+                        self.chosen(&c.text).ok_or_else(|| {
+                            ApiError::internal(format!("no function was chosen: {:?}", c.text))
+                        })
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+        };
+        let mut requests = Vec::with_capacity(n);
+        for name in names {
+            requests.push(Request {
+                grammar: self.call_grammar(&name).await?,
+                ..request.clone()
+            });
+        }
+        Ok(requests)
     }
 
     /// The function named in a reply written under [`ToolUse::name_grammar`].
