@@ -279,3 +279,45 @@ fn ps_without_a_server_says_so() {
         "no lucid server answers at http://127.0.0.1:9",
     );
 }
+
+/// Gemma 3's image markers, which its base model writes after "a photo:",
+/// stay out of `--raw` output as control tokens do, unless `--show-special`
+/// asks for them.
+#[test]
+fn image_markers_are_shown_only_when_asked() {
+    let home = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| {
+        let out = lucid(home.path())
+            .args([
+                "run",
+                "gemma3",
+                "--raw",
+                "--temperature",
+                "0",
+                "--max-tokens",
+                "8",
+                "--threads",
+                "2",
+                "--json",
+                "Here is a photo of my cat:",
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let plain = run(&[]);
+    let special = run(&["--show-special"]);
+    assert_eq!(plain["tokens"], special["tokens"]);
+    let (plain, special) = (
+        plain["text"].as_str().unwrap(),
+        special["text"].as_str().unwrap(),
+    );
+    assert!(special.contains("<start_of_image>"), "{special:?}");
+    assert!(!plain.contains("_of_image>"), "{plain:?}");
+}

@@ -102,8 +102,10 @@ impl LoadedModel {
     /// Builds the model from a Hugging Face checkpoint: the family that
     /// `architectures[0]` names, `tokenizer.json` and `tokenizer_config.json`.
     pub fn from_hf(ckpt: &HfCheckpoint, opts: &LoadOptions) -> Result<LoadedModel> {
-        let model = crate::arch::load_hf(ckpt, opts)?;
-        let tokenizer = ckpt.tokenizer()?;
+        let arch = crate::arch::for_hf(ckpt)?;
+        let model = arch.load_hf(ckpt, opts)?;
+        let mut tokenizer = ckpt.tokenizer()?;
+        tokenizer.mark_input_markers(arch.input_markers());
         check_vocab(&ckpt.source_name(), &tokenizer, model.as_ref())?;
         let template = chat_template(&tokenizer)?;
         Ok(LoadedModel {
@@ -117,8 +119,10 @@ impl LoadedModel {
 
     /// Builds the model from an open GGUF file.
     pub fn from_gguf(file: &GgufFile) -> Result<LoadedModel> {
-        let model = crate::arch::load_gguf(file)?;
-        let tokenizer = Tokenizer::from_gguf(file.metadata())?;
+        let arch = crate::arch::for_gguf(file)?;
+        let model = arch.load_gguf(file)?;
+        let mut tokenizer = Tokenizer::from_gguf(file.metadata())?;
+        tokenizer.mark_input_markers(arch.input_markers());
         let source_name = file
             .path()
             .map_or_else(String::new, |p| p.display().to_string());

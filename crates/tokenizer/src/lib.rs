@@ -332,6 +332,14 @@ impl Tokenizer {
         self.vocab.id(text)
     }
 
+    /// Treats the special tokens with these texts as markers of inputs the
+    /// model's family takes and lucid does not run (Gemma 3's image
+    /// markers): decoded as nothing unless special tokens are asked for,
+    /// as control tokens are, and tokenized exactly as before.
+    pub fn mark_input_markers(&mut self, texts: &[&str]) {
+        self.vocab.mark_markers(texts);
+    }
+
     /// The number of ids, including added tokens.
     pub fn vocab_size(&self) -> usize {
         self.vocab.len()

@@ -40,6 +40,10 @@ impl Attr {
     pub const USER_DEFINED: Attr = Attr(1 << 3);
     pub const UNUSED: Attr = Attr(1 << 4);
     pub const BYTE: Attr = Attr(1 << 5);
+    /// lucid's own: a token that marks an input lucid does not run (an
+    /// image's start in a multimodal family). It is matched in text as its
+    /// type says, and renders as nothing unless special tokens are asked for.
+    pub const MARKER: Attr = Attr(1 << 6);
 
     /// The flags for a value of GGUF's `tokenizer.ggml.token_type`.
     pub fn from_gguf_type(t: i32) -> Attr {
@@ -71,7 +75,7 @@ impl Attr {
 
     /// Tokens that render as nothing unless special tokens are asked for.
     pub fn is_hidden(self) -> bool {
-        self.has(Attr(Attr::CONTROL.0 | Attr::UNKNOWN.0))
+        self.has(Attr(Attr::CONTROL.0 | Attr::UNKNOWN.0 | Attr::MARKER.0))
     }
 }
 
@@ -316,6 +320,17 @@ impl Vocab {
     fn add_attr(&mut self, id: u32, attr: Attr) {
         if let Some(a) = self.attrs.get_mut(id as usize) {
             *a = a.with(attr);
+        }
+    }
+
+    /// Marks the tokens with these texts as input markers ([`Attr::MARKER`]).
+    pub(crate) fn mark_markers(&mut self, texts: &[&str]) {
+        for text in texts {
+            if let Some(id) = self.id(text)
+                && self.attr(id).is_special()
+            {
+                self.add_attr(id, Attr::MARKER);
+            }
         }
     }
 

@@ -28,6 +28,11 @@ impl Architecture for Gemma3 {
         &["gemma3"]
     }
 
+    /// Gemma 3 reads images between these markers; lucid runs its text.
+    fn input_markers(&self) -> &'static [&'static str] {
+        &["<start_of_image>", "<end_of_image>", "<image_soft_token>"]
+    }
+
     fn load_gguf(&self, file: &GgufFile) -> Result<Box<dyn Model>> {
         let hp = Hparams::new(file)?;
         let config = Gemma3Config::from_gguf(&hp, file)?;

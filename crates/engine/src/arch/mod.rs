@@ -32,6 +32,14 @@ pub trait Architecture: Sync {
     /// of [`Architecture::gguf_names`].
     fn load_gguf(&self, file: &GgufFile) -> Result<Box<dyn Model>>;
 
+    /// Special tokens that mark inputs this family takes and lucid does not
+    /// run (Gemma 3's image markers): a text-only run never means them as
+    /// text, so they are decoded as nothing unless special tokens are asked
+    /// for (`Tokenizer::mark_input_markers`).
+    fn input_markers(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// The values of `architectures[0]` in Hugging Face `config.json` files
     /// of this family (`GPT2LMHeadModel`); none if lucid cannot read them.
     fn hf_names(&self) -> &'static [&'static str] {

@@ -161,22 +161,34 @@ impl Workers {
     fn render(&self, request: &RequestRef<'_>) -> Result<String> {
         let line = serde_json::to_string(request)
             .map_err(|e| EngineError::Template(format!("cannot send the render request: {e}")))?;
-        let mut worker = self.take()?;
-        let answer = worker.ask(&line);
-        let mut pool = self.lock();
-        let result = match answer {
-            Ok(Reply::Prompt(prompt)) => Ok(prompt),
-            Ok(Reply::Failed(why)) => Err(EngineError::Template(why)),
-            Err(_) => {
-                pool.alive -= 1;
-                drop(pool);
-                self.freed.notify_one();
-                return Err(EngineError::Template(worker.death()));
-            }
-        };
-        pool.idle.push(worker);
-        self.freed.notify_one();
-        result
+        // A worker may have been ended from outside while it waited (a
+        // signal, the OOM killer): the render is tried once more on a new
+        // one. One that ran out of memory is not tried again.
+        let mut last = String::new();
+        for _ in 0..2 {
+            let mut worker = self.take()?;
+            let answer = worker.ask(&line);
+            let mut pool = self.lock();
+            let result = match answer {
+                Ok(Reply::Prompt(prompt)) => Ok(prompt),
+                Ok(Reply::Failed(why)) => Err(EngineError::Template(why)),
+                Err(_) => {
+                    pool.alive -= 1;
+                    drop(pool);
+                    self.freed.notify_one();
+                    let (why, out_of_memory) = worker.death();
+                    if out_of_memory {
+                        return Err(EngineError::Template(why));
+                    }
+                    last = why;
+                    continue;
+                }
+            };
+            pool.idle.push(worker);
+            self.freed.notify_one();
+            return result;
+        }
+        Err(EngineError::Template(last))
     }
 
     fn lock(&self) -> MutexGuard<'_, Pool> {
@@ -206,18 +218,23 @@ impl Workers {
     }
 
     fn spawn(&self) -> Result<Worker> {
-        let mut child = Command::new(&self.program)
+        let mut command = Command::new(&self.program);
+        command
             .args(&self.args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| {
-                EngineError::Template(format!(
-                    "cannot start a chat-template worker ({}): {e}",
-                    self.program.display()
-                ))
-            })?;
+            .stderr(Stdio::piped());
+        // In a process group of its own, so that the terminal's Ctrl-C
+        // (which stops a reply in the chat) does not end the worker too; it
+        // ends when this process closes its input.
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let mut child = command.spawn().map_err(|e| {
+            EngineError::Template(format!(
+                "cannot start a chat-template worker ({}): {e}",
+                self.program.display()
+            ))
+        })?;
         match (child.stdin.take(), child.stdout.take()) {
             (Some(stdin), Some(stdout)) => Ok(Worker {
                 child,
@@ -253,28 +270,29 @@ impl Worker {
         serde_json::from_str(&answer).map_err(std::io::Error::other)
     }
 
-    /// Why a worker stopped answering, from its exit and its last words.
-    fn death(&mut self) -> String {
+    /// Why a worker stopped answering, from its exit and its last words,
+    /// and whether it ran out of memory.
+    fn death(&mut self) -> (String, bool) {
         let status = self.child.wait();
         let mut last_words = String::new();
         if let Some(stderr) = self.child.stderr.as_mut() {
             let _ = stderr.take(4096).read_to_string(&mut last_words);
         }
         if last_words.contains("memory allocation") {
-            return format!(
+            let why = format!(
                 "the chat template needed more than the {} MiB of memory a render may use \
                  (a string or list grown without bound?)",
                 WORKER_MEMORY >> 20
             );
+            return (why, true);
         }
         let how = match status {
             Ok(status) => status.to_string(),
             Err(e) => e.to_string(),
         };
         let said = last_words.lines().last().unwrap_or("").trim();
-        format!("the chat template's render process stopped ({how}) {said}")
-            .trim_end()
-            .to_string()
+        let why = format!("the chat template's render process stopped ({how}) {said}");
+        (why.trim_end().to_string(), false)
     }
 }
 
