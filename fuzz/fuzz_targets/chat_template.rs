@@ -3,9 +3,11 @@
 //! rendering must end within their bounds (fuel, depth, output size) and
 //! never panic or overflow the stack.
 //!
-//! Run with `-rss_limit_mb`: a template that doubles a string in a loop
-//! grows memory before the renderer's bounds can see it (see
-//! `lucid_engine::chat`), and is found that way.
+//! Run with `-rss_limit_mb`: this renders in-process, where a template
+//! that doubles a string in a loop grows memory before the renderer's
+//! bounds can see it, and is found that way. (The `lucid` binary renders
+//! in memory-bounded workers, `lucid_engine::chat::isolated`, where such a
+//! template fails alone.)
 
 #![no_main]
 
