@@ -172,6 +172,16 @@ fn constrained_strings_always_validate() {
         json!({"type": "string", "format": "uri"}),
         json!({"type": "string", "minLength": 2, "maxLength": 5}),
         json!({"type": ["string", "null"], "maxLength": 3}),
+        // `oneOf`, as pydantic writes a union: exactly one alternative
+        // matches every output.
+        json!({"type": "object", "properties": {"v": {"oneOf": [
+            {"type": "string", "maxLength": 4}, {"type": "integer"}, {"type": "null"}]}},
+            "required": ["v"]}),
+        json!({"type": "object", "properties": {
+            "pet": {"oneOf": [
+                {"type": "object", "properties": {"cat": {"type": "boolean"}}, "required": ["cat"]},
+                {"type": "array", "items": {"type": "string", "maxLength": 3}, "maxItems": 2}]}},
+            "required": ["pet"]}),
         json!({"type": "object", "properties": {
             "id": {"type": "string", "format": "uuid"},
             "when": {"type": "string", "format": "date-time"},

@@ -442,6 +442,7 @@ const SUPPORTED: &[&str] = &[
     "enum",
     "const",
     "anyOf",
+    "oneOf",
     "$ref",
     "$defs",
     "definitions",
@@ -530,14 +531,21 @@ impl<'a> Compiler<'a> {
                 .ok_or_else(|| Self::err(path, "`enum` must be an array"))?;
             return self.literal_node(values, path);
         }
-        if let Some(any_of) = get("anyOf") {
-            let alts = any_of
+        // `oneOf` compiles as `anyOf`: a union must be decided by its first
+        // byte, and alternatives with no first byte in common take disjoint
+        // kinds of JSON value (a string, a number, an object, …), so no
+        // value can match two of them and "exactly one" holds.
+        if let Some((word, alts)) = get("anyOf")
+            .map(|a| ("anyOf", a))
+            .or_else(|| get("oneOf").map(|a| ("oneOf", a)))
+        {
+            let alts = alts
                 .as_array()
                 .filter(|a| !a.is_empty())
-                .ok_or_else(|| Self::err(path, "`anyOf` must be a non-empty array"))?;
+                .ok_or_else(|| Self::err(path, format!("`{word}` must be a non-empty array")))?;
             let mut ids = Vec::new();
             for (i, alt) in alts.iter().enumerate() {
-                ids.push(self.node(alt, &format!("{path}/anyOf/{i}"))?);
+                ids.push(self.node(alt, &format!("{path}/{word}/{i}"))?);
             }
             return Ok(self.push(Node::Union(ids)));
         }
@@ -817,7 +825,7 @@ impl<'a> Compiler<'a> {
                     if first.intersects(seen) {
                         return Err(Self::err(
                             "/",
-                            "`anyOf` or a `type` list has alternatives that can begin with the same character \
+                            "`anyOf`, `oneOf` or a `type` list has alternatives that can begin with the same character \
                              (for example two strings, or an unconstrained schema); constrained decoding needs \
                              alternatives of different kinds, such as a string or null",
                         ));
