@@ -89,8 +89,13 @@ pub fn merge(
                     state
                         .metrics()
                         .finished(&model, reason_label(f.reason), &f.usage);
+                    // A model's keep-alive counts from the end of its last request.
+                    state.served_models().renew(&model);
                 }
-                Event::Failed(_) => guard.finished = true,
+                Event::Failed(_) => {
+                    guard.finished = true;
+                    state.served_models().renew(&model);
+                }
             }
             (first_index + i, e)
         }));

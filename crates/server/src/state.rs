@@ -340,6 +340,18 @@ impl Models {
         Ok(())
     }
 
+    /// Starts `model`'s keep-alive again from now, as its last request set
+    /// it (called as each generation ends).
+    pub fn renew(&self, model: &str) {
+        if let Some(served) = self.served(model) {
+            let mut slot = served.slot();
+            if slot.loaded.is_some() {
+                let keep = slot.keep;
+                slot.set_keep(keep);
+            }
+        }
+    }
+
     /// When `model` will be unloaded if it stays idle; `None`: never.
     pub fn expires(&self, model: &str) -> Option<Instant> {
         self.served(model)?.slot().expires
