@@ -117,6 +117,8 @@ pub struct ChatTemplate {
     env: Environment<'static>,
     /// The source, for rendering in a worker process.
     source: String,
+    /// Whether the source reads a `tools` variable.
+    reads_tools: bool,
     bos_token: String,
     eos_token: String,
     /// Whether this is the model's own template or a fallback.
@@ -309,6 +311,7 @@ impl ChatTemplate {
             })?;
         Ok(ChatTemplate {
             env,
+            reads_tools: text.contains("tools"),
             source: text.to_string(),
             bos_token: bos_token.to_string(),
             eos_token: eos_token.to_string(),
@@ -360,7 +363,7 @@ impl ChatTemplate {
     /// Whether the template reads a `tools` variable, i.e. renders tools
     /// its own way (else [`crate::tools`] writes them into the conversation).
     pub fn reads_tools(&self) -> bool {
-        self.source.contains("tools")
+        self.reads_tools
     }
 
     /// Renders in this process.

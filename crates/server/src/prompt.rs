@@ -37,19 +37,9 @@ pub async fn chat_tokens_with_tools(
     conversation_tokens(model, messages, tools, String::new(), param).await
 }
 
-/// The prompt tokens of a conversation whose reply begins with `prefill`
-/// (Anthropic's last assistant message): the model goes on from there.
-pub async fn continued_chat_tokens(
-    model: &LocalModel,
-    messages: Vec<ChatMessage>,
-    prefill: String,
-    param: &str,
-) -> Result<Vec<u32>, ApiError> {
-    conversation_tokens(model, messages, None, prefill, param).await
-}
-
 /// The prompt tokens of a conversation offering `tools`, whose reply
-/// begins with `prefill`.
+/// begins with `prefill` (Anthropic's last assistant message: the model
+/// goes on from there).
 pub async fn conversation_tokens(
     model: &LocalModel,
     messages: Vec<ChatMessage>,

@@ -398,11 +398,44 @@ pub enum KeepAlive {
 }
 
 impl KeepAlive {
+    /// From seconds; a negative number is for ever, as in Ollama.
+    pub fn from_secs(seconds: f64) -> Option<KeepAlive> {
+        if !seconds.is_finite() {
+            return None;
+        }
+        Some(if seconds < 0.0 {
+            KeepAlive::Forever
+        } else {
+            KeepAlive::For(Duration::from_secs_f64(seconds.min(1e9)))
+        })
+    }
+
     fn deadline(self) -> Option<Instant> {
         match self {
             KeepAlive::Forever => None,
             KeepAlive::For(d) => Some(Instant::now() + d),
         }
+    }
+}
+
+/// Ollama's and `lucid serve --keep-alive`'s spelling: seconds (`"300"`), a
+/// duration (`"5m"`, `"1h30m"`), `forever` or anything negative.
+impl std::str::FromStr for KeepAlive {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<KeepAlive, String> {
+        let s = s.trim();
+        let bad = || format!("`{s}` is not seconds, a duration such as 5m, or forever");
+        if s == "forever" || s.strip_prefix('-').is_some_and(|rest| !rest.is_empty()) {
+            return Ok(KeepAlive::Forever);
+        }
+        let seconds = match s.parse::<f64>() {
+            Ok(n) => n,
+            Err(_) => humantime::parse_duration(s)
+                .map_err(|_| bad())?
+                .as_secs_f64(),
+        };
+        KeepAlive::from_secs(seconds).ok_or_else(bad)
     }
 }
 
@@ -543,6 +576,28 @@ impl AppState {
     /// or a 404 that lists the served ones.
     pub async fn require_model(&self, name: &str) -> Result<LocalModel, ApiError> {
         self.inner.models.require(name).await
+    }
+
+    /// [`AppState::require_model`] for a route that runs only the models this
+    /// server holds: a `provider:model` name is a 400 that says where such
+    /// names go.
+    pub async fn require_local_model(
+        &self,
+        name: &str,
+        route: &str,
+    ) -> Result<LocalModel, ApiError> {
+        let model_ref = lucid_providers::ModelRef::parse(name).map_err(ApiError::from)?;
+        if model_ref.provider_key().is_some() {
+            return Err(ApiError::invalid(
+                "model",
+                format!(
+                    "`{name}` is a provider's model; {route} runs the models this server holds \
+                     (call a provider's model through /v1/chat/completions)"
+                ),
+            ));
+        }
+        self.require_model(model_ref.model().unwrap_or_default())
+            .await
     }
 
     /// Sets how long `model` stays loaded once idle, from now (a request's

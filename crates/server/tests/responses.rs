@@ -98,18 +98,7 @@ async fn a_stream_carries_the_named_numbered_events() {
     )
     .await;
     assert_eq!(s, StatusCode::OK);
-    let body = String::from_utf8(bytes).unwrap();
-    let events: Vec<(String, Value)> = body
-        .split("\n\n")
-        .filter(|e| !e.trim().is_empty())
-        .map(|e| {
-            let name = e.lines().find_map(|l| l.strip_prefix("event: ")).unwrap();
-            let data = e.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
-            let data: Value = serde_json::from_str(data).unwrap();
-            assert_eq!(data["type"], name, "{e}");
-            (name.to_owned(), data)
-        })
-        .collect();
+    let events = named_sse_events(&String::from_utf8(bytes).unwrap());
     for (i, (_, data)) in events.iter().enumerate() {
         assert_eq!(data["sequence_number"], i as u64);
     }

@@ -88,18 +88,8 @@ pub struct Args {
     /// "forever", the default, keeps it for as long as the server runs).
     /// An unloaded model is loaded again by the next request that names
     /// it; Ollama's `keep_alive` sets it per request, `lucid stop` unloads.
-    #[arg(long, default_value = "forever", value_parser = parse_keep_alive)]
+    #[arg(long, default_value = "forever")]
     keep_alive: lucid_server::state::KeepAlive,
-}
-
-fn parse_keep_alive(s: &str) -> Result<lucid_server::state::KeepAlive, String> {
-    use lucid_server::state::KeepAlive;
-    match s {
-        "forever" | "-1" => Ok(KeepAlive::Forever),
-        _ => humantime::parse_duration(s)
-            .map(KeepAlive::For)
-            .map_err(|e| format!("{e} (a duration such as 5m or 1h, or forever)")),
-    }
 }
 
 /// Loads `name` as the server serves it: checked against the license

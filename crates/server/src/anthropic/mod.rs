@@ -38,7 +38,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use futures::stream::StreamExt;
 use lucid_engine::{ChatMessage, Role, StopReason};
-use lucid_providers::ModelRef;
 use lucid_scheduler::{Event, Request};
 use serde_json::{Map, Value, json};
 
@@ -47,7 +46,7 @@ use crate::error::{AnthropicError, ApiError};
 use crate::generate;
 use crate::openai::tools::{ToolUse, tool_use};
 use crate::prompt;
-use crate::state::{AppState, LocalModel};
+use crate::state::AppState;
 use wire::*;
 
 pub fn routes() -> Router<AppState> {
@@ -94,7 +93,9 @@ async fn messages(
         )
         .into());
     }
-    let lm = local_model(&state, &req.model).await?;
+    let lm = state
+        .require_local_model(&req.model, "/v1/messages")
+        .await?;
     let (conversation, prefill) = conversation(req.system.as_ref(), &req.messages)?;
     let mut sampling = crate::openai::sampling(
         req.temperature,
@@ -366,7 +367,9 @@ async fn count_tokens(
     refuse_unknown(&req.other)?;
     refuse_thinking(&req.thinking)?;
     let tools = tools(req.tools.as_ref(), req.tool_choice.as_ref())?;
-    let lm = local_model(&state, &req.model).await?;
+    let lm = state
+        .require_local_model(&req.model, "/v1/messages")
+        .await?;
     let (conversation, prefill) = conversation(req.system.as_ref(), &req.messages)?;
     let shown = tools.and_then(|t| t.shown);
     let tokens = prompt::conversation_tokens(&lm, conversation, shown, prefill, "messages").await?;
@@ -374,22 +377,6 @@ async fn count_tokens(
         input_tokens: tokens.len(),
     })
     .into_response())
-}
-
-async fn local_model(state: &AppState, name: &str) -> Result<LocalModel, ApiError> {
-    let model_ref = ModelRef::parse(name).map_err(ApiError::from)?;
-    if model_ref.provider_key().is_some() {
-        return Err(ApiError::invalid(
-            "model",
-            format!(
-                "`{name}` is a provider's model; /v1/messages runs the models this server \
-                 holds (call a provider's model through /v1/chat/completions)"
-            ),
-        ));
-    }
-    state
-        .require_model(model_ref.model().unwrap_or_default())
-        .await
 }
 
 /// The grammar for `output_config.format` (a JSON schema), compiled as
@@ -583,14 +570,7 @@ fn turns(role: Role, content: &Content, param: &str) -> Result<Vec<ChatMessage>,
                     format!("`{}` blocks belong in {belongs} messages", b.kind),
                 ));
             }
-            _ => texts.push(text_of(
-                &Content::Blocks(vec![Block {
-                    kind: b.kind.clone(),
-                    text: b.text.clone(),
-                    other: b.other.clone(),
-                }]),
-                &at,
-            )?),
+            _ => texts.push(block_text(b, &at)?),
         }
     }
     own.content = texts.join("\n");
@@ -602,39 +582,46 @@ fn turns(role: Role, content: &Content, param: &str) -> Result<Vec<ChatMessage>,
 
 /// The text of a string or of text blocks (one line apart).
 fn text_of(content: &Content, param: &str) -> Result<String, ApiError> {
-    let blocks = match content {
-        Content::Text(t) => return Ok(t.clone()),
-        Content::Blocks(blocks) => blocks,
-    };
-    let mut texts = Vec::with_capacity(blocks.len());
-    for (j, b) in blocks.iter().enumerate() {
-        let at = format!("{param}[{j}]");
-        match (b.kind.as_str(), &b.text) {
-            ("text", Some(t)) => texts.push(t.as_str()),
-            ("text", None) => {
-                return Err(ApiError::invalid(at, "a text block needs its `text`"));
-            }
-            (kind, _) => {
-                return Err(ApiError::invalid(
-                    at,
-                    format!("content blocks of type `{kind}` are not supported; send text"),
-                ));
-            }
-        }
-        // `cache_control` asks for what lucid's prefix cache does anyway;
-        // `citations` only describe the text.
-        if let Some(field) = b
-            .other
-            .keys()
-            .find(|k| !matches!(k.as_str(), "cache_control" | "citations"))
-        {
-            return Err(ApiError::invalid(
-                format!("{at}.{field}"),
-                format!("`{field}` is not supported on a text block"),
-            ));
+    match content {
+        Content::Text(t) => Ok(t.clone()),
+        Content::Blocks(blocks) => {
+            let texts = blocks
+                .iter()
+                .enumerate()
+                .map(|(j, b)| block_text(b, &format!("{param}[{j}]")))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(texts.join("\n"))
         }
     }
-    Ok(texts.join("\n"))
+}
+
+/// The text of one text block; any other block is refused at `at`.
+fn block_text<'a>(b: &'a Block, at: &str) -> Result<&'a str, ApiError> {
+    let text = match (b.kind.as_str(), &b.text) {
+        ("text", Some(t)) => t.as_str(),
+        ("text", None) => {
+            return Err(ApiError::invalid(at, "a text block needs its `text`"));
+        }
+        (kind, _) => {
+            return Err(ApiError::invalid(
+                at,
+                format!("content blocks of type `{kind}` are not supported; send text"),
+            ));
+        }
+    };
+    // `cache_control` asks for what lucid's prefix cache does anyway;
+    // `citations` only describe the text.
+    if let Some(field) = b
+        .other
+        .keys()
+        .find(|k| !matches!(k.as_str(), "cache_control" | "citations"))
+    {
+        return Err(ApiError::invalid(
+            format!("{at}.{field}"),
+            format!("`{field}` is not supported on a text block"),
+        ));
+    }
+    Ok(text)
 }
 
 /// Refuses, by name, every field lucid neither applies nor lists in

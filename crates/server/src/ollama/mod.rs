@@ -654,44 +654,21 @@ async fn chat_handler(
 /// (`"5m"`, `"1h30m"`, `"300"`); negative keeps the model for as long as
 /// the server runs, zero unloads it once the request is done.
 fn keep_alive(value: Option<&serde_json::Value>) -> Result<Option<KeepAlive>, ApiError> {
-    let bad = |v: &serde_json::Value| {
+    let parsed = match value {
+        None | Some(serde_json::Value::Null) => return Ok(None),
+        Some(serde_json::Value::Number(n)) => n.as_f64().and_then(KeepAlive::from_secs),
+        Some(serde_json::Value::String(s)) => s.parse().ok(),
+        Some(_) => None,
+    };
+    parsed.map(Some).ok_or_else(|| {
         ApiError::invalid(
             "keep_alive",
-            format!("keep_alive must be seconds or a duration such as \"5m\", not {v}"),
+            format!(
+                "keep_alive must be seconds or a duration such as \"5m\", not {}",
+                value.map_or_else(String::new, ToString::to_string)
+            ),
         )
-    };
-    let Some(v) = value.filter(|v| !v.is_null()) else {
-        return Ok(None);
-    };
-    let seconds = match v {
-        serde_json::Value::Number(n) => n.as_f64().ok_or_else(|| bad(v))?,
-        serde_json::Value::String(s) => {
-            let s = s.trim();
-            if let Some(rest) = s.strip_prefix('-') {
-                // Any negative duration means "for ever", as in Ollama.
-                return if rest.is_empty() {
-                    Err(bad(v))
-                } else {
-                    Ok(Some(KeepAlive::Forever))
-                };
-            }
-            match s.parse::<f64>() {
-                Ok(n) => n,
-                Err(_) => humantime::parse_duration(s)
-                    .map_err(|_| bad(v))?
-                    .as_secs_f64(),
-            }
-        }
-        _ => return Err(bad(v)),
-    };
-    if !seconds.is_finite() {
-        return Err(bad(v));
-    }
-    Ok(Some(if seconds < 0.0 {
-        KeepAlive::Forever
-    } else {
-        KeepAlive::For(Duration::from_secs_f64(seconds.min(1e9)))
-    }))
+    })
 }
 
 fn now_f64() -> f64 {

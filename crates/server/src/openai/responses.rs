@@ -24,7 +24,6 @@ use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::stream::StreamExt;
 use lucid_engine::{ChatMessage, Role, StopReason};
-use lucid_providers::ModelRef;
 use lucid_scheduler::{Event, Grammar, Request};
 use serde_json::Value;
 
@@ -52,19 +51,8 @@ pub(super) async fn responses(
         ));
     }
     let conversation = conversation(req.instructions.as_deref(), &req.input)?;
-    let model_ref = ModelRef::parse(&req.model).map_err(ApiError::from)?;
-    if model_ref.provider_key().is_some() {
-        return Err(ApiError::invalid(
-            "model",
-            format!(
-                "`{}` is a provider's model; /v1/responses runs the models this server holds \
-                 (call a provider's model through /v1/chat/completions)",
-                req.model
-            ),
-        ));
-    }
     let lm = state
-        .require_model(model_ref.model().unwrap_or_default())
+        .require_local_model(&req.model, "/v1/responses")
         .await?;
     let mut params = sampling(
         req.temperature,

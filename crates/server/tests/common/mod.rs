@@ -142,3 +142,19 @@ pub fn sse_data(body: &str) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// The events of an SSE body whose events are named (`event: NAME`), each
+/// with its JSON data, whose `type` must be its name (Anthropic's and the
+/// Responses API's streams).
+pub fn named_sse_events(body: &str) -> Vec<(String, serde_json::Value)> {
+    body.split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| {
+            let name = e.lines().find_map(|l| l.strip_prefix("event: ")).unwrap();
+            let data = e.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+            let data: serde_json::Value = serde_json::from_str(data).unwrap();
+            assert_eq!(data["type"], name, "{e}");
+            (name.to_owned(), data)
+        })
+        .collect()
+}
