@@ -1,6 +1,7 @@
-//! One question, three entry points, one prompt: `lucid run --json`,
-//! `/v1/chat/completions` and `/api/chat` of `lucid serve`, and `lucid
-//! explain --chat` build the same prompt token ids for the same chat
+//! One question, every entry point, one prompt: `lucid run --json`,
+//! `/v1/chat/completions`, `/api/chat`, `/v1/messages` and `/v1/responses`
+//! of `lucid serve`, and `lucid explain --chat` build the same prompt token
+//! ids for the same chat
 //! request, the model's catalog defaults (SmolLM2's system message and
 //! sampling settings) applied by each, and greedy generation gives the same
 //! text. Before, the CLI alone applied them, and the server answered the
@@ -189,6 +190,49 @@ fn the_cli_both_server_apis_and_the_glass_box_build_the_same_prompt() {
         completion["choices"][0]["text"],
         cli_text.as_str(),
         "{completion}"
+    );
+    // Anthropic's Messages API and OpenAI's Responses API: the same prompt
+    // (the model's default system message included) and the same reply.
+    let anthropic: Value = client
+        .post(format!("{base}/v1/messages"))
+        .json(
+            &json!({"model": "smollm2", "messages": messages, "temperature": 0, "max_tokens": 16}),
+        )
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let usage = &anthropic["usage"];
+    assert_eq!(
+        usage["input_tokens"].as_u64().unwrap()
+            + usage["cache_read_input_tokens"].as_u64().unwrap(),
+        cli_prompt.len() as u64,
+        "{anthropic}"
+    );
+    assert_eq!(
+        anthropic["content"][0]["text"],
+        cli_text.as_str(),
+        "{anthropic}"
+    );
+    let responses: Value = client
+        .post(format!("{base}/v1/responses"))
+        .json(
+            &json!({"model": "smollm2", "input": messages, "temperature": 0,
+                      "max_output_tokens": 16}),
+        )
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        responses["usage"]["input_tokens"].as_u64(),
+        Some(cli_prompt.len() as u64),
+        "{responses}"
+    );
+    assert_eq!(
+        responses["output"][0]["content"][0]["text"],
+        cli_text.as_str(),
+        "{responses}"
     );
 
     // `lucid ps` lists what the server holds.
