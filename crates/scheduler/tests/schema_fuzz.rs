@@ -286,3 +286,199 @@ fn large_string_constraints_compile_in_bounded_time() {
         assert!(took < Duration::from_secs(1), "{schema}: {took:?}");
     }
 }
+
+/// A random schema built only from the supported keywords.
+fn supported_schema(rng: &mut Rng, depth: usize) -> Value {
+    let bound = |rng: &mut Rng| -> Value {
+        let whole = rng.below(2001) as i64 - 1000;
+        match rng.below(3) {
+            0 => json!(whole),
+            1 => json!(whole as f64 / 8.0),
+            _ => json!(whole as f64 / 1000.0),
+        }
+    };
+    if depth == 0 || rng.below(3) == 0 {
+        return match rng.below(9) {
+            0 | 1 => {
+                let ty = if rng.below(2) == 0 {
+                    "integer"
+                } else {
+                    "number"
+                };
+                let mut s = serde_json::Map::new();
+                s.insert("type".into(), json!(ty));
+                let (a, b) = (bound(rng), bound(rng));
+                let (lo, hi) = if a.as_f64() <= b.as_f64() {
+                    (a, b)
+                } else {
+                    (b, a)
+                };
+                if rng.below(3) != 0 {
+                    let key = ["minimum", "exclusiveMinimum"][rng.below(2)];
+                    s.insert(key.into(), lo);
+                }
+                if rng.below(3) != 0 {
+                    let key = ["maximum", "exclusiveMaximum"][rng.below(2)];
+                    s.insert(key.into(), hi);
+                }
+                Value::Object(s)
+            }
+            2 => json!({"type": "string", "maxLength": rng.below(6)}),
+            3 => {
+                let format = ["date", "uuid", "email"][rng.below(3)];
+                json!({"type": "string", "format": format})
+            }
+            4 => json!({"type": "string", "pattern": "^[a-c]{1,3}$"}),
+            5 => json!({"enum": ["a", 1, null, true, {"k": [2]}]}),
+            6 => json!({"type": "boolean"}),
+            7 => json!({"$ref": "#/$defs/leaf"}),
+            _ => json!({"type": ["integer", "null"], "minimum": 0}),
+        };
+    }
+    match rng.below(4) {
+        0 => {
+            let mut props = serde_json::Map::new();
+            for name in ["x", "y", "z"].iter().take(1 + rng.below(3)) {
+                props.insert((*name).to_owned(), supported_schema(rng, depth - 1));
+            }
+            let required: Vec<&str> = props
+                .keys()
+                .map(String::as_str)
+                .take(rng.below(4))
+                .collect();
+            json!({"type": "object", "properties": props, "required": required,
+                   "additionalProperties": false})
+        }
+        1 => {
+            let min = rng.below(3);
+            json!({"type": "array", "items": supported_schema(rng, depth - 1),
+                   "minItems": min, "maxItems": min + rng.below(3)})
+        }
+        // Alternatives of different kinds, as pydantic writes a union.
+        2 => json!({(["anyOf", "oneOf"][rng.below(2)]): [
+            {"type": "object", "properties": {"v": supported_schema(rng, depth - 1)},
+             "required": ["v"], "additionalProperties": false},
+            {"type": "string", "maxLength": 4},
+            {"type": "integer", "minimum": -5, "maximum": 5},
+            {"type": "null"}]}),
+        _ => json!({"type": "array", "items": {"$ref": "#/$defs/leaf"}, "maxItems": 3}),
+    }
+}
+
+/// The property the constraint exists for: for random schemas made of the
+/// supported keywords (numeric bounds among them), every walk through the
+/// constraint (any allowed byte, picked at random) that finishes is valid
+/// against the schema by the `jsonschema` crate, and no walk gets stuck.
+#[test]
+fn random_supported_schemas_always_validate() {
+    let mut rng = Rng(2026);
+    let (mut schemas, mut walks) = (0, 0);
+    for case in 0..120 {
+        let mut schema = json!({"type": "object",
+            "properties": {"a": supported_schema(&mut rng, 3), "b": supported_schema(&mut rng, 2)},
+            "required": ["a", "b"], "additionalProperties": false});
+        schema["$defs"] = json!({"leaf": supported_schema(&mut rng, 0)});
+        if schema["$defs"]["leaf"].get("$ref").is_some() {
+            schema["$defs"]["leaf"] = json!({"type": "integer", "exclusiveMaximum": 0});
+        }
+        let validator = jsonschema::options()
+            .should_validate_formats(true)
+            .build(&schema)
+            .unwrap();
+        let grammar = Arc::new(
+            Grammar::from_schema(&Json::from(&schema))
+                .unwrap_or_else(|e| panic!("case {case}: {schema} refused: {e}")),
+        );
+        schemas += 1;
+        for walk in 0..10 {
+            let mut state = JsonState::new(grammar.clone());
+            let mut text = Vec::new();
+            while !state.is_done() && text.len() < 3000 {
+                let allowed: Vec<u8> = (0..=255u8).filter(|&b| state.clone().push(b)).collect();
+                assert!(
+                    !allowed.is_empty(),
+                    "case {case} walk {walk}: stuck after {:?} in {schema}",
+                    String::from_utf8_lossy(&text)
+                );
+                // Close strings and end numbers now and then, so that walks finish.
+                let closing: Vec<u8> = allowed
+                    .iter()
+                    .copied()
+                    .filter(|b| b"\",}]".contains(b))
+                    .collect();
+                let b = if !closing.is_empty() && rng.below(3) == 0 {
+                    closing[rng.below(closing.len())]
+                } else {
+                    allowed[rng.below(allowed.len())]
+                };
+                assert!(state.push(b));
+                text.push(b);
+            }
+            if !state.is_done() {
+                continue;
+            }
+            walks += 1;
+            let value: Value = serde_json::from_slice(&text)
+                .unwrap_or_else(|e| panic!("case {case}: {e}: {}", String::from_utf8_lossy(&text)));
+            if let Some(error) = validator.iter_errors(&value).next() {
+                panic!("case {case} walk {walk}: {value} is invalid ({error}) for {schema}");
+            }
+        }
+    }
+    eprintln!("{schemas} schemas, {walks} finished walks, all valid");
+    assert!(walks >= schemas * 5, "only {walks} walks finished");
+}
+
+/// Numbers held to bounds: every value the walk writes is inside them,
+/// boundary values themselves can be written, and ranges with no number in
+/// them are refused naming the keyword.
+#[test]
+fn bounded_numbers_reach_their_bounds_and_nothing_beyond() {
+    let accepts = |schema: &Value, text: &str| -> bool {
+        let grammar = Arc::new(Grammar::from_schema(&Json::from(schema)).unwrap());
+        let mut state = JsonState::new(grammar);
+        text.bytes().all(|b| state.push(b)) && state.can_end()
+    };
+    let unit = json!({"type": "number", "minimum": 0.1, "maximum": 0.3});
+    for ok in ["0.1", "0.3", "0.25", "0.2999999999999999", "0.10"] {
+        assert!(accepts(&unit, ok), "{ok}");
+    }
+    for bad in ["0.09", "0.3000000000000001", "1", "-0.2", "0", "1e-1"] {
+        assert!(!accepts(&unit, bad), "{bad}");
+    }
+    let open = json!({"type": "integer", "exclusiveMinimum": -3, "exclusiveMaximum": 120});
+    for ok in ["-2", "0", "119", "7"] {
+        assert!(accepts(&open, ok), "{ok}");
+    }
+    for bad in ["-3", "120", "1000", "-0", "1.5"] {
+        assert!(!accepts(&open, bad), "{bad}");
+    }
+    // Prefixes of allowed values that are not allowed themselves.
+    let negative = json!({"type": "integer", "maximum": -5});
+    assert!(accepts(&negative, "-50") && accepts(&negative, "-5"));
+    assert!(!accepts(&negative, "-4") && !accepts(&negative, "-0"));
+    let above = json!({"type": "integer", "minimum": 10});
+    assert!(accepts(&above, "10") && accepts(&above, "99") && !accepts(&above, "9"));
+    let tens = json!({"type": "number", "minimum": 10, "maximum": 19.5});
+    assert!(accepts(&tens, "10") && accepts(&tens, "19.5") && accepts(&tens, "15"));
+    assert!(!accepts(&tens, "1") && !accepts(&tens, "19.51") && !accepts(&tens, "9.9"));
+    let ge0 = json!({"type": "integer", "minimum": 0});
+    assert!(accepts(&ge0, "9999999999999999"));
+    assert!(!accepts(&ge0, "-1"));
+    for (schema, named) in [
+        (
+            json!({"type": "integer", "minimum": 0.2, "maximum": 0.8}),
+            "minimum",
+        ),
+        (
+            json!({"type": "number", "exclusiveMinimum": 1, "exclusiveMaximum": 1}),
+            "minimum",
+        ),
+        (json!({"type": "string", "maximum": 3}), "maximum"),
+        (json!({"minimum": 3}), "minimum"),
+        (json!({"type": "number", "multipleOf": 3}), "multipleOf"),
+    ] {
+        let e = Grammar::from_schema(&Json::from(&schema)).unwrap_err();
+        assert!(e.to_string().contains(named), "{schema}: {e}");
+    }
+}

@@ -17,6 +17,7 @@
 //! with a [`SchemaError`](crate::SchemaError) that names the keyword.
 
 pub mod doc;
+mod number;
 pub mod schema;
 pub mod state;
 

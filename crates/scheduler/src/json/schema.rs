@@ -22,6 +22,10 @@
 //!   match; its text has no escapes), `format` (`date`, `time`,
 //!   `date-time`, `uuid`, `email`, `uri`; [`FORMATS`] gives the exact
 //!   subset each writes) or `minLength`/`maxLength`;
+//! - numbers (with `type: number` or `integer`): `minimum`, `maximum`,
+//!   `exclusiveMinimum`, `exclusiveMaximum` (also draft 4's boolean form);
+//!   a bounded number is written without an exponent, and every prefix the
+//!   constraint admits can still end inside the bounds;
 //! - `$ref` to `#`, `#/$defs/NAME` or `#/definitions/NAME` (recursion is fine);
 //! - annotations that do not constrain: `title`, `description`, `default`,
 //!   `examples`, `$schema`, `$id`, `$comment`, `deprecated`, `readOnly`,
@@ -37,6 +41,7 @@ use regex_automata::util::start;
 use regex_automata::{Anchored, util::syntax};
 
 use super::doc::Json as Value;
+use super::number::{NUMBER_KEYWORDS, NumBounds};
 
 use crate::error::SchemaError;
 
@@ -79,6 +84,8 @@ pub(crate) enum Node {
     String,
     Number {
         integer: bool,
+        /// `minimum`/`maximum` and their exclusive forms.
+        bounds: Option<NumBounds>,
     },
     /// One of these JSON texts exactly (`enum`, `const`, `true`/`false`, `null`).
     Literals(LitSetId),
@@ -450,6 +457,10 @@ const SUPPORTED: &[&str] = &[
     "format",
     "minLength",
     "maxLength",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
 ];
 
 /// The keywords that constrain a string's text.
@@ -564,6 +575,23 @@ impl<'a> Compiler<'a> {
                 format!("`{key}` is supported only with `type: \"string\"`"),
             ));
         }
+        let names_number = match get("type") {
+            Some(Value::String(t)) => t == "number" || t == "integer",
+            Some(Value::Array(ts)) => ts
+                .iter()
+                .any(|t| matches!(t.as_str(), Some("number" | "integer"))),
+            _ => false,
+        };
+        if !names_number
+            && let Some((key, _)) = obj
+                .iter()
+                .find(|(k, _)| NUMBER_KEYWORDS.contains(&k.as_str()))
+        {
+            return Err(Self::err(
+                path,
+                format!("`{key}` is supported only with `type: \"number\"` or `\"integer\"`"),
+            ));
+        }
         let types: Vec<&str> = match get("type") {
             None => {
                 if get("properties").is_some() {
@@ -588,16 +616,21 @@ impl<'a> Compiler<'a> {
             return Err(Self::err(path, "`type` is an empty list"));
         }
         let has_number = types.contains(&"number");
+        let number = |integer: bool| -> Result<Node, SchemaError> {
+            let bounds = NumBounds::from_schema(obj, integer)
+                .map_err(|(key, why)| Self::err(path, format!("`{key}`: {why}")))?;
+            Ok(Node::Number { integer, bounds })
+        };
         let mut ids = Vec::new();
         for t in &types {
             let id = match *t {
                 "object" => self.object(obj, path)?,
                 "array" => self.array(obj, path)?,
                 "string" => self.string(obj, path)?,
-                "number" => self.push(Node::Number { integer: false }),
+                "number" => self.push(number(false)?),
                 // A number admits every integer, and both begin with a digit.
                 "integer" if has_number => continue,
-                "integer" => self.push(Node::Number { integer: true }),
+                "integer" => self.push(number(true)?),
                 "boolean" => self.push(Node::Literals(LIT_TRUE_FALSE)),
                 "null" => self.push(Node::Literals(LIT_NULL)),
                 other => return Err(Self::err(path, format!("unknown type `{other}`"))),

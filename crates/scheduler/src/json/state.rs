@@ -15,6 +15,7 @@
 
 use std::sync::Arc;
 
+use super::number::Written;
 use super::schema::{Grammar, LIT_FALSE, LIT_NULL, LIT_TRUE, LitSetId, Node, NodeId};
 
 /// Whitespace between JSON tokens is at most this many spaces. Small models
@@ -124,6 +125,10 @@ enum Frame {
         integer: bool,
         phase: NumPhase,
         digits: u8,
+        /// The node, when it bounds the value; then `written` is checked
+        /// against the bounds at every byte.
+        bounded: Option<NodeId>,
+        written: Written,
     },
     /// Matching one of a set of literal texts.
     Lit {
@@ -187,7 +192,12 @@ impl JsonState {
     pub fn can_end(&self) -> bool {
         for (i, f) in self.stack.iter().enumerate().rev() {
             let finished = match f {
-                Frame::Num { phase, .. } => phase.accepting(),
+                Frame::Num {
+                    phase,
+                    bounded,
+                    written,
+                    ..
+                } => phase.accepting() && self.in_bounds(*bounded, written),
                 Frame::Lit { set, cand, pos, .. } => {
                     self.complete_candidate(*set, *cand, *pos).is_some()
                 }
@@ -239,6 +249,17 @@ impl JsonState {
     /// Whether whitespace byte `b` may come next.
     fn ws_ok(&self, b: u8) -> bool {
         b == b' ' && self.ws_run < MAX_WS_RUN
+    }
+
+    /// Whether a number as written may end here: always, unless its node
+    /// bounds it and it is outside the bounds.
+    fn in_bounds(&self, bounded: Option<NodeId>, written: &Written) -> bool {
+        match bounded.map(|n| self.grammar.node(n)) {
+            Some(Node::Number {
+                bounds: Some(nb), ..
+            }) => nb.contains(written),
+            _ => true,
+        }
     }
 
     fn complete_candidate(&self, set: LitSetId, cand: u128, pos: u16) -> Option<usize> {
@@ -319,12 +340,21 @@ impl JsonState {
                             Step::Refused
                         }
                     }
-                    Node::Number { integer } => {
+                    Node::Number { integer, bounds } => {
                         if b == b'-' || b.is_ascii_digit() {
+                            let written = Written {
+                                negative: b == b'-',
+                                ..Written::default()
+                            };
+                            if bounds.is_some_and(|nb| !nb.reachable(&written)) {
+                                return Step::Refused;
+                            }
                             *top = Frame::Num {
                                 integer: *integer,
                                 phase: NumPhase::Minus,
                                 digits: 0,
+                                bounded: bounds.is_some().then_some(node),
+                                written,
                             };
                             // Start as if after a sign, then handle the byte.
                             if b == b'-' {
@@ -386,6 +416,11 @@ impl JsonState {
                             integer: false,
                             phase: NumPhase::Minus,
                             digits: 0,
+                            bounded: None,
+                            written: Written {
+                                negative: true,
+                                ..Written::default()
+                            },
                         };
                         Step::Consumed
                     }
@@ -394,6 +429,8 @@ impl JsonState {
                             integer: false,
                             phase: NumPhase::Minus,
                             digits: 0,
+                            bounded: None,
+                            written: Written::default(),
                         };
                         self.step(b)
                     }
@@ -666,8 +703,14 @@ impl JsonState {
                 integer,
                 phase,
                 digits,
+                bounded,
+                written,
             } => {
                 let integer = *integer;
+                let bounds = bounded.and_then(|n| match grammar.node(n) {
+                    Node::Number { bounds, .. } => *bounds,
+                    _ => None,
+                });
                 let digit = b.is_ascii_digit();
                 let more = *digits < MAX_DIGITS;
                 let next = match (*phase, b) {
@@ -675,7 +718,10 @@ impl JsonState {
                     (NumPhase::Minus, _) if digit => Some((NumPhase::Int, 1)),
                     (NumPhase::Int, _) if digit && more => Some((NumPhase::Int, *digits + 1)),
                     (NumPhase::Zero | NumPhase::Int, b'.') if !integer => Some((NumPhase::Dot, 0)),
-                    (NumPhase::Zero | NumPhase::Int | NumPhase::Frac, b'e' | b'E') if !integer => {
+                    // Bounded numbers are written without an exponent.
+                    (NumPhase::Zero | NumPhase::Int | NumPhase::Frac, b'e' | b'E')
+                        if !integer && bounds.is_none() =>
+                    {
                         Some((NumPhase::Exp, 0))
                     }
                     (NumPhase::Dot, _) if digit => Some((NumPhase::Frac, 1)),
@@ -691,11 +737,35 @@ impl JsonState {
                 };
                 match next {
                     Some((p, d)) => {
+                        let mut w = *written;
+                        let value = u64::from(b.wrapping_sub(b'0'));
+                        match p {
+                            NumPhase::Zero | NumPhase::Int => {
+                                w.empty = false;
+                                w.int = w.int * 10 + value;
+                                w.int_digits = d;
+                            }
+                            NumPhase::Dot => w.point = true,
+                            NumPhase::Frac => {
+                                w.frac = w.frac * 10 + value;
+                                w.frac_digits = d;
+                            }
+                            _ => {}
+                        }
+                        if bounds.is_some_and(|nb| !nb.reachable(&w)) {
+                            return Step::Refused;
+                        }
+                        *written = w;
                         *phase = p;
                         *digits = d;
                         Step::Consumed
                     }
-                    None if phase.accepting() && !digit => Step::PopAndRefeed,
+                    None if phase.accepting()
+                        && !digit
+                        && bounds.is_none_or(|nb| nb.contains(written)) =>
+                    {
+                        Step::PopAndRefeed
+                    }
                     None => Step::Refused,
                 }
             }
