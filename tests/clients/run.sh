@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the client test suite: the official `openai`, `ollama` and `anthropic` Python SDKs
+# Runs the client test suite: the official `openai`, `ollama` and `anthropic` Python SDKs,
+# and LiteLLM, LangChain, instructor, llm and DSPy on top of them,
 # against a `lucid serve` that the tests start on loopback ports.
 #
 # Creates a virtual environment under .cache/ (gitignored), installs the
@@ -15,10 +16,17 @@ if [ ! -f "$model" ]; then
   echo "missing $model: run scripts/fetch-test-models.sh" >&2
   exit 1
 fi
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
-fi
-"$venv/bin/pip" install -q --disable-pip-version-check -r "$root/tests/clients/requirements.txt"
+# The SDKs' tests and the tests of the libraries built on them (LiteLLM,
+# LangChain, instructor, llm, DSPy) need different versions of shared
+# packages, so each set has its own environment.
+eco_venv="$root/.cache/ecosystem-venv"
+for pair in "$venv:tests/clients/requirements.txt" "$eco_venv:tests/clients/ecosystem/requirements.txt"; do
+  env_dir=${pair%%:*}
+  if [ ! -x "$env_dir/bin/python" ]; then
+    python3 -m venv "$env_dir"
+  fi
+  "$env_dir/bin/pip" install -q --disable-pip-version-check -r "$root/${pair#*:}"
+done
 [ "${1:-}" = --setup-only ] && exit 0
 target="${CARGO_TARGET_DIR:-$root/target}"
 # The binary as `cargo test --workspace` builds it: a build of one package
@@ -26,4 +34,14 @@ target="${CARGO_TARGET_DIR:-$root/target}"
 (cd "$root" && cargo test --workspace --no-run -q)
 export LUCID_BIN="$target/debug/lucid"
 cd "$root/tests/clients"
-exec "$venv/bin/python" -m pytest -q "$@"
+# LiteLLM would fetch its model price list from GitHub at import.
+export LITELLM_LOCAL_MODEL_COST_MAP=True
+# pytest's 5 is "no test selected", as when a -k pattern names the other set.
+status=0
+"$venv/bin/python" -m pytest -q test_clients.py "$@" || status=$?
+[ "$status" = 5 ] && status=0
+eco=0
+"$eco_venv/bin/python" -m pytest -q ecosystem "$@" || eco=$?
+[ "$eco" = 5 ] && eco=0
+[ "$status" = 0 ] && status=$eco
+exit "$status"
