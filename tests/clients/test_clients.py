@@ -405,6 +405,56 @@ def test_ollama_tool_calling_agent_loop(server):
     assert shown.prompt_eval_count > bare.prompt_eval_count
 
 
+def test_ollama_pull_copy_create_delete(make_server):
+    server = make_server()
+    client = ol(server)
+    hi = [{"role": "user", "content": "Hi"}]
+    greedy = {"temperature": 0, "num_predict": 8}
+    first = client.chat(model="smollm2", messages=hi, options=greedy)
+    # A copy is served at once, under its new name, with the same answers.
+    assert client.copy("smollm2:latest", "tiny").status == "success"
+    assert {m.model for m in client.list().models} == {"smollm2:latest", "tiny:latest"}
+    assert client.chat(model="tiny", messages=hi, options=greedy).message.content == \
+        first.message.content
+    # A created model has its own system message.
+    made = client.create(model="pirate", from_="smollm2", system="You are a pirate.",
+                         parameters={"temperature": 0}, license="Internal use only.")
+    assert made.status == "success"
+    pirate = client.chat(model="pirate:latest", messages=hi, options={"num_predict": 8})
+    assert pirate.prompt_eval_count != first.prompt_eval_count
+    shown = client.show("pirate")
+    assert 'SYSTEM """You are a pirate."""' in shown.modelfile
+    assert "temperature 0\n" in shown.parameters
+    # What a model cannot hold is refused, naming it; paths are not models.
+    for extra, named in [({"quantize": "q4_K_M"}, "quantize"),
+                         ({"parameters": {"top_k": 3}}, "top_k"),
+                         ({"from_": "/etc/passwd"}, "/etc/passwd")]:
+        with pytest.raises(ollama.ResponseError) as e:
+            client.create(**{"model": "x", "from_": "smollm2", **extra})
+        assert e.value.status_code in (400, 404) and named in e.value.error
+    assert client.delete("pirate").status == "success"
+    with pytest.raises(ollama.ResponseError) as e:
+        client.chat(model="pirate", messages=hi)
+    assert e.value.status_code == 404
+    # Deleted, the served model is gone; pulled again (streamed progress,
+    # every file's digest checked), it answers as before.
+    client.delete("smollm2")
+    with pytest.raises(ollama.ResponseError) as e:
+        client.chat(model="smollm2", messages=hi)
+    assert e.value.status_code == 404
+    lines = list(client.pull("smollm2", stream=True))
+    assert lines[0].status == "pulling manifest" and lines[-1].status == "success"
+    files = [p for p in lines if p.digest]
+    digest = "sha256:" + hashlib.sha256(MODEL_FILE.read_bytes()).hexdigest()
+    assert files and {p.digest for p in files} == {digest}
+    assert max(p.completed for p in files) == files[0].total == MODEL_FILE.stat().st_size
+    again = client.chat(model="smollm2", messages=hi, options=greedy)
+    assert again.message.content == first.message.content
+    with pytest.raises(ollama.ResponseError) as e:
+        client.pull("no-such-model")
+    assert e.value.status_code == 404
+
+
 def test_ollama_errors(server):
     with pytest.raises(ollama.ResponseError) as e:
         ol(server).chat(model="missing", messages=MESSAGES)

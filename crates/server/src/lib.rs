@@ -39,6 +39,7 @@ pub mod body;
 pub mod cors;
 pub mod error;
 pub mod generate;
+pub mod library;
 pub mod listen;
 pub mod local_provider;
 pub mod metrics;
@@ -62,6 +63,7 @@ use axum::routing::get;
 use tracing::Instrument;
 
 pub use error::{ApiError, OllamaError};
+pub use library::Library;
 pub use local_provider::LocalProvider;
 pub use state::{AppState, LocalModel, ServerConfig};
 

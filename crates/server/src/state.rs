@@ -14,7 +14,7 @@
 //! tokenizer and forward pass) and the [`Scheduler`] that owns generation.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use lucid_engine::LoadedModel;
@@ -23,6 +23,7 @@ use lucid_scheduler::Scheduler;
 use tokio::sync::Notify;
 
 use crate::error::ApiError;
+use crate::library::Library;
 use crate::metrics::Metrics;
 use crate::policy::LicensePolicy;
 
@@ -183,6 +184,21 @@ impl Slot {
 }
 
 impl Served {
+    fn of(m: LocalModel, loaded: bool) -> Served {
+        Served {
+            name: m.name.clone(),
+            aliases: m.aliases.clone(),
+            facts: Mutex::new(m.facts.clone()),
+            loader: m.loader.clone(),
+            slot: Mutex::new(Slot {
+                loaded: loaded.then_some(m),
+                keep: KeepAlive::Forever,
+                expires: None,
+            }),
+            loading: tokio::sync::Mutex::new(()),
+        }
+    }
+
     fn answers_to(&self, name: &str) -> bool {
         let is = |n: &str| self.name == n || self.aliases.iter().any(|a| a == n);
         is(name) || name.strip_suffix(":latest").is_some_and(is)
@@ -199,7 +215,9 @@ impl Served {
 pub struct Models(Arc<ModelsInner>);
 
 struct ModelsInner {
-    served: Vec<Served>,
+    /// In the order served: those given at start, then those added (a
+    /// model pulled, created or first asked for while serving).
+    served: RwLock<Vec<Arc<Served>>>,
     /// The keep-alive of a request that does not give one.
     default_keep: KeepAlive,
 }
@@ -216,29 +234,40 @@ impl Models {
     pub fn new(models: Vec<LocalModel>, default_keep: KeepAlive) -> Models {
         let served = models
             .into_iter()
-            .map(|m| Served {
-                name: m.name.clone(),
-                aliases: m.aliases.clone(),
-                facts: Mutex::new(m.facts.clone()),
-                loader: m.loader.clone(),
-                slot: Mutex::new(Slot {
-                    loaded: Some(m),
-                    keep: KeepAlive::Forever,
-                    expires: None,
-                }),
-                loading: tokio::sync::Mutex::new(()),
-            })
+            .map(|m| Arc::new(Served::of(m, true)))
             .collect();
         Models(Arc::new(ModelsInner {
-            served,
+            served: RwLock::new(served),
             default_keep,
         }))
     }
 
+    fn all(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<Served>>> {
+        self.0.served.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Serves `model` too, in place of one served under the same name;
+    /// `loaded: false` keeps only its facts and loader, so the first
+    /// request loads it again.
+    pub fn add(&self, model: LocalModel, loaded: bool) {
+        let served = Arc::new(Served::of(model, loaded));
+        let mut all = self.0.served.write().unwrap_or_else(|p| p.into_inner());
+        all.retain(|m| m.name != served.name);
+        all.push(served);
+    }
+
+    /// Stops serving the model `name` answers to; requests running with it
+    /// finish. Whether there was one.
+    pub fn remove(&self, name: &str) -> bool {
+        let mut all = self.0.served.write().unwrap_or_else(|p| p.into_inner());
+        let before = all.len();
+        all.retain(|m| !m.answers_to(name));
+        all.len() != before
+    }
+
     /// The models loaded now.
     pub fn loaded(&self) -> Vec<LocalModel> {
-        self.0
-            .served
+        self.all()
             .iter()
             .filter_map(|m| m.slot().loaded.clone())
             .collect()
@@ -246,8 +275,7 @@ impl Models {
 
     /// Every served model's name and facts, loaded or not.
     pub fn listing(&self) -> Vec<(String, Arc<Facts>)> {
-        self.0
-            .served
+        self.all()
             .iter()
             .map(|m| {
                 let facts = m.facts.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -258,7 +286,7 @@ impl Models {
 
     /// Every served model's name, loaded or not.
     pub fn names(&self) -> Vec<String> {
-        self.0.served.iter().map(|m| m.name.clone()).collect()
+        self.all().iter().map(|m| m.name.clone()).collect()
     }
 
     /// The local model `name` answers to, if it is loaded now.
@@ -266,8 +294,13 @@ impl Models {
         self.served(name)?.slot().loaded.clone()
     }
 
-    fn served(&self, name: &str) -> Option<&Served> {
-        self.0.served.iter().find(|m| m.answers_to(name))
+    /// The name `name` is served under, if it is.
+    pub fn served_name(&self, name: &str) -> Option<String> {
+        self.served(name).map(|m| m.name.clone())
+    }
+
+    fn served(&self, name: &str) -> Option<Arc<Served>> {
+        self.all().iter().find(|m| m.answers_to(name)).cloned()
     }
 
     /// The local model `name` answers to for a request, loaded again (on
@@ -364,7 +397,7 @@ impl Models {
     pub fn unload_expired(&self) -> Vec<String> {
         let now = Instant::now();
         let mut unloaded = Vec::new();
-        for served in &self.0.served {
+        for served in self.all().iter() {
             let mut slot = served.slot();
             if slot.expires.is_none_or(|t| t > now) {
                 continue;
@@ -497,6 +530,7 @@ struct Inner {
     config: ServerConfig,
     shutting_down: AtomicBool,
     shutdown: Notify,
+    library: OnceLock<Arc<Library>>,
 }
 
 /// The state every handler gets.
@@ -536,6 +570,7 @@ impl AppState {
                 config,
                 shutting_down: AtomicBool::new(false),
                 shutdown: Notify::new(),
+                library: OnceLock::new(),
             }),
         }
     }
@@ -550,6 +585,19 @@ impl AppState {
         let models = Models::new(models, config.keep_alive);
         providers.set_local(Arc::new(crate::LocalProvider::new(models.clone())));
         AppState::serving(models, Arc::new(providers), config)
+    }
+
+    /// Manages `library`'s store through Ollama's model routes, and serves
+    /// the models in it when a request names one. Set once, before serving.
+    pub fn set_library(&self, library: Library) {
+        if self.inner.library.set(Arc::new(library)).is_err() {
+            tracing::warn!("the server's model store was already set");
+        }
+    }
+
+    /// The store this server manages, if any.
+    pub fn library(&self) -> Option<&Arc<Library>> {
+        self.inner.library.get()
     }
 
     /// The served models, loaded or not.
@@ -573,9 +621,54 @@ impl AppState {
     }
 
     /// The local model `name` answers to, loaded again if it was unloaded,
-    /// or a 404 that lists the served ones.
+    /// or opened from the store if it is there (a model pulled or created
+    /// since the server started); else a 404 that lists the served ones.
     pub async fn require_model(&self, name: &str) -> Result<LocalModel, ApiError> {
-        self.inner.models.require(name).await
+        match self.inner.models.require(name).await {
+            Err(e) if e.status == axum::http::StatusCode::NOT_FOUND => {
+                match self.open_from_store(name).await? {
+                    Some(model) => Ok(model),
+                    None => Err(e),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Opens `name` from the store and serves it from now on; `None` when
+    /// the server has no store or the store does not have it.
+    async fn open_from_store(&self, name: &str) -> Result<Option<LocalModel>, ApiError> {
+        let Some(library) = self.library().cloned() else {
+            return Ok(None);
+        };
+        let name = crate::library::untagged(name).to_owned();
+        let _opening = library.opening.lock().await;
+        if self.inner.models.served_name(&name).is_some() {
+            // Opened by a request that arrived just before.
+            return self.inner.models.require(&name).await.map(Some);
+        }
+        let store = library.clone();
+        let opened = crate::prompt::blocking("opening the model", move || {
+            let library = store;
+            let Some(stored) = library
+                .store
+                .stored_name(&name)
+                .map_err(|e| crate::library::store_error(&name, e))?
+            else {
+                return Ok(None);
+            };
+            tracing::info!(model = %stored, "opening from the store");
+            (library.open)(&stored)
+                .map(Some)
+                .map_err(|e| ApiError::internal(format!("Cannot load the model `{stored}`: {e}")))
+        })
+        .await?;
+        let Some(model) = opened else {
+            return Ok(None);
+        };
+        let served = model.name.clone();
+        self.inner.models.add(model, true);
+        self.inner.models.require(&served).await.map(Some)
     }
 
     /// [`AppState::require_model`] for a route that runs only the models this

@@ -112,7 +112,10 @@ async fn bad_requests_get_openai_shaped_400s_naming_the_field() {
     )
     .await;
     assert!(
-        v["error"]["message"].as_str().unwrap().contains("multipleOf"),
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("multipleOf"),
         "{v}"
     );
 }

@@ -141,6 +141,23 @@ impl Store {
         Err(self.unknown(model))
     }
 
+    /// The name `model` is kept under in the store (a user model, or a
+    /// pulled model by its catalog name or an alias), or `None` when the
+    /// store does not have it. Unlike [`Store::resolve`] it never reads
+    /// `model` as a path: what a server's clients name stays inside the store.
+    pub fn stored_name(&self, model: &str) -> Result<Option<String>, StoreError> {
+        if self.user_model(model)?.is_some() {
+            return Ok(Some(model.to_owned()));
+        }
+        if let Some(entry) = self.catalog.find(model) {
+            return Ok(self.installed(&entry.name)?.map(|_| entry.name.clone()));
+        }
+        if is_store_name(model) && self.installed(model)?.is_some() {
+            return Ok(Some(model.to_owned()));
+        }
+        Ok(None)
+    }
+
     /// Pulls a catalog model into the store, trying its sources in order for
     /// each file, and returns its path (as in [`Resolved::path`]). A model
     /// already in the store is verified again, and pulled again only if a file

@@ -133,19 +133,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ..SchedulerConfig::default()
     };
     let policy = Arc::new(policy);
-    let mut models = Vec::new();
-    for name in &args.models {
-        // Loaded now, so that a bad name fails at start; loaded the same way
-        // again after a keep-alive or `lucid stop` unloaded it.
-        let load = {
-            let (name, policy, config) = (name.clone(), policy.clone(), scheduler_config.clone());
-            move || served_model(&name, &policy, &config)
-        };
-        let model = load()?;
-        let loader: lucid_server::state::Loader =
-            Arc::new(move || load().map_err(|e| format!("{e:#}")));
-        models.push(model.with_loader(loader));
-    }
+    // Loads a model now, and the same way again after a keep-alive or
+    // `lucid stop` unloaded it.
+    let open = {
+        let policy = policy.clone();
+        move |name: &str| -> anyhow::Result<LocalModel> {
+            let load = {
+                let (name, policy, config) =
+                    (name.to_owned(), policy.clone(), scheduler_config.clone());
+                move || served_model(&name, &policy, &config)
+            };
+            let model = load()?;
+            let loader: lucid_server::state::Loader =
+                Arc::new(move || load().map_err(|e| format!("{e:#}")));
+            Ok(model.with_loader(loader))
+        }
+    };
+    // The models named at start load now, so that a bad name fails at once.
+    let models = args
+        .models
+        .iter()
+        .map(|name| open(name))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let config_path = args
         .providers_config
         .clone()
@@ -168,6 +177,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             keep_alive: args.keep_alive,
         },
     );
+    // Ollama's /api/pull, /api/delete, /api/copy and /api/create manage the
+    // store, and any model in it is served when a request names it.
+    let opener: lucid_server::library::Opener =
+        Arc::new(move |name| open(name).map_err(|e| format!("{e:#}")));
+    state.set_library(lucid_server::Library::new(
+        lucid_store::Store::open_default()?,
+        opener,
+    ));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

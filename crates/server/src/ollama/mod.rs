@@ -1,5 +1,7 @@
 //! The Ollama-compatible API: `/api/generate`, `/api/chat`, `/api/tags`,
-//! `/api/ps`, `/api/show` and `/api/version`, streamed as NDJSON (one JSON
+//! `/api/ps`, `/api/show` and `/api/version`, and the model management
+//! routes of [`manage`] (`/api/pull`, `/api/delete`, `/api/copy`,
+//! `/api/create`), streamed as NDJSON (one JSON
 //! object per line, the last with `"done": true` and the timing
 //! statistics), with Ollama's error shape `{"error": "..."}`. Models are
 //! listed as `name:latest` and answer with or without the tag.
@@ -8,6 +10,7 @@
 //! repeat penalty 1.1 over the last 64 tokens), so an Ollama client gets the
 //! behaviour it expects.
 
+mod manage;
 pub mod wire;
 
 use std::collections::VecDeque;
@@ -20,7 +23,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use futures::StreamExt;
 use lucid_engine::{ChatMessage, Role, SamplingParams};
 use lucid_scheduler::{Event, Grammar, Json, Request};
@@ -41,6 +44,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/ps", get(ps))
         .route("/api/show", post(show))
         .route("/api/version", get(version))
+        .route("/api/pull", post(manage::pull))
+        .route("/api/delete", delete(manage::delete))
+        .route("/api/copy", post(manage::copy))
+        .route("/api/create", post(manage::create))
 }
 
 async fn version() -> impl IntoResponse {
@@ -166,11 +173,27 @@ async fn show(
             .entry(k.clone())
             .or_insert_with(|| v.clone().into());
     }
+    // The model's defaults, as a Modelfile would give them.
+    let defaults = &m.model.defaults;
+    let parameters: String = [
+        ("temperature", defaults.temperature),
+        ("top_p", defaults.top_p),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| format!("{k} {v}\n")))
+    .collect();
+    // The model's name, not the file's place on this machine: the path
+    // would tell a client about the server's file system.
+    let mut modelfile = format!("FROM {}\n", m.name);
+    if let Some(system) = &defaults.system {
+        modelfile.push_str(&format!("SYSTEM \"\"\"{system}\"\"\"\n"));
+    }
+    for line in parameters.lines() {
+        modelfile.push_str(&format!("PARAMETER {line}\n"));
+    }
     Ok(axum::Json(Show {
-        // The model's name, not the file's place on this machine: the path
-        // would tell a client about the server's file system.
-        modelfile: format!("FROM {}\n", m.name),
-        parameters: String::new(),
+        modelfile,
+        parameters,
         template: m
             .model
             .tokenizer
