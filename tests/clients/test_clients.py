@@ -247,6 +247,37 @@ def test_openai_tool_calling_agent_loop(server):
     assert final.choices[0].finish_reason == "tool_calls"
 
 
+def test_openai_responses_function_calling_agent_loop(server):
+    client = oa(server)
+    tool = {"type": "function", "name": "get_weather", "description": "The weather in a city.",
+            "parameters": WEATHER["function"]["parameters"], "strict": True}
+    args = dict(model="smollm2", input="What is the weather in Paris?", tools=[tool],
+                max_output_tokens=60, temperature=0)
+    asked = client.responses.create(**args, tool_choice="required")
+    calls = [o for o in asked.output if o.type == "function_call"]
+    assert [c.name for c in calls] == ["get_weather"], asked.output
+    arguments = json.loads(calls[0].arguments)
+    jsonschema.validate(arguments, tool["parameters"])
+    # Streamed: the SDK's helper puts the call together from its events.
+    with client.responses.stream(**args, tool_choice={"type": "function", "name": "get_weather"}) \
+            as stream:
+        events = [e.type for e in stream]
+        final = stream.get_final_response()
+    assert "response.function_call_arguments.delta" in events
+    streamed = [o for o in final.output if o.type == "function_call"]
+    assert json.loads(streamed[0].arguments) == arguments
+    # The client runs the tool and sends the result back; the model answers.
+    answer = client.responses.create(
+        model="smollm2", tools=[tool], max_output_tokens=24, temperature=0,
+        input=[{"role": "user", "content": "What is the weather in Paris?"},
+               calls[0].model_dump(exclude_none=True),
+               {"type": "function_call_output", "call_id": calls[0].call_id,
+                "output": "18 degrees and sunny"}],
+    )
+    assert answer.output_text
+    assert answer.usage.input_tokens > asked.usage.input_tokens
+
+
 def test_openai_logprobs(server):
     r = oa(server).chat.completions.create(
         model="smollm2", messages=MESSAGES, max_tokens=5, temperature=0, logprobs=True, top_logprobs=3

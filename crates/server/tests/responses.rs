@@ -165,9 +165,33 @@ async fn text_format_constrains_the_output() {
 #[tokio::test]
 async fn what_lucid_does_not_offer_is_refused_by_name() {
     let cases = [
+        (json!({"tools": [{"type": "web_search"}]}), "tools[0].type"),
         (
-            json!({"tools": [{"type": "function", "name": "f"}]}),
-            "tools",
+            json!({"tools": [{"type": "function", "name": "f", "cache": true}]}),
+            "tools[0].cache",
+        ),
+        (
+            json!({"tools": [{"type": "function", "name": "f"}],
+                   "tool_choice": {"type": "function", "name": "g"}}),
+            "tool_choice",
+        ),
+        (
+            json!({"tools": [{"type": "function", "name": "f"}], "tool_choice": "required",
+                   "text": {"format": {"type": "json_object"}}}),
+            "text.format",
+        ),
+        (
+            json!({"input": [{"type": "function_call", "call_id": "c", "name": "f",
+                              "arguments": "{not json"}]}),
+            "input[0].arguments",
+        ),
+        (
+            json!({"input": [{"type": "function_call_output", "call_id": "c"}]}),
+            "input[0].output",
+        ),
+        (
+            json!({"input": [{"type": "file_search_call", "id": "x"}]}),
+            "input[0].type",
         ),
         (
             json!({"previous_response_id": "resp_1"}),
@@ -175,10 +199,6 @@ async fn what_lucid_does_not_offer_is_refused_by_name() {
         ),
         (json!({"reasoning": {"effort": "high"}}), "reasoning"),
         (json!({"truncation": "auto"}), "truncation"),
-        (
-            json!({"input": [{"type": "function_call_output", "call_id": "c", "output": "1"}]}),
-            "input[0].type",
-        ),
         (
             json!({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]}),
             "input[0].content[0]",

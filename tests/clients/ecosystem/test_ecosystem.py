@@ -118,6 +118,22 @@ def test_langchain_openai_bind_tools_agent_loop_and_structured_output(server):
     assert isinstance(city, City) and city.population >= 0
 
 
+def test_langchain_openai_responses_api_tools(server):
+    from langchain_core.messages import HumanMessage
+    from langchain_core.tools import tool
+    from langchain_openai import ChatOpenAI
+
+    weather = tool(get_weather)
+    llm = ChatOpenAI(base_url=f"{server.base}/v1", api_key=API_KEY, model="smollm2",
+                     temperature=0, max_tokens=60, max_retries=0, use_responses_api=True)
+    messages = [HumanMessage(QUESTION)]
+    asked = llm.bind_tools([weather], tool_choice="required").invoke(messages)
+    assert [c["name"] for c in asked.tool_calls] == ["get_weather"], asked
+    result = weather.invoke(asked.tool_calls[0])
+    answer = llm.bind_tools([weather]).invoke(messages + [asked, result])
+    assert answer.text and not answer.tool_calls
+
+
 def test_langchain_ollama_bind_tools_agent_loop(server):
     from langchain_core.messages import HumanMessage
     from langchain_core.tools import tool

@@ -409,13 +409,20 @@ pub enum ResponsesInput {
     Items(Vec<InputItem>),
 }
 
-/// An input item: a message (`type` "message" or left out).
+/// An input item: a message (`type` "message" or left out), a function
+/// call from an earlier response (`function_call`: `call_id`, `name`,
+/// `arguments`) or its result (`function_call_output`: `call_id`,
+/// `output`).
 #[derive(Debug, Deserialize)]
 pub struct InputItem {
     #[serde(rename = "type")]
     pub kind: Option<String>,
     pub role: Option<String>,
     pub content: Option<ItemContent>,
+    pub call_id: Option<String>,
+    pub name: Option<String>,
+    pub arguments: Option<String>,
+    pub output: Option<serde_json::Value>,
     #[serde(flatten)]
     pub other: serde_json::Map<String, serde_json::Value>,
 }
@@ -460,11 +467,11 @@ pub struct ResponseObject {
     pub instructions: Option<String>,
     pub max_output_tokens: Option<u32>,
     pub model: String,
-    pub output: Vec<OutputMessage>,
+    pub output: Vec<OutputItem>,
     pub parallel_tool_calls: bool,
     pub temperature: f32,
     pub top_p: f32,
-    pub tool_choice: &'static str,
+    pub tool_choice: serde_json::Value,
     pub tools: Vec<serde_json::Value>,
     pub text: TextOut,
     pub truncation: &'static str,
@@ -486,6 +493,27 @@ pub struct IncompleteDetails {
 #[derive(Debug, Clone, Serialize)]
 pub struct TextOut {
     pub format: TextFormat,
+}
+
+/// An output item: the reply's text, or a call of one of the tools.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum OutputItem {
+    Message(OutputMessage),
+    FunctionCall(FunctionCallItem),
+}
+
+/// A `function_call` output item.
+#[derive(Debug, Clone, Serialize)]
+pub struct FunctionCallItem {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub id: String,
+    pub call_id: String,
+    pub name: String,
+    /// The arguments as JSON text.
+    pub arguments: String,
+    pub status: &'static str,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -538,7 +566,7 @@ pub enum ResponseEvent {
     #[serde(rename = "response.output_item.added")]
     OutputItemAdded {
         output_index: usize,
-        item: OutputMessage,
+        item: OutputItem,
     },
     #[serde(rename = "response.content_part.added")]
     ContentPartAdded {
@@ -573,7 +601,20 @@ pub enum ResponseEvent {
     #[serde(rename = "response.output_item.done")]
     OutputItemDone {
         output_index: usize,
-        item: OutputMessage,
+        item: OutputItem,
+    },
+    #[serde(rename = "response.function_call_arguments.delta")]
+    FunctionCallArgumentsDelta {
+        item_id: String,
+        output_index: usize,
+        delta: String,
+    },
+    #[serde(rename = "response.function_call_arguments.done")]
+    FunctionCallArgumentsDone {
+        item_id: String,
+        output_index: usize,
+        name: String,
+        arguments: String,
     },
     #[serde(rename = "response.completed")]
     Completed { response: ResponseObject },
@@ -595,6 +636,12 @@ impl ResponseEvent {
             ResponseEvent::OutputTextDone { .. } => "response.output_text.done",
             ResponseEvent::ContentPartDone { .. } => "response.content_part.done",
             ResponseEvent::OutputItemDone { .. } => "response.output_item.done",
+            ResponseEvent::FunctionCallArgumentsDelta { .. } => {
+                "response.function_call_arguments.delta"
+            }
+            ResponseEvent::FunctionCallArgumentsDone { .. } => {
+                "response.function_call_arguments.done"
+            }
             ResponseEvent::Completed { .. } => "response.completed",
             ResponseEvent::Incomplete { .. } => "response.incomplete",
             ResponseEvent::Failed { .. } => "response.failed",
