@@ -9,6 +9,7 @@ Generations are greedy and short (SmolLM2-135M on two shared cores).
 import concurrent.futures
 import hashlib
 import json
+import re
 import signal
 import threading
 import time
@@ -314,6 +315,22 @@ def test_openai_json_schema(server):
     value = json.loads(text)
     jsonschema.validate(value, schema)
     assert list(value) == ["name", "age", "hobbies", "pet"]
+
+
+def test_openai_structured_outputs_as_vllm_takes_them(server):
+    client = oa(server)
+    choices = ["positive", "negative", "neutral"]
+    r = client.chat.completions.create(
+        model="smollm2", max_tokens=8, temperature=0,
+        messages=[{"role": "user", "content": "Classify: I love this phone."}],
+        extra_body={"structured_outputs": {"choice": choices}},
+    )
+    assert r.choices[0].message.content in choices
+    r = client.completions.create(
+        model="smollm2", prompt="The date today is", max_tokens=16, temperature=0,
+        extra_body={"guided_regex": "[0-9]{4}-[0-9]{2}-[0-9]{2}"},
+    )
+    assert re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", r.choices[0].text), r.choices[0].text
 
 
 def test_openai_completions(server):

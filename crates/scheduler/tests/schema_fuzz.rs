@@ -482,3 +482,63 @@ fn bounded_numbers_reach_their_bounds_and_nothing_beyond() {
         assert!(e.to_string().contains(named), "{schema}: {e}");
     }
 }
+
+/// Walks a grammar at random to a point where it may end, and returns the
+/// text; `None` if the walk got no further than `limit` bytes.
+fn walk_text(grammar: &Arc<Grammar>, rng: &mut Rng, limit: usize) -> Option<String> {
+    let mut state = JsonState::new(grammar.clone());
+    let mut text = Vec::new();
+    while text.len() < limit {
+        if state.is_done() || (state.can_end() && rng.below(3) == 0) {
+            return Some(String::from_utf8(text).unwrap());
+        }
+        let allowed: Vec<u8> = (0..=255u8).filter(|&b| state.clone().push(b)).collect();
+        if allowed.is_empty() {
+            assert!(
+                state.can_end(),
+                "stuck after {:?}",
+                String::from_utf8_lossy(&text)
+            );
+            return Some(String::from_utf8(text).unwrap());
+        }
+        let b = allowed[rng.below(allowed.len())];
+        assert!(state.push(b));
+        text.push(b);
+    }
+    None
+}
+
+/// Plain-text constraints (vLLM's `guided_choice` and `guided_regex`):
+/// every walk ends on exactly one of the choices, or on a whole match of
+/// the regular expression; nothing is added around them.
+#[test]
+fn choices_and_regexes_constrain_plain_text() {
+    let choices: Vec<String> = ["yes", "yesterday", "no", "New York", "\"quoted\""]
+        .map(String::from)
+        .to_vec();
+    let grammar = Arc::new(Grammar::choice(&choices).unwrap());
+    let mut rng = Rng(11);
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..200 {
+        let text = walk_text(&grammar, &mut rng, 100).unwrap();
+        assert!(choices.contains(&text), "{text:?}");
+        seen.insert(text);
+    }
+    assert_eq!(seen.len(), choices.len(), "every choice is reachable");
+    let mut state = JsonState::new(grammar.clone());
+    assert!(!state.push(b' '), "no whitespace before a choice");
+
+    let regex = r#"[A-Z][a-z]{2,5}( [0-9]{1,3})?\n"[a-z]*""#;
+    let whole = regex::Regex::new(&format!("^(?:{regex})$")).unwrap();
+    let grammar = Arc::new(Grammar::regex(regex).unwrap());
+    for _ in 0..200 {
+        let text = walk_text(&grammar, &mut rng, 2000).unwrap();
+        assert!(whole.is_match(&text), "{text:?}");
+    }
+    for (bad, why) in [
+        (Grammar::choice(&[]), "nothing can match"),
+        (Grammar::regex("(?<=a)b"), "regular expression"),
+    ] {
+        assert!(bad.unwrap_err().to_string().contains(why));
+    }
+}

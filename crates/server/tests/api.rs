@@ -476,15 +476,90 @@ async fn ollama_tags_digests_ps_and_json_objects() {
     eprintln!("format json: 50 of 50 began an object, {completed} complete within 32 tokens");
 }
 
+/// vLLM's output constraints: `structured_outputs` (`choice`, `regex`,
+/// `json`) and the older `guided_*` fields hold the reply to them, on the
+/// chat and the completions routes; two at once, or an unsupported key, is
+/// a 400 naming it.
+#[tokio::test]
+async fn structured_outputs_constrain_the_reply() {
+    let choices = ["Paris", "Lyon", "Marseille"];
+    for constraint in [
+        json!({"guided_choice": choices}),
+        json!({"structured_outputs": {"choice": choices}}),
+    ] {
+        let mut body = chat("What is the capital of France?", 8);
+        body.as_object_mut()
+            .unwrap()
+            .extend(constraint.as_object().unwrap().clone());
+        let (s, v) = post_json(app(), "/v1/chat/completions", body).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let text = v["choices"][0]["message"]["content"].as_str().unwrap();
+        assert!(choices.contains(&text), "{constraint}: {text:?}");
+        assert_eq!(v["choices"][0]["finish_reason"], "stop", "{v}");
+    }
+    let regex = "[0-9]{4}-[0-9]{2}";
+    let whole = regex::Regex::new(&format!("^(?:{regex})$")).unwrap();
+    let mut body = chat("When did the war end?", 12);
+    body["structured_outputs"] = json!({"regex": regex});
+    let (s, v) = post_json(app(), "/v1/chat/completions", body).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let text = v["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(whole.is_match(text), "{text:?}");
+    let (s, v) = post_json(
+        app(),
+        "/v1/completions",
+        json!({"model": "smollm2", "prompt": "The year was", "max_tokens": 12,
+               "guided_regex": regex}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let text = v["choices"][0]["text"].as_str().unwrap();
+    assert!(whole.is_match(text), "{text:?}");
+    let schema = json!({"type": "object", "properties": {"n": {"type": "integer", "minimum": 1, "maximum": 9}},
+                        "required": ["n"], "additionalProperties": false});
+    let mut body = chat("Pick a number.", 16);
+    body["guided_json"] = Value::String(schema.to_string());
+    let (s, v) = post_json(app(), "/v1/chat/completions", body).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let text = v["choices"][0]["message"]["content"].as_str().unwrap();
+    let n = serde_json::from_str::<Value>(text).unwrap()["n"].as_i64().unwrap();
+    assert!((1..=9).contains(&n), "{text}");
+    for (extra, param) in [
+        (
+            json!({"guided_choice": ["a"], "guided_regex": "a"}),
+            "guided_choice",
+        ),
+        (
+            json!({"structured_outputs": {"grammar": "root ::= \"a\""}}),
+            "structured_outputs.grammar",
+        ),
+        (
+            json!({"structured_outputs": {"choice": []}}),
+            "structured_outputs.choice",
+        ),
+        (
+            json!({"response_format": {"type": "json_object"}, "guided_choice": ["a"]}),
+            "response_format",
+        ),
+    ] {
+        let mut body = chat("Hi", 4);
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let (s, v) = post_json(app(), "/v1/chat/completions", body).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{extra}: {v}");
+        assert_eq!(v["error"]["param"], param, "{extra}: {v}");
+    }
+}
+
 /// Every field is applied or refused by name: vendor extensions lucid does
 /// not apply get a 400 naming them, metadata passes, `ignore_eos` and
 /// Ollama's `num_ctx` change the answer.
 #[tokio::test]
 async fn fields_are_applied_or_refused_by_name() {
     for field in [
-        "guided_json",
-        "guided_choice",
-        "structured_outputs",
+        "guided_grammar",
+        "guided_decoding_backend",
         "min_tokens",
         "use_beam_search",
         "reasoning_effort",

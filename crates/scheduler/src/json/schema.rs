@@ -259,6 +259,9 @@ pub struct Grammar {
     pub(crate) nodes: Vec<Node>,
     pub(crate) literals: Vec<Vec<Vec<u8>>>,
     pub(crate) root: NodeId,
+    /// Plain text rather than JSON ([`Grammar::choice`], [`Grammar::regex`]):
+    /// no whitespace around the value, a pattern without quotes.
+    pub(crate) text: bool,
 }
 
 /// Literal set ids that every grammar has.
@@ -278,7 +281,51 @@ impl Grammar {
                 vec![b"false".to_vec()],
             ],
             root: 0,
+            text: false,
         }
+    }
+
+    /// Plain text that is exactly one of `choices` (vLLM's
+    /// `guided_choice`).
+    pub fn choice(choices: &[String]) -> Result<Grammar, SchemaError> {
+        let err = |message: String| SchemaError {
+            path: "/".into(),
+            message,
+        };
+        if choices.is_empty() {
+            return Err(err("no choices: nothing can match".into()));
+        }
+        if choices.len() > MAX_CHOICES {
+            return Err(err(format!(
+                "{} choices; at most {MAX_CHOICES} are supported",
+                choices.len()
+            )));
+        }
+        if choices.iter().any(String::is_empty) {
+            return Err(err("a choice is empty".into()));
+        }
+        let mut g = Grammar::empty();
+        let set = g.literals.len() as LitSetId;
+        g.literals
+            .push(choices.iter().map(|c| c.as_bytes().to_vec()).collect());
+        g.nodes.push(Node::Literals(set));
+        g.root = 0;
+        g.text = true;
+        Ok(g)
+    }
+
+    /// Plain text that the regular expression matches whole (vLLM's
+    /// `guided_regex`; Rust `regex` syntax, as for `pattern`).
+    pub fn regex(regex: &str) -> Result<Grammar, SchemaError> {
+        let pattern = Pattern::new(regex).map_err(|e| SchemaError {
+            path: "/".into(),
+            message: format!("the regular expression cannot be used for constrained decoding: {e}"),
+        })?;
+        let mut g = Grammar::empty();
+        g.nodes.push(Node::Pattern(Arc::new(pattern)));
+        g.root = 0;
+        g.text = true;
+        Ok(g)
     }
 
     /// Any JSON object (OpenAI's `response_format: {"type": "json_object"}`,

@@ -201,6 +201,10 @@ impl JsonState {
                 Frame::Lit { set, cand, pos, .. } => {
                     self.complete_candidate(*set, *cand, *pos).is_some()
                 }
+                // Plain text held to a pattern ends where the pattern may.
+                Frame::Pat { node, state } if self.grammar.text => {
+                    matches!(self.grammar.node(*node), Node::Pattern(p) if p.accepts(*state))
+                }
                 _ => false,
             };
             if !finished {
@@ -275,7 +279,7 @@ impl JsonState {
         };
         match top {
             Frame::Value(node) => {
-                if is_ws(b) {
+                if is_ws(b) && !grammar.text {
                     return if ws_ok { Step::Consumed } else { Step::Refused };
                 }
                 let node = *node;
@@ -330,11 +334,16 @@ impl JsonState {
                         }
                     }
                     Node::Pattern(p) => {
-                        if b == b'"' {
-                            *top = Frame::Pat {
-                                node,
-                                state: p.start(),
-                            };
+                        let start = Frame::Pat {
+                            node,
+                            state: p.start(),
+                        };
+                        if grammar.text {
+                            // Plain text: the pattern sees every byte.
+                            *top = start;
+                            self.step(b)
+                        } else if b == b'"' {
+                            *top = start;
                             Step::Consumed
                         } else {
                             Step::Refused
@@ -603,13 +612,13 @@ impl JsonState {
                     return Step::Refused;
                 };
                 match b {
-                    b'"' if p.accepts(*state) => {
+                    b'"' if p.accepts(*state) && !grammar.text => {
                         self.stack.pop();
                         Step::Consumed
                     }
                     // The text is written without escapes, so that its
                     // bytes are the string the pattern sees.
-                    b'"' | b'\\' | 0x00..=0x1F => Step::Refused,
+                    b'"' | b'\\' | 0x00..=0x1F if !grammar.text => Step::Refused,
                     _ => match p.next(*state, b) {
                         Some(next) => {
                             *state = next;

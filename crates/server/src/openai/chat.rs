@@ -19,7 +19,8 @@ use crate::prompt;
 use crate::state::{AppState, LocalModel, now_secs};
 
 use super::params::{
-    check_max_tokens, check_n, grammar, messages, refuse_if_set, refuse_unknown, sampling,
+    STRUCTURED_FIELDS, check_max_tokens, check_n, grammar, messages, refuse_if_set,
+    refuse_unknown_but, sampling, structured_outputs,
 };
 use super::remote::remote_chat;
 use super::tools::{ToolUse, tool_use};
@@ -33,7 +34,7 @@ pub(super) async fn chat_completions(
         return Err(ApiError::shutting_down());
     }
     let msgs = messages(&req.messages)?;
-    refuse_unknown(&req.other)?;
+    refuse_unknown_but(&req.other, STRUCTURED_FIELDS)?;
     let tool_use = tool_use(
         req.tools.as_ref(),
         req.tool_choice.as_ref(),
@@ -103,6 +104,15 @@ pub(super) async fn chat_completions(
                 "tools are only supported for the models this server holds",
             ));
         }
+        if let Some(field) = STRUCTURED_FIELDS
+            .iter()
+            .find(|f| req.other.get(**f).is_some_and(|v| !v.is_null()))
+        {
+            return Err(ApiError::invalid(
+                *field,
+                format!("`{field}` is only supported for the models this server holds"),
+            ));
+        }
         return remote_chat(state, req, msgs, max_tokens, top, stop, n, include_usage).await;
     }
     let local_name = model_ref.model().unwrap_or_default().to_owned();
@@ -116,7 +126,25 @@ pub(super) async fn chat_completions(
             "response_format cannot be combined with a tool_choice that asks for a call",
         ));
     }
-    let grammar = grammar(req.response_format.as_ref()).await?;
+    let grammar = match (
+        grammar(req.response_format.as_ref()).await?,
+        structured_outputs(&req.other).await?,
+    ) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "response_format",
+                "response_format and structured_outputs (or guided_*) cannot both constrain the output",
+            ));
+        }
+        (format, None) => format,
+        (None, Some(_)) if forced => {
+            return Err(ApiError::invalid(
+                "structured_outputs",
+                "structured_outputs cannot be combined with a tool_choice that asks for a call",
+            ));
+        }
+        (None, structured) => structured,
+    };
     let shown = tool_use.as_ref().and_then(|t| t.shown.clone());
     let tokens = prompt::chat_tokens_with_tools(&lm, msgs, shown, "messages").await?;
     let request = Request {

@@ -18,7 +18,10 @@ use crate::generate;
 use crate::prompt;
 use crate::state::{AppState, LocalModel, now_secs};
 
-use super::params::{check_max_tokens, check_n, refuse_if_set, refuse_unknown, sampling};
+use super::params::{
+    STRUCTURED_FIELDS, check_max_tokens, check_n, refuse_if_set, refuse_unknown_but, sampling,
+    structured_outputs,
+};
 use super::{FINGERPRINT, sse, sse_json, usage};
 
 pub(super) async fn completions(
@@ -28,7 +31,7 @@ pub(super) async fn completions(
     if state.is_shutting_down() {
         return Err(ApiError::shutting_down());
     }
-    refuse_unknown(&req.other)?;
+    refuse_unknown_but(&req.other, STRUCTURED_FIELDS)?;
     if req.echo == Some(true) {
         return Err(ApiError::invalid("echo", "`echo` is not supported"));
     }
@@ -78,6 +81,7 @@ pub(super) async fn completions(
         .await?;
     let mut sampling = sampling;
     prompt::apply_defaults(&lm, &mut sampling, req.temperature, req.top_p);
+    let grammar = structured_outputs(&req.other).await?;
     let prompts: Vec<Vec<u32>> = match &req.prompt {
         Prompt::Text(t) => prompt::raw_tokens(&lm, vec![t.clone()], "prompt").await?,
         Prompt::Texts(ts) if !ts.is_empty() => {
@@ -102,7 +106,7 @@ pub(super) async fn completions(
             sampling: sampling.clone(),
             stop: req.stop.clone().map(Stop::into_vec).unwrap_or_default(),
             logprobs: top,
-            grammar: None,
+            grammar: grammar.clone(),
             ignore_eos: req.ignore_eos.unwrap_or(false),
         };
         gens.extend(generate::submit_n(&lm, &request, n, "prompt")?);

@@ -119,19 +119,31 @@ pub const METADATA_FIELDS: &[&str] = &[
 pub(super) fn refuse_unknown(
     other: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<(), ApiError> {
+    refuse_unknown_but(other, &[])
+}
+
+/// [`refuse_unknown`], but for the fields in `applied`, which the route
+/// reads from `other` itself.
+pub(super) fn refuse_unknown_but(
+    other: &serde_json::Map<String, serde_json::Value>,
+    applied: &[&str],
+) -> Result<(), ApiError> {
     for (key, value) in other {
         let text_only = key == "modalities" && *value == serde_json::json!(["text"]);
-        if value.is_null() || text_only || METADATA_FIELDS.contains(&key.as_str()) {
+        if value.is_null()
+            || text_only
+            || METADATA_FIELDS.contains(&key.as_str())
+            || applied.contains(&key.as_str())
+        {
             continue;
         }
         let why = match key.as_str() {
-            "guided_json"
-            | "guided_regex"
-            | "guided_choice"
-            | "guided_grammar"
-            | "guided_decoding_backend"
-            | "structured_outputs" => {
-                "lucid constrains output with `response_format` (a JSON schema)"
+            "guided_json" | "guided_regex" | "guided_choice" | "structured_outputs" => {
+                "this route constrains output with its own field (`text.format`)"
+            }
+            "guided_grammar" | "guided_decoding_backend" | "guided_whitespace_pattern" => {
+                "lucid constrains output with a JSON schema, a regular expression or choices \
+                 (`structured_outputs`), not a grammar"
             }
             "functions" | "function_call" => {
                 "these are OpenAI's deprecated names: send `tools` and `tool_choice`"
@@ -181,6 +193,107 @@ pub(crate) async fn grammar(
             compile(schema.clone(), "response_format.json_schema.schema").await
         }
     }
+}
+
+/// vLLM's output constraints, read from a request's extra fields.
+pub(super) const STRUCTURED_FIELDS: &[&str] = &[
+    "structured_outputs",
+    "guided_json",
+    "guided_regex",
+    "guided_choice",
+];
+
+/// The grammar of vLLM's constraints: `structured_outputs` with one of
+/// `json` (a schema), `regex`, `choice` or `json_object: true`, or the
+/// older top-level `guided_json`, `guided_regex`, `guided_choice`.
+/// Compiled on the blocking pool, as `response_format` is; `None` when the
+/// request sets none.
+pub(super) async fn structured_outputs(
+    other: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Option<Arc<Grammar>>, ApiError> {
+    use serde_json::Value;
+    let mut set: Vec<(String, &str, Value)> = Vec::new();
+    for key in ["guided_json", "guided_regex", "guided_choice"] {
+        if let Some(v) = other.get(key).filter(|v| !v.is_null()) {
+            set.push((key.to_owned(), &key[7..], v.clone()));
+        }
+    }
+    match other.get("structured_outputs") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(fields)) => {
+            for (key, v) in fields.iter().filter(|(_, v)| !v.is_null()) {
+                let param = format!("structured_outputs.{key}");
+                let kind = match key.as_str() {
+                    "json" => "json",
+                    "regex" => "regex",
+                    "choice" => "choice",
+                    "json_object" if *v == Value::Bool(true) => "json_object",
+                    "json_object" => continue,
+                    _ => {
+                        return Err(ApiError::invalid(
+                            param,
+                            format!(
+                                "`{key}` is not supported (structured_outputs takes json, regex, \
+                                 choice or json_object)"
+                            ),
+                        ));
+                    }
+                };
+                set.push((param, kind, v.clone()));
+            }
+        }
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "structured_outputs",
+                "structured_outputs must be an object",
+            ));
+        }
+    }
+    let (param, kind, value) = match set.len() {
+        0 => return Ok(None),
+        1 => set.remove(0),
+        _ => {
+            return Err(ApiError::invalid(
+                set[1].0.clone(),
+                format!(
+                    "only one output constraint may be given ({})",
+                    set.iter()
+                        .map(|s| s.0.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+    };
+    let kind = kind.to_owned();
+    crate::prompt::blocking("compiling the output constraint", move || {
+        let invalid = |message: String| ApiError::invalid(&param, message);
+        let grammar = match (kind.as_str(), &value) {
+            ("json_object", _) => Ok(Grammar::any_object()),
+            // vLLM takes a schema as an object or as JSON text.
+            ("json", Value::String(text)) => {
+                let schema = lucid_scheduler::Json::parse(text)
+                    .map_err(|e| invalid(format!("the schema is not JSON: {e}")))?;
+                Grammar::from_schema(&schema)
+            }
+            ("json", schema) => Grammar::from_schema(&lucid_scheduler::Json::from(schema)),
+            ("regex", Value::String(regex)) => Grammar::regex(regex),
+            ("choice", Value::Array(items)) => {
+                let choices = items
+                    .iter()
+                    .map(|c| c.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| invalid("the choices must be strings".into()))?;
+                Grammar::choice(&choices)
+            }
+            ("regex", _) => return Err(invalid("a regex must be a string".into())),
+            _ => return Err(invalid("the choices must be a list of strings".into())),
+        };
+        grammar
+            .map(|g| Some(Arc::new(g)))
+            .map_err(|e| invalid(e.to_string()))
+    })
+    .await
 }
 
 /// Compiles a JSON schema on the blocking pool: a `pattern` or a string
