@@ -11,9 +11,15 @@
 //! in a user turn.
 //!
 //! [`read_calls`] reads calls back in the formats models write: Hermes
-//! tags (`<tool_call>…</tool_call>`, any number), or a reply that is one
-//! JSON object with `name` and `arguments` (or Llama 3's `parameters`), as
-//! constrained decoding writes it.
+//! and Qwen tags (`<tool_call>…</tool_call>`, any number); Mistral's
+//! `[TOOL_CALLS]` followed by a JSON list of calls (the marker is a control
+//! token, so usually only the list is in the text), or its newer
+//! `[TOOL_CALLS]name[ARGS]{…}`; Llama 3's JSON object with `parameters`,
+//! after `<|python_tag|>` when that is shown, several separated by `;`; or
+//! a reply that is one JSON object with `name` and `arguments`, as
+//! constrained decoding writes it. A reply is read in the one format that
+//! holds calls, so one reader serves every template and no model is
+//! recognised by name.
 
 use serde_json::Value;
 
@@ -116,12 +122,64 @@ pub fn read_calls(text: &str) -> (String, Vec<ReadCall>) {
         tail = &tail[consumed..];
     }
     rest.push_str(tail);
-    if calls.is_empty()
-        && let Some(call) = call_of(text)
-    {
-        return (String::new(), vec![call]);
+    if calls.is_empty() {
+        if let Some(calls) = whole_reply_calls(text) {
+            return (String::new(), calls);
+        }
+        if let Some((before, calls)) = mistral_calls(text) {
+            return (before, calls);
+        }
     }
     (rest.trim().to_owned(), calls)
+}
+
+/// A reply that is nothing but calls: one JSON object, a JSON list of them
+/// (Mistral), or objects separated by `;` (Llama 3), after
+/// `<|python_tag|>` or `[TOOL_CALLS]` when those are shown.
+fn whole_reply_calls(text: &str) -> Option<Vec<ReadCall>> {
+    let text = text.trim();
+    let text = text
+        .strip_prefix("<|python_tag|>")
+        .or_else(|| text.strip_prefix("[TOOL_CALLS]"))
+        .unwrap_or(text)
+        .trim();
+    if let Some(call) = call_of(text) {
+        return Some(vec![call]);
+    }
+    if let Ok(Value::Array(items)) = serde_json::from_str::<Value>(text) {
+        let calls: Option<Vec<ReadCall>> = items
+            .iter()
+            .map(|item| call_of(&item.to_string()))
+            .collect();
+        return calls.filter(|c| !c.is_empty());
+    }
+    if text.contains(';') {
+        let calls: Option<Vec<ReadCall>> = text.split(';').map(call_of).collect();
+        return calls.filter(|c| c.len() > 1);
+    }
+    None
+}
+
+/// Mistral's newer format, `[TOOL_CALLS]name[ARGS]{…}` for each call (the
+/// markers shown as text), with the text before the first.
+fn mistral_calls(text: &str) -> Option<(String, Vec<ReadCall>)> {
+    const CALLS: &str = "[TOOL_CALLS]";
+    const ARGS: &str = "[ARGS]";
+    let start = text.find(CALLS)?;
+    let mut calls = Vec::new();
+    for part in text[start..].split(CALLS).filter(|p| !p.trim().is_empty()) {
+        let (name, arguments) = part.split_once(ARGS)?;
+        let arguments: Value = serde_json::from_str(arguments.trim()).ok()?;
+        let name = name.trim();
+        if name.is_empty() || !arguments.is_object() {
+            return None;
+        }
+        calls.push(ReadCall {
+            name: name.to_owned(),
+            arguments,
+        });
+    }
+    (!calls.is_empty()).then(|| (text[..start].trim().to_owned(), calls))
 }
 
 /// One JSON object with a string `name` and an object `arguments` (or
@@ -181,6 +239,43 @@ mod tests {
         // Cut off before its closing tag, but whole: still a call.
         let (_, calls) = read_calls("<tool_call>{\"name\": \"f\", \"arguments\": {}}");
         assert_eq!(calls.len(), 1);
+    }
+
+    /// Mistral's and Llama 3's formats, with their markers shown or not.
+    #[test]
+    fn calls_are_read_in_mistral_and_llama_formats() {
+        let two = vec![
+            ReadCall {
+                name: "weather".into(),
+                arguments: json!({"city": "Paris"}),
+            },
+            ReadCall {
+                name: "time".into(),
+                arguments: json!({"zone": "CET"}),
+            },
+        ];
+        for reply in [
+            // Mistral v3: the list after [TOOL_CALLS] (a control token).
+            "[{\"name\": \"weather\", \"arguments\": {\"city\": \"Paris\"}}, {\"name\": \"time\", \"arguments\": {\"zone\": \"CET\"}}]",
+            "[TOOL_CALLS] [{\"name\": \"weather\", \"arguments\": {\"city\": \"Paris\"}}, {\"name\": \"time\", \"arguments\": {\"zone\": \"CET\"}}]",
+            // Mistral v11: name[ARGS]{...} per call.
+            "[TOOL_CALLS]weather[ARGS]{\"city\": \"Paris\"}[TOOL_CALLS]time[ARGS]{\"zone\": \"CET\"}",
+            // Llama 3.1: `parameters`, several separated by `;`.
+            "<|python_tag|>{\"name\": \"weather\", \"parameters\": {\"city\": \"Paris\"}}; {\"name\": \"time\", \"parameters\": {\"zone\": \"CET\"}}",
+            "{\"name\": \"weather\", \"parameters\": {\"city\": \"Paris\"}};{\"name\": \"time\", \"parameters\": {\"zone\": \"CET\"}}",
+        ] {
+            let (text, calls) = read_calls(reply);
+            assert_eq!(calls, two, "{reply}");
+            assert_eq!(text, "", "{reply}");
+        }
+        let (text, calls) = read_calls("Checking.[TOOL_CALLS]weather[ARGS]{\"city\": \"Paris\"}");
+        assert_eq!((text.as_str(), calls.len()), ("Checking.", 1));
+        // Lists and `;` that are not calls stay text.
+        for plain in ["[1, 2, 3]", "[]", "a; b", "[TOOL_CALLS]weather[ARGS][1]"] {
+            let (text, calls) = read_calls(plain);
+            assert!(calls.is_empty(), "{plain}");
+            assert_eq!(text, plain);
+        }
     }
 
     /// A template that does not read `tools` gets them, and the calls and
