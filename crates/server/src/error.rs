@@ -64,21 +64,22 @@ impl ApiError {
         } else {
             shown
         };
+        ApiError::model_missing(format!(
+            "The model `{model}` does not exist or is not loaded; this server serves: {}",
+            if available.is_empty() {
+                "no local models".to_owned()
+            } else {
+                available.join(", ")
+            }
+        ))
+    }
+
+    /// 404 about the request's `model`, saying why.
+    pub fn model_missing(message: impl Into<String>) -> ApiError {
         ApiError {
             param: Some("model".into()),
             code: Some("model_not_found"),
-            ..ApiError::new(
-                StatusCode::NOT_FOUND,
-                "invalid_request_error",
-                format!(
-                    "The model `{model}` does not exist or is not loaded; this server serves: {}",
-                    if available.is_empty() {
-                        "no local models".to_owned()
-                    } else {
-                        available.join(", ")
-                    }
-                ),
-            )
+            ..ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", message)
         }
     }
 

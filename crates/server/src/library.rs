@@ -69,10 +69,8 @@ pub(crate) fn store_error(model: &str, e: StoreError) -> ApiError {
     } else {
         "server_error"
     };
-    let mut error = ApiError::new(status, kind, format!("{model}: {e}"));
     if status == StatusCode::NOT_FOUND {
-        error.param = Some("model".into());
-        error.code = Some("model_not_found");
+        return ApiError::model_missing(format!("{model}: {e}"));
     }
-    error
+    ApiError::new(status, kind, format!("{model}: {e}"))
 }

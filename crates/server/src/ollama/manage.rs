@@ -130,15 +130,7 @@ fn required(model: Option<String>, name: Option<String>) -> Result<String, ApiEr
 }
 
 fn not_found(model: &str) -> ApiError {
-    ApiError {
-        param: Some("model".into()),
-        code: Some("model_not_found"),
-        ..ApiError::new(
-            StatusCode::NOT_FOUND,
-            "invalid_request_error",
-            format!("model '{model}' not found"),
-        )
-    }
+    ApiError::model_missing(format!("model '{model}' not found"))
 }
 
 /// Opens `name` from the store to learn what it is (and that it loads),
