@@ -522,7 +522,9 @@ async fn structured_outputs_constrain_the_reply() {
     let (s, v) = post_json(app(), "/v1/chat/completions", body).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let text = v["choices"][0]["message"]["content"].as_str().unwrap();
-    let n = serde_json::from_str::<Value>(text).unwrap()["n"].as_i64().unwrap();
+    let n = serde_json::from_str::<Value>(text).unwrap()["n"]
+        .as_i64()
+        .unwrap();
     assert!((1..=9).contains(&n), "{text}");
     for (extra, param) in [
         (
