@@ -246,6 +246,14 @@ def test_openai_tool_calling_agent_loop(server):
     assert streamed.function.name == call.function.name
     assert json.loads(streamed.function.arguments) == arguments
     assert final.choices[0].finish_reason == "tool_calls"
+    # A forced call is streamed as it is written: the name once, then the
+    # arguments in pieces.
+    pieces = [c.choices[0].delta.tool_calls[0] for c in client.chat.completions.create(
+        model="smollm2", messages=messages[:1], tools=[WEATHER], tool_choice="required",
+        temperature=0, max_tokens=60, stream=True) if c.choices and c.choices[0].delta.tool_calls]
+    assert len(pieces) > 2
+    assert [p.function.name for p in pieces if p.function.name] == ["get_weather"]
+    assert json.loads("".join(p.function.arguments for p in pieces)) == arguments
 
 
 def test_openai_responses_function_calling_agent_loop(server):

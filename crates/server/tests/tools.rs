@@ -103,7 +103,7 @@ async fn a_required_call_always_parses_and_validates() {
 }
 
 #[tokio::test]
-async fn a_streamed_call_is_the_plain_call() {
+async fn a_streamed_call_is_the_plain_call_in_pieces() {
     let body = request(json!({"tool_choice": "required", "temperature": 0}));
     let (_, plain) = post_json(app(), "/v1/chat/completions", body.clone()).await;
     let mut streamed = body;
@@ -127,10 +127,26 @@ async fn a_streamed_call_is_the_plain_call() {
         .filter_map(|c| c["choices"][0]["delta"]["tool_calls"].as_array())
         .flatten()
         .collect();
-    assert_eq!(calls.len(), 1, "{chunks:?}");
-    assert_eq!(calls[0]["index"], 0);
+    // Streamed as written: the id, type and name once, then the arguments
+    // in pieces that join to the plain reply's arguments.
+    assert!(calls.len() > 2, "{chunks:?}");
+    assert!(calls.iter().all(|c| c["index"] == 0));
     let expected = &plain["choices"][0]["message"]["tool_calls"][0];
-    assert_eq!(calls[0]["function"], expected["function"]);
+    let names: Vec<&Value> = calls
+        .iter()
+        .filter_map(|c| c["function"].get("name"))
+        .collect();
+    assert_eq!(names, [&expected["function"]["name"]]);
+    assert_eq!(calls.iter().filter(|c| c.get("id").is_some()).count(), 1);
+    let joined: String = calls
+        .iter()
+        .map(|c| c["function"]["arguments"].as_str().unwrap())
+        .collect();
+    let parsed = |text: &str| serde_json::from_str::<Value>(text).unwrap();
+    assert_eq!(
+        parsed(&joined),
+        parsed(expected["function"]["arguments"].as_str().unwrap())
+    );
     let finishes: Vec<&Value> = chunks
         .iter()
         .map(|c| &c["choices"][0]["finish_reason"])

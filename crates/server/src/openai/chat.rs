@@ -23,7 +23,7 @@ use super::params::{
     refuse_unknown_but, sampling, structured_outputs,
 };
 use super::remote::remote_chat;
-use super::tools::{ToolUse, tool_use};
+use super::tools::{CallStream, ToolUse, tool_use};
 use super::{FINGERPRINT, MAX_TOP_LOGPROBS, sse, sse_json, usage, wire_logprobs};
 
 pub(super) async fn chat_completions(
@@ -217,12 +217,36 @@ pub(super) async fn chat_completions(
     let mut completion_tokens = 0usize;
     let mut cached = 0usize;
     // With tools the model may call, each choice's text is held until its
-    // end, when it is read for calls.
+    // end, when it is read for calls; a call the request forces is streamed
+    // as it is written.
     let mut held: Option<Vec<String>> = may_call.then(|| vec![String::new(); n]);
+    let mut calls: Option<Vec<CallStream>> =
+        forced.then(|| (0..n).map(|_| CallStream::default()).collect());
+    let call_chunk = |i: usize, delta: DeltaToolCall, finish: Option<&'static str>| ChunkChoice {
+        index: i,
+        delta: Delta {
+            role: None,
+            content: None,
+            tool_calls: Some(vec![delta]),
+        },
+        logprobs: None,
+        finish_reason: finish,
+    };
     let body = generate::drive(merged, out, move |event, out| match event {
         Some((i, Event::Token(t))) if held.is_some() => {
-            if let Some(text) = held.as_mut().and_then(|h| h.get_mut(i)) {
-                text.push_str(&t.text);
+            let Some(text) = held.as_mut().and_then(|h| h.get_mut(i)) else {
+                return;
+            };
+            text.push_str(&t.text);
+            if let Some(delta) = calls
+                .as_mut()
+                .and_then(|c| c.get_mut(i))
+                .and_then(|c| c.delta(text, None))
+            {
+                out.push_back(sse_json(&chunk(
+                    vec![call_chunk(i, delta, None)],
+                    null_usage.clone(),
+                )));
             }
         }
         Some((i, Event::Token(t))) => {
@@ -250,7 +274,28 @@ pub(super) async fn chat_completions(
             completion_tokens += f.usage.completion_tokens;
             cached = cached.max(f.usage.cached_tokens);
             let mut finish = generate::finish_reason(f.reason);
-            if let (Some(held), Some(tools)) = (held.as_mut(), tool_use.as_ref()) {
+            let streamed_call = calls
+                .as_mut()
+                .and_then(|c| c.get_mut(i))
+                .filter(|c| c.started());
+            if let (Some(held), Some(call)) = (held.as_mut(), streamed_call) {
+                // The forced call's last piece.
+                let text = held.get_mut(i).map(std::mem::take).unwrap_or_default() + &f.tail;
+                if f.reason == StopReason::Cancelled {
+                    out.push_back(sse_json(&ApiError::cut_off().openai_body()));
+                    return;
+                }
+                let complete = finish == "stop";
+                if complete {
+                    finish = "tool_calls";
+                }
+                if let Some(delta) = call.delta(&text, Some(complete)) {
+                    out.push_back(sse_json(&chunk(
+                        vec![call_chunk(i, delta, None)],
+                        null_usage.clone(),
+                    )));
+                }
+            } else if let (Some(held), Some(tools)) = (held.as_mut(), tool_use.as_ref()) {
                 let text = held.get_mut(i).map(std::mem::take).unwrap_or_default() + &f.tail;
                 if f.reason == StopReason::Cancelled {
                     out.push_back(sse_json(&ApiError::cut_off().openai_body()));
@@ -267,12 +312,7 @@ pub(super) async fn chat_completions(
                         calls
                             .into_iter()
                             .enumerate()
-                            .map(|(index, c)| DeltaToolCall {
-                                index,
-                                id: c.id,
-                                kind: c.kind,
-                                function: c.function,
-                            })
+                            .map(|(index, c)| DeltaToolCall::whole(index, c))
                             .collect()
                     }),
                 };

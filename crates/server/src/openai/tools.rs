@@ -16,7 +16,7 @@ use lucid_scheduler::{Grammar, Json, Request};
 use serde_json::{Value, json};
 
 use super::params::compile;
-use super::wire::{OutFunctionCall, OutToolCall};
+use super::wire::{DeltaFunction, DeltaToolCall, OutFunctionCall, OutToolCall};
 use crate::error::ApiError;
 use crate::generate;
 use crate::state::{AppState, LocalModel};
@@ -183,16 +183,34 @@ impl ToolUse {
     }
 
     /// The grammar of one call of `name`: `{"name": …, "arguments": …}`
-    /// with the arguments as its `parameters` say.
+    /// with the arguments as its `parameters` say, the name first (so that
+    /// a streamed call can say which function it is before its arguments).
     pub async fn call_grammar(&self, name: &str) -> Result<Option<Arc<Grammar>>, ApiError> {
         let i = self.names.iter().position(|n| n == name).unwrap_or(0);
-        let schema = json!({
-            "type": "object",
-            "properties": {"name": {"const": name}, "arguments": self.parameters[i]},
-            "required": ["name", "arguments"],
-            "additionalProperties": false,
-        });
-        compile(Json::from(&schema), "tools").await
+        let field = |k: &str, v: Json| (k.to_owned(), v);
+        // `Json` keeps the order written; `json!` would sort the keys.
+        let schema = Json::Object(vec![
+            field("type", Json::String("object".into())),
+            field(
+                "properties",
+                Json::Object(vec![
+                    field(
+                        "name",
+                        Json::Object(vec![field("const", Json::String(name.to_owned()))]),
+                    ),
+                    field("arguments", Json::from(&self.parameters[i])),
+                ]),
+            ),
+            field(
+                "required",
+                Json::Array(vec![
+                    Json::String("name".into()),
+                    Json::String("arguments".into()),
+                ]),
+            ),
+            field("additionalProperties", Json::Bool(false)),
+        ]);
+        compile(schema, "tools").await
     }
 
     /// The requests for `n` choices that must call a tool: each constrained
@@ -281,6 +299,75 @@ impl ToolUse {
     }
 }
 
+/// A call streamed as the model writes it, under a grammar that forces
+/// one call (`{"name": …, "arguments": {…}}`): its id, type and name once
+/// the arguments begin, then the arguments as they come. The last byte so
+/// far (and the spaces before it) is held back, since the call's closing
+/// `}` is not part of the arguments.
+#[derive(Debug, Default)]
+pub(crate) struct CallStream {
+    id: String,
+    /// Where the arguments begin in the text, once they have.
+    start: Option<usize>,
+    /// How much of the text has been sent.
+    sent: usize,
+}
+
+impl CallStream {
+    /// The delta for `text` (all the reply so far), if there is more to
+    /// send. `end`: `None` while the reply goes on; when it has ended,
+    /// whether the call is complete (its closing `}` written) or was cut
+    /// short (everything is sent).
+    pub fn delta(&mut self, text: &str, end: Option<bool>) -> Option<DeltaToolCall> {
+        const KEY: &str = "\"arguments\"";
+        let mut name = None;
+        if self.start.is_none() {
+            let at = text.find(KEY)?;
+            // The colon, after at most a space.
+            let colon = at + KEY.len() + text[at + KEY.len()..].find(':')?;
+            // `{"name": "f", `: names are letters, digits, `_` and `-`.
+            name = Some(text[..at].split('"').nth(3)?.to_owned());
+            self.start = Some(colon + 1);
+            self.sent = colon + 1;
+            self.id = format!("call_{}", &uuid::Uuid::new_v4().simple().to_string()[..24]);
+        }
+        let mut start = self.start?;
+        if self.sent == start {
+            // Nothing of the arguments sent yet: the spaces before them are
+            // not theirs.
+            start = text.len() - text[start..].trim_start().len();
+            self.start = Some(start);
+            self.sent = start;
+        }
+        let until = match end {
+            Some(false) => text.len(),
+            Some(true) => text.trim_end().strip_suffix('}')?.trim_end().len(),
+            None => {
+                let trimmed = text.trim_end();
+                let last = trimmed.char_indices().last().map_or(0, |(i, _)| i);
+                text[..last].trim_end().len()
+            }
+        };
+        let from = self.sent.max(start);
+        let arguments = text.get(from..until.max(from))?.to_owned();
+        if arguments.is_empty() && name.is_none() {
+            return None;
+        }
+        self.sent = until.max(from);
+        Some(DeltaToolCall {
+            index: 0,
+            id: name.is_some().then(|| self.id.clone()),
+            kind: name.is_some().then_some("function"),
+            function: DeltaFunction { name, arguments },
+        })
+    }
+
+    /// Whether the call has begun (its name was sent).
+    pub fn started(&self) -> bool {
+        self.start.is_some()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,6 +406,46 @@ mod tests {
             let err = tool_use(Some(&tools), Some(&choice), None).unwrap_err();
             assert_eq!(err.param.as_deref(), Some(param), "{}", err.message);
         }
+    }
+
+    /// A forced call streamed token by token: the pieces join to the
+    /// arguments exactly, the name comes once, the call's own `}` never.
+    #[test]
+    fn a_forced_call_streams_its_arguments_as_they_come() {
+        let full = "{\"name\": \"weather\", \"arguments\": {\"city\": \"Pa ris\", \"n\": {}} }";
+        for step in [1, 2, 3, 7] {
+            let mut stream = CallStream::default();
+            let (mut names, mut arguments) = (Vec::new(), String::new());
+            let mut text = String::new();
+            let chars: Vec<char> = full.chars().collect();
+            for piece in chars.chunks(step) {
+                text.extend(piece);
+                if let Some(d) = stream.delta(&text, None) {
+                    names.extend(d.function.name);
+                    arguments.push_str(&d.function.arguments);
+                }
+            }
+            if let Some(d) = stream.delta(&text, Some(true)) {
+                names.extend(d.function.name);
+                arguments.push_str(&d.function.arguments);
+            }
+            assert_eq!(names, ["weather"], "step {step}");
+            assert_eq!(
+                arguments, "{\"city\": \"Pa ris\", \"n\": {}}",
+                "step {step}"
+            );
+        }
+        // Cut short: everything written is sent.
+        let mut stream = CallStream::default();
+        let d = stream
+            .delta("{\"name\": \"f\", \"arguments\": {\"a\": 1", Some(false))
+            .unwrap();
+        assert_eq!(d.function.arguments, "{\"a\": 1");
+        assert!(
+            CallStream::default()
+                .delta("{\"name\": \"f\"", None)
+                .is_none()
+        );
     }
 
     #[test]

@@ -110,14 +110,39 @@ pub struct OutFunctionCall {
     pub arguments: String,
 }
 
-/// A tool call in a streamed delta: the call whole, at its index.
+/// A tool call in a streamed delta, at its index: the first delta of a
+/// call has its id, type and name, later ones only more of the arguments
+/// (the SDKs join the pieces).
 #[derive(Debug, Clone, Serialize)]
 pub struct DeltaToolCall {
     pub index: usize,
-    pub id: String,
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub function: OutFunctionCall,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
+    pub function: DeltaFunction,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeltaFunction {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub arguments: String,
+}
+
+impl DeltaToolCall {
+    /// A call whole, in one delta.
+    pub fn whole(index: usize, call: OutToolCall) -> DeltaToolCall {
+        DeltaToolCall {
+            index,
+            id: Some(call.id),
+            kind: Some(call.kind),
+            function: DeltaFunction {
+                name: Some(call.function.name),
+                arguments: call.function.arguments,
+            },
+        }
+    }
 }
 
 /// `POST /v1/chat/completions`.
