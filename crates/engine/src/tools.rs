@@ -60,9 +60,18 @@ pub fn written_in(messages: &[ChatMessage], tools: Option<&Value>) -> Vec<ChatMe
                 }
                 out.push(ChatMessage::new(Role::Assistant, text));
             }
+            // With the tool's name when the client gave it, as Hermes
+            // writes a result.
             Role::Tool => out.push(ChatMessage::new(
                 Role::User,
-                format!("<tool_response>\n{}\n</tool_response>", m.content),
+                match &m.name {
+                    Some(name) => format!(
+                        "<tool_response>\n{{\"name\": {}, \"content\": {}}}\n</tool_response>",
+                        Value::from(name.as_str()),
+                        Value::from(m.content.as_str())
+                    ),
+                    None => format!("<tool_response>\n{}\n</tool_response>", m.content),
+                },
             )),
             _ => out.push(m.clone()),
         }
@@ -316,6 +325,12 @@ mod tests {
         assert_eq!(
             written[3].content,
             "<tool_response>\n18 degrees\n</tool_response>"
+        );
+        let mut named = conversation.clone();
+        named[3].name = Some("weather".into());
+        assert_eq!(
+            written_in(&named, Some(&tools))[3].content,
+            "<tool_response>\n{\"name\": \"weather\", \"content\": \"18 degrees\"}\n</tool_response>"
         );
         // What it writes reads back as the same call.
         let (_, calls) = read_calls(&written[2].content);

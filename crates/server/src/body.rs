@@ -15,6 +15,31 @@ use serde::de::DeserializeOwned;
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// Refuses, by name, the first field of a nested request object that its
+/// wire type does not know (`other`, its flattened rest), so that nothing
+/// is silently ignored at any depth. `null`, `[]` and `{}` ask for nothing
+/// and pass (SDKs send `refusal: null` or `annotations: []` back with an
+/// assistant's message).
+pub(crate) fn refuse_extra(
+    other: &serde_json::Map<String, serde_json::Value>,
+    at: &str,
+) -> Result<(), ApiError> {
+    use serde_json::Value;
+    let set = |v: &Value| match v {
+        Value::Null => false,
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+        _ => true,
+    };
+    match other.iter().find(|(_, v)| set(v)) {
+        Some((key, _)) => Err(ApiError::invalid(
+            format!("{at}.{key}"),
+            format!("`{key}` is not supported in `{at}`"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// A request body of type `T`.
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);

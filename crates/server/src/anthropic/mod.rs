@@ -320,12 +320,31 @@ fn tools(tools: Option<&Value>, choice: Option<&Value>) -> Result<Option<ToolUse
                 format!("`{kind}` is a server tool of Anthropic's; lucid runs only client tools"),
             ));
         }
+        // `cache_control` asks for what lucid's prefix cache does anyway.
+        known_fields(
+            tool,
+            &[
+                "type",
+                "name",
+                "description",
+                "input_schema",
+                "cache_control",
+            ],
+            &format!("tools[{i}]"),
+        )?;
         functions.push(json!({"type": "function", "function": {
             "name": tool.get("name").cloned().unwrap_or(Value::Null),
             "description": tool.get("description").cloned().unwrap_or(Value::Null),
             "parameters": tool.get("input_schema").cloned()
                 .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
         }}));
+    }
+    if let Some(c) = choice.filter(|c| !c.is_null()) {
+        known_fields(
+            c,
+            &["type", "name", "disable_parallel_tool_use"],
+            "tool_choice",
+        )?;
     }
     let parallel = choice
         .and_then(|c| c.get("disable_parallel_tool_use"))
@@ -347,6 +366,18 @@ fn tools(tools: Option<&Value>, choice: Option<&Value>) -> Result<Option<ToolUse
         }),
     };
     tool_use(Some(&Value::Array(functions)), choice.as_ref(), parallel)
+}
+
+/// Refuses the first field of `object` not in `known`, by name.
+fn known_fields(object: &Value, known: &[&str], at: &str) -> Result<(), ApiError> {
+    let other = object
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| !known.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    crate::body::refuse_extra(&other, at)
 }
 
 fn refuse_choice_without_tools(choice: Option<&Value>) -> Result<Option<ToolUse>, ApiError> {
@@ -471,6 +502,7 @@ fn conversation(
         }
     }
     for (i, m) in messages.iter().enumerate() {
+        crate::body::refuse_extra(&m.other, &format!("messages[{i}]"))?;
         let role = match m.role.as_str() {
             "user" => Role::User,
             "assistant" => Role::Assistant,

@@ -34,7 +34,7 @@ pub struct OutputConfig {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum OutputFormat {
     JsonSchema { schema: lucid_scheduler::Json },
 }
@@ -56,6 +56,8 @@ pub struct CountTokensRequest {
 pub struct InputMessage {
     pub role: String,
     pub content: Content,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
 }
 
 /// A message's (or the system prompt's) content: a string or blocks.

@@ -211,7 +211,7 @@ async fn show(
 
 /// Ollama's defaults, overridden by `options`.
 fn sampling(o: &Options) -> Result<(SamplingParams, Option<usize>), ApiError> {
-    let s = SamplingParams {
+    let mut s = SamplingParams {
         temperature: o.temperature.unwrap_or(0.8),
         top_k: o.top_k.unwrap_or(40).max(0) as usize,
         top_p: o.top_p.unwrap_or(0.9),
@@ -219,9 +219,27 @@ fn sampling(o: &Options) -> Result<(SamplingParams, Option<usize>), ApiError> {
         repeat_penalty: o.repeat_penalty.unwrap_or(1.1),
         presence_penalty: o.presence_penalty.unwrap_or(0.0),
         frequency_penalty: o.frequency_penalty.unwrap_or(0.0),
-        penalty_last_n: o.repeat_last_n.unwrap_or(64).max(0) as usize,
+        penalty_last_n: 64,
         seed: o.seed.map(|s| s as u64),
     };
+    // As Ollama reads it: the last n tokens; 0 turns the penalties off
+    // (no tokens to look at); -1 looks at the whole context (the engine's
+    // 0).
+    match o.repeat_last_n.unwrap_or(64) {
+        0 => {
+            s.repeat_penalty = 1.0;
+            s.presence_penalty = 0.0;
+            s.frequency_penalty = 0.0;
+        }
+        -1 => s.penalty_last_n = 0,
+        n if n > 0 => s.penalty_last_n = n as usize,
+        n => {
+            return Err(ApiError::invalid(
+                "options.repeat_last_n",
+                format!("repeat_last_n is -1 (the whole context), 0 (off) or a count, not {n}"),
+            ));
+        }
+    }
     s.validate()
         .map_err(|e| ApiError::invalid("options", e.to_string()))?;
     let max = match o.num_predict {
@@ -628,7 +646,20 @@ async fn chat_handler(
                 .into());
             }
         };
+        crate::body::refuse_extra(&m.other, &format!("messages[{i}]"))?;
         let mut message = ChatMessage::new(role, m.content.clone());
+        match (role, &m.tool_name) {
+            // The tool's name, shown with its result.
+            (Role::Tool, name) => message.name = name.clone(),
+            (_, Some(_)) => {
+                return Err(ApiError::invalid(
+                    format!("messages[{i}].tool_name"),
+                    "`tool_name` names the tool of a `tool` message",
+                )
+                .into());
+            }
+            (_, None) => {}
+        }
         for (j, call) in m.tool_calls.iter().flatten().enumerate() {
             if role != Role::Assistant || !call.function.arguments.is_object() {
                 return Err(ApiError::invalid(

@@ -71,6 +71,9 @@ pub struct ChatMessageIn {
     /// The tool whose result a `tool` message is.
     #[serde(default)]
     pub tool_name: Option<String>,
+    /// Every other field, refused by name.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A tool call, in the conversation or a reply: the arguments as an object.

@@ -35,6 +35,9 @@ pub(super) async fn chat_completions(
     }
     let msgs = messages(&req.messages)?;
     refuse_unknown_but(&req.other, STRUCTURED_FIELDS)?;
+    if let Some(o) = &req.stream_options {
+        crate::body::refuse_extra(&o.other, "stream_options")?;
+    }
     let tool_use = tool_use(
         req.tools.as_ref(),
         req.tool_choice.as_ref(),

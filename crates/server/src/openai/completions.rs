@@ -32,6 +32,9 @@ pub(super) async fn completions(
         return Err(ApiError::shutting_down());
     }
     refuse_unknown_but(&req.other, STRUCTURED_FIELDS)?;
+    if let Some(o) = &req.stream_options {
+        crate::body::refuse_extra(&o.other, "stream_options")?;
+    }
     if req.echo == Some(true) {
         return Err(ApiError::invalid("echo", "`echo` is not supported"));
     }

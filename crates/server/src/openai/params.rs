@@ -7,6 +7,7 @@ use lucid_engine::{ChatMessage, Role, SamplingParams};
 use lucid_scheduler::Grammar;
 
 use super::wire::*;
+use crate::body::refuse_extra;
 use crate::error::ApiError;
 
 use super::MAX_N;
@@ -109,6 +110,7 @@ pub const METADATA_FIELDS: &[&str] = &[
     "store",
     "service_tier",
     "prompt_cache_key",
+    "prompt_cache_retention",
     "safety_identifier",
 ];
 
@@ -181,8 +183,8 @@ pub(crate) async fn grammar(
     format: Option<&ResponseFormat>,
 ) -> Result<Option<Arc<Grammar>>, ApiError> {
     match format {
-        None | Some(ResponseFormat::Text) => Ok(None),
-        Some(ResponseFormat::JsonObject) => Ok(Some(Arc::new(Grammar::any_object()))),
+        None | Some(ResponseFormat::Text {}) => Ok(None),
+        Some(ResponseFormat::JsonObject {}) => Ok(Some(Arc::new(Grammar::any_object()))),
         Some(ResponseFormat::JsonSchema { json_schema }) => {
             let Some(schema) = &json_schema.schema else {
                 return Err(ApiError::invalid(
@@ -335,6 +337,7 @@ pub(crate) fn messages(msgs: &[Message]) -> Result<Vec<ChatMessage>, ApiError> {
                     ));
                 }
             };
+            refuse_extra(&m.other, &format!("messages[{i}]"))?;
             let mut message = ChatMessage::new(role, content_text(m.content.as_ref(), i)?);
             if let Some(calls) = m.tool_calls.as_ref().filter(|c| !c.is_empty()) {
                 if role != Role::Assistant {
@@ -345,6 +348,8 @@ pub(crate) fn messages(msgs: &[Message]) -> Result<Vec<ChatMessage>, ApiError> {
                 }
                 for (j, call) in calls.iter().enumerate() {
                     let at = format!("messages[{i}].tool_calls[{j}]");
+                    refuse_extra(&call.other, &at)?;
+                    refuse_extra(&call.function.other, &format!("{at}.function"))?;
                     if call.kind.as_deref().is_some_and(|k| k != "function") {
                         return Err(ApiError::invalid(
                             format!("{at}.type"),
@@ -370,6 +375,14 @@ pub(crate) fn messages(msgs: &[Message]) -> Result<Vec<ChatMessage>, ApiError> {
             }
             if role == Role::Tool {
                 message.tool_call_id = m.tool_call_id.clone();
+                // The tool's name, shown with its result.
+                message.name = m.name.clone();
+            } else if m.name.is_some() {
+                return Err(ApiError::invalid(
+                    format!("messages[{i}].name"),
+                    "a participant's `name` is not supported (it is on a `tool` message: \
+                     the tool's)",
+                ));
             }
             Ok(message)
         })
@@ -384,7 +397,10 @@ fn content_text(c: Option<&Content>, i: usize) -> Result<String, ApiError> {
             let mut out = String::new();
             for (j, p) in parts.iter().enumerate() {
                 match (p.kind.as_str(), &p.text) {
-                    ("text", Some(t)) => out.push_str(t),
+                    ("text", Some(t)) => {
+                        refuse_extra(&p.other, &format!("messages[{i}].content[{j}]"))?;
+                        out.push_str(t);
+                    }
                     (kind, _) => {
                         return Err(ApiError::invalid(
                             format!("messages[{i}].content[{j}]"),

@@ -35,7 +35,7 @@ pub(super) async fn remote_chat(
             "n > 1 is not supported for provider models",
         ));
     }
-    if !matches!(req.response_format, None | Some(ResponseFormat::Text)) {
+    if !matches!(req.response_format, None | Some(ResponseFormat::Text {})) {
         return Err(ApiError::invalid(
             "response_format",
             "response_format is only supported for local models",

@@ -81,9 +81,9 @@ pub(super) async fn responses(
         .text
         .as_ref()
         .and_then(|t| t.format.clone())
-        .unwrap_or(TextFormat::Text);
+        .unwrap_or(TextFormat::Text {});
     let forced = tool_use.as_ref().is_some_and(ToolUse::forces_a_call);
-    if forced && !matches!(format, TextFormat::Text) {
+    if forced && !matches!(format, TextFormat::Text {}) {
         return Err(ApiError::invalid(
             "text.format",
             "a text format cannot be combined with a tool_choice that asks for a call",
@@ -485,8 +485,8 @@ fn failed(shell: &ResponseObject, e: &ApiError) -> ResponseEvent {
 
 async fn grammar(format: &TextFormat) -> Result<Option<Arc<Grammar>>, ApiError> {
     match format {
-        TextFormat::Text => Ok(None),
-        TextFormat::JsonObject => Ok(Some(Arc::new(Grammar::any_object()))),
+        TextFormat::Text {} => Ok(None),
+        TextFormat::JsonObject {} => Ok(Some(Arc::new(Grammar::any_object()))),
         TextFormat::JsonSchema { schema: None, .. } => Err(ApiError::invalid(
             "text.format.schema",
             "a json_schema format needs a `schema`",
@@ -687,6 +687,15 @@ fn function_call_output(item: &InputItem, at: &str) -> Result<ChatMessage, ApiEr
 /// What lucid does not offer yet, refused by name; the values that ask for
 /// what it does (no reasoning, no truncation) pass.
 fn refuse_unsupported(req: &ResponsesRequest) -> Result<(), ApiError> {
+    if let Some(o) = &req.stream_options {
+        if o.include_usage.is_some() {
+            return Err(ApiError::invalid(
+                "stream_options.include_usage",
+                "`include_usage` is the chat route's: a response always has its usage",
+            ));
+        }
+        crate::body::refuse_extra(&o.other, "stream_options")?;
+    }
     if let Some(reasoning) = req.reasoning.as_ref().filter(|r| !r.is_null()) {
         let effort = reasoning.get("effort").and_then(Value::as_str);
         if reasoning.as_object().is_none_or(|o| o.len() > 1)

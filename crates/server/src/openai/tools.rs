@@ -69,6 +69,23 @@ pub(crate) fn tool_use(
             .ok_or_else(|| {
                 ApiError::invalid(format!("{at}.function"), "a tool needs its `function`")
             })?;
+        for (object, known, at) in [
+            (tool, &["type", "function"][..], at.clone()),
+            (
+                function,
+                &["name", "description", "parameters", "strict"][..],
+                format!("{at}.function"),
+            ),
+        ] {
+            if let Some(fields) = object.as_object() {
+                let other = fields
+                    .iter()
+                    .filter(|(k, _)| !known.contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                crate::body::refuse_extra(&other, &at)?;
+            }
+        }
         let name = function.get("name").and_then(Value::as_str).unwrap_or("");
         let valid = !name.is_empty()
             && name.len() <= 64

@@ -26,21 +26,33 @@ impl Stop {
 pub struct StreamOptions {
     #[serde(default)]
     pub include_usage: Option<bool>,
+    /// Random padding against length side channels: lucid sends none, and
+    /// the text is the same either way.
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub include_obfuscation: Option<bool>,
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 /// `response_format`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+// Variants with braces: serde checks the fields of struct variants only.
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ResponseFormat {
-    Text,
-    JsonObject,
+    Text {},
+    JsonObject {},
     JsonSchema { json_schema: JsonSchemaSpec },
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct JsonSchemaSpec {
     #[allow(dead_code)]
     pub name: Option<String>,
+    /// What the output is, for the model's trainers; not shown to the model.
+    #[allow(dead_code)]
+    pub description: Option<String>,
     pub schema: Option<Json>,
     #[allow(dead_code)]
     pub strict: Option<bool>,
@@ -60,6 +72,8 @@ pub struct ContentPart {
     pub kind: String,
     #[serde(default)]
     pub text: Option<String>,
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -76,6 +90,8 @@ pub struct Message {
     /// A participant's name (a tool's, on a `tool` message).
     #[serde(default)]
     pub name: Option<String>,
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A tool call in the conversation so far.
@@ -86,6 +102,8 @@ pub struct InToolCall {
     #[serde(rename = "type", default)]
     pub kind: Option<String>,
     pub function: InFunctionCall,
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -93,6 +111,8 @@ pub struct InFunctionCall {
     pub name: String,
     /// The arguments as a JSON text, as OpenAI sends them.
     pub arguments: String,
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A tool call in a reply.
@@ -422,6 +442,8 @@ pub struct ResponsesRequest {
     pub parallel_tool_calls: Option<bool>,
     pub truncation: Option<String>,
     pub reasoning: Option<serde_json::Value>,
+    /// `include_obfuscation` only: lucid adds no padding either way.
+    pub stream_options: Option<StreamOptions>,
     #[serde(flatten)]
     pub other: serde_json::Map<String, serde_json::Value>,
 }
@@ -468,15 +490,18 @@ pub struct TextConfig {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TextFormat {
-    Text,
-    JsonObject,
+    Text {},
+    JsonObject {},
     JsonSchema {
         name: Option<String>,
         schema: Option<serde_json::Value>,
         #[serde(skip_serializing_if = "Option::is_none")]
         strict: Option<bool>,
+        /// What the output is; not shown to the model.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        description: Option<String>,
     },
 }
 
