@@ -333,7 +333,7 @@ mod tests {
                 json!({"oneOf": [{"type": "string"}, {"enum": ["a"]}]}),
                 "oneOf",
             ),
-            (json!({"type": "number", "minimum": 1}), "minimum"),
+            (json!({"type": "number", "multipleOf": 2}), "multipleOf"),
             (
                 json!({"anyOf": [{"type": "string"}, {"enum": ["a"]}]}),
                 "anyOf",

@@ -1,6 +1,6 @@
 //! The Ollama-compatible API: `/api/generate`, `/api/chat`, `/api/tags`,
 //! `/api/ps`, `/api/show` and `/api/version`, and the model management
-//! routes of [`manage`] (`/api/pull`, `/api/delete`, `/api/copy`,
+//! routes of `manage.rs` (`/api/pull`, `/api/delete`, `/api/copy`,
 //! `/api/create`), streamed as NDJSON (one JSON
 //! object per line, the last with `"done": true` and the timing
 //! statistics), with Ollama's error shape `{"error": "..."}`. Models are
