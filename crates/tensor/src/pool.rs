@@ -38,6 +38,12 @@ struct Shared {
     state: AtomicUsize,
     /// The current job, valid while `pending > 0` for the current generation.
     job: UnsafeCell<Option<*const Job>>,
+    /// The generation the current job is published under, written with the
+    /// job before it opens: a worker that enters a job learns which one it
+    /// is from here, not from the generation it saw before entering (the
+    /// job opens before its generation is bumped, so a worker that saw the
+    /// previous one can enter it, and must not enter it again).
+    job_generation: AtomicUsize,
     shutdown: AtomicBool,
     panicked: AtomicBool,
     sleepers: Mutex<usize>,
@@ -76,6 +82,7 @@ impl ThreadPool {
             generation: AtomicUsize::new(0),
             state: AtomicUsize::new(CLOSED),
             job: UnsafeCell::new(None),
+            job_generation: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
             panicked: AtomicBool::new(false),
             sleepers: Mutex::new(0),
@@ -122,6 +129,9 @@ impl ThreadPool {
             let ptr: *const Job = std::mem::transmute::<&(dyn Fn(usize) + Sync), &'static Job>(job);
             *shared.job.get() = Some(ptr);
         }
+        // Only the owner bumps the generation: this job's is the next one.
+        let generation = shared.generation.load(Ordering::Relaxed).wrapping_add(1);
+        shared.job_generation.store(generation, Ordering::Relaxed);
         shared.state.store(0, Ordering::Release);
         shared.generation.fetch_add(1, Ordering::AcqRel);
         {
@@ -224,17 +234,24 @@ fn wait_until(done: impl Fn() -> bool) {
     }
 }
 
+/// Whether generation `g` comes after `seen` (the counter wraps). A worker
+/// may have run a job whose generation is not published yet (see
+/// `Shared::job_generation`): the one before it is then not new.
+fn newer(g: usize, seen: usize) -> bool {
+    (g.wrapping_sub(seen) as isize) > 0
+}
+
 fn worker(shared: &Shared, index: usize) {
     let mut seen = 0usize;
     loop {
         // Wait for a new generation: spin, then sleep.
         let start = Instant::now();
         let mut current = shared.generation.load(Ordering::Acquire);
-        'wait: while current == seen {
+        'wait: while !newer(current, seen) {
             for _ in 0..SPINS_PER_CHECK {
                 std::hint::spin_loop();
                 current = shared.generation.load(Ordering::Acquire);
-                if current != seen {
+                if newer(current, seen) {
                     break 'wait;
                 }
             }
@@ -243,7 +260,7 @@ fn worker(shared: &Shared, index: usize) {
                 *sleepers += 1;
                 loop {
                     current = shared.generation.load(Ordering::Acquire);
-                    if current != seen {
+                    if newer(current, seen) {
                         break;
                     }
                     sleepers = shared
@@ -277,6 +294,9 @@ fn worker(shared: &Shared, index: usize) {
         if !entered {
             continue;
         }
+        // The job entered may be one published after the generation seen
+        // above: run each job once.
+        seen = shared.job_generation.load(Ordering::Relaxed);
         // SAFETY: the job was published before the generation bump we saw
         // (release/acquire) and stays alive until we leave it.
         let job = unsafe { *shared.job.get() };
