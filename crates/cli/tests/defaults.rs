@@ -137,16 +137,21 @@ fn the_cli_both_server_apis_and_the_glass_box_build_the_same_prompt() {
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap();
+    // Every route answers as JSON; any failure to send or parse fails the test.
+    let post = |path: &str, body: Value| -> Value {
+        client
+            .post(format!("{base}{path}"))
+            .json(&body)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
     let messages = json!([{"role": "user", "content": QUESTION}]);
-    let openai: Value = client
-        .post(format!("{base}/v1/chat/completions"))
-        .json(
-            &json!({"model": "smollm2", "messages": messages, "temperature": 0, "max_tokens": 16}),
-        )
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let openai: Value = post(
+        "/v1/chat/completions",
+        json!({"model": "smollm2", "messages": messages, "temperature": 0, "max_tokens": 16}),
+    );
     assert_eq!(
         openai["usage"]["prompt_tokens"].as_u64(),
         Some(cli_prompt.len() as u64),
@@ -159,16 +164,11 @@ fn the_cli_both_server_apis_and_the_glass_box_build_the_same_prompt() {
     );
     // Ollama's own default repeat penalty (1.1) changes even greedy
     // choices; the CLI's is 1.0, so the request says so.
-    let ollama: Value = client
-        .post(format!("{base}/api/chat"))
-        .json(
-            &json!({"model": "smollm2", "messages": messages, "stream": false,
+    let ollama: Value = post(
+        "/api/chat",
+        json!({"model": "smollm2", "messages": messages, "stream": false,
                       "options": {"temperature": 0, "num_predict": 16, "repeat_penalty": 1.0}}),
-        )
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    );
     assert_eq!(
         ollama["prompt_eval_count"].as_u64(),
         Some(cli_prompt.len() as u64),
@@ -177,15 +177,10 @@ fn the_cli_both_server_apis_and_the_glass_box_build_the_same_prompt() {
     assert_eq!(ollama["message"]["content"], cli_text.as_str(), "{ollama}");
     // The token ids themselves: the completion route reads ids as given,
     // and greedy text from the CLI's ids is the CLI's text.
-    let completion: Value = client
-        .post(format!("{base}/v1/completions"))
-        .json(
-            &json!({"model": "smollm2", "prompt": cli_prompt, "temperature": 0, "max_tokens": 16}),
-        )
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let completion: Value = post(
+        "/v1/completions",
+        json!({"model": "smollm2", "prompt": cli_prompt, "temperature": 0, "max_tokens": 16}),
+    );
     assert_eq!(
         completion["choices"][0]["text"],
         cli_text.as_str(),
@@ -193,15 +188,10 @@ fn the_cli_both_server_apis_and_the_glass_box_build_the_same_prompt() {
     );
     // Anthropic's Messages API and OpenAI's Responses API: the same prompt
     // (the model's default system message included) and the same reply.
-    let anthropic: Value = client
-        .post(format!("{base}/v1/messages"))
-        .json(
-            &json!({"model": "smollm2", "messages": messages, "temperature": 0, "max_tokens": 16}),
-        )
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let anthropic: Value = post(
+        "/v1/messages",
+        json!({"model": "smollm2", "messages": messages, "temperature": 0, "max_tokens": 16}),
+    );
     let usage = &anthropic["usage"];
     assert_eq!(
         usage["input_tokens"].as_u64().unwrap()
@@ -214,16 +204,11 @@ fn the_cli_both_server_apis_and_the_glass_box_build_the_same_prompt() {
         cli_text.as_str(),
         "{anthropic}"
     );
-    let responses: Value = client
-        .post(format!("{base}/v1/responses"))
-        .json(
-            &json!({"model": "smollm2", "input": messages, "temperature": 0,
+    let responses: Value = post(
+        "/v1/responses",
+        json!({"model": "smollm2", "input": messages, "temperature": 0,
                       "max_output_tokens": 16}),
-        )
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    );
     assert_eq!(
         responses["usage"]["input_tokens"].as_u64(),
         Some(cli_prompt.len() as u64),
@@ -277,15 +262,10 @@ fn the_cli_both_server_apis_and_the_glass_box_build_the_same_prompt() {
         .json()
         .unwrap();
     assert_eq!(tags["models"][0]["name"], "smollm2:latest", "{tags}");
-    let again: Value = client
-        .post(format!("{base}/v1/chat/completions"))
-        .json(
-            &json!({"model": "smollm2", "messages": messages, "temperature": 0, "max_tokens": 16}),
-        )
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let again: Value = post(
+        "/v1/chat/completions",
+        json!({"model": "smollm2", "messages": messages, "temperature": 0, "max_tokens": 16}),
+    );
     assert_eq!(again["choices"][0]["message"]["content"], cli_text.as_str());
     let table = String::from_utf8_lossy(&ps(&home).stdout).into_owned();
     assert!(table.contains("smollm2:latest"), "{table}");

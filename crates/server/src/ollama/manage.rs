@@ -133,6 +133,15 @@ fn not_found(model: &str) -> ApiError {
     ApiError::model_missing(format!("model '{model}' not found"))
 }
 
+/// The name `model` is kept under in the store, or a 404.
+fn stored(library: &Library, model: &str) -> Result<String, ApiError> {
+    library
+        .store
+        .stored_name(model)
+        .map_err(|e| store_error(model, e))?
+        .ok_or_else(|| not_found(model))
+}
+
 /// Opens `name` from the store to learn what it is (and that it loads),
 /// then serves it, unloaded until a request names it. Runs on the blocking
 /// pool.
@@ -309,11 +318,7 @@ pub(super) async fn delete(
     let name = required(req.model, req.name)?;
     let library = library(&state)?;
     prompt::blocking("deleting the model", move || {
-        let stored = library
-            .store
-            .stored_name(&name)
-            .map_err(|e| store_error(&name, e))?
-            .ok_or_else(|| not_found(&name))?;
+        let stored = stored(&library, &name)?;
         library
             .store
             .remove(&stored)
@@ -335,11 +340,7 @@ pub(super) async fn copy(
     let destination = untagged(&req.destination).to_owned();
     let library = library(&state)?;
     prompt::blocking("copying the model", move || {
-        let stored = library
-            .store
-            .stored_name(&source)
-            .map_err(|e| store_error(&source, e))?
-            .ok_or_else(|| not_found(&source))?;
+        let stored = stored(&library, &source)?;
         // A user model is copied whole, so that the copy keeps its settings
         // when the source changes; a pulled model gets a new name.
         let model = library
@@ -453,11 +454,7 @@ pub(super) async fn create(
             let _ = tx.send(ndjson(&Status::of(s)));
         };
         send("reading model metadata");
-        let stored = library
-            .store
-            .stored_name(&from)
-            .map_err(|e| store_error(&from, e))?
-            .ok_or_else(|| not_found(&from))?;
+        let stored = stored(&library, &from)?;
         let model = UserModel {
             from: stored,
             ..model
