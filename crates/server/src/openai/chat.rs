@@ -281,30 +281,27 @@ pub(super) async fn chat_completions(
                 .as_mut()
                 .and_then(|c| c.get_mut(i))
                 .filter(|c| c.started());
-            if let (Some(held), Some(call)) = (held.as_mut(), streamed_call) {
+            let held_text = held
+                .as_mut()
+                .map(|h| h.get_mut(i).map(std::mem::take).unwrap_or_default() + &f.tail);
+            if held_text.is_some() && f.reason == StopReason::Cancelled {
+                out.push_back(sse_json(&ApiError::cut_off().openai_body()));
+                return;
+            }
+            if let (Some(text), Some(call)) = (held_text.as_ref(), streamed_call) {
                 // The forced call's last piece.
-                let text = held.get_mut(i).map(std::mem::take).unwrap_or_default() + &f.tail;
-                if f.reason == StopReason::Cancelled {
-                    out.push_back(sse_json(&ApiError::cut_off().openai_body()));
-                    return;
-                }
                 let complete = finish == "stop";
                 if complete {
                     finish = "tool_calls";
                 }
-                if let Some(delta) = call.delta(&text, Some(complete)) {
+                if let Some(delta) = call.delta(text, Some(complete)) {
                     out.push_back(sse_json(&chunk(
                         vec![call_chunk(i, delta, None)],
                         null_usage.clone(),
                     )));
                 }
-            } else if let (Some(held), Some(tools)) = (held.as_mut(), tool_use.as_ref()) {
-                let text = held.get_mut(i).map(std::mem::take).unwrap_or_default() + &f.tail;
-                if f.reason == StopReason::Cancelled {
-                    out.push_back(sse_json(&ApiError::cut_off().openai_body()));
-                    return;
-                }
-                let (content, calls) = tools.read(&text);
+            } else if let (Some(text), Some(tools)) = (held_text.as_ref(), tool_use.as_ref()) {
+                let (content, calls) = tools.read(text);
                 if !calls.is_empty() && finish == "stop" {
                     finish = "tool_calls";
                 }
