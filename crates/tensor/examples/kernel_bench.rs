@@ -18,6 +18,8 @@ fn main() {
         "q8_0" => DType::Q8_0,
         "q4_k" => DType::Q4K,
         "q6_k" => DType::Q6K,
+        "iq4_nl" => DType::IQ4NL,
+        "iq4_xs" => DType::IQ4XS,
         _ => DType::Q4_1,
     };
     let threads: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1);

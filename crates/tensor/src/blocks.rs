@@ -127,6 +127,47 @@ pub struct BlockQ6K {
     pub d: [u8; 2],
 }
 
+/// The sixteen values a 4-bit index of IQ4_NL and IQ4_XS stands for
+/// (ggml's `kvalues_iq4nl`): a non-linear grid, denser near zero, where
+/// weights are.
+pub const KVALUES_IQ4NL: [i8; 16] = [
+    -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+];
+
+/// 32 values: `d * KVALUES_IQ4NL[q]` with 4-bit `q`, nibbles laid out as
+/// Q4_0's.
+#[derive(Clone, Copy, Pod, Zeroable, Debug)]
+#[repr(C)]
+pub struct BlockIQ4NL {
+    pub d: [u8; 2],
+    pub qs: [u8; 16],
+}
+
+/// 256 values in 8 groups of 32, each `d * (ls - 32) * KVALUES_IQ4NL[q]`
+/// with a 6-bit group scale `ls`: its low four bits in `scales_l` (two
+/// groups a byte, the even group in the low nibble), its high two bits in
+/// `scales_h` (a little-endian u16, two bits a group). Each group's nibbles
+/// are laid out as a Q4_0 block's.
+#[derive(Clone, Copy, Pod, Zeroable, Debug)]
+#[repr(C)]
+pub struct BlockIQ4XS {
+    pub d: [u8; 2],
+    pub scales_h: [u8; 2],
+    pub scales_l: [u8; QK_K / 64],
+    pub qs: [u8; QK_K / 2],
+}
+
+impl BlockIQ4XS {
+    /// The 6-bit scale of group `g` (0..8), with its offset of 32 taken
+    /// away: -32..31.
+    #[inline(always)]
+    pub fn scale(&self, g: usize) -> i32 {
+        let low = (self.scales_l[g / 2] >> (4 * (g % 2))) & 0xf;
+        let high = (u16::from_le_bytes(self.scales_h) >> (2 * g)) & 3;
+        (low as i32 | (high as i32) << 4) - 32
+    }
+}
+
 /// The activation format that k-quant weights are multiplied with: 256
 /// values `d * q` with a float scale and the sums of each group of 16.
 #[derive(Clone, Copy, Pod, Zeroable, Debug)]
@@ -169,6 +210,8 @@ mod tests {
             (DType::Q5K, size_of::<BlockQ5K>()),
             (DType::Q6K, size_of::<BlockQ6K>()),
             (DType::Q8K, size_of::<BlockQ8K>()),
+            (DType::IQ4NL, size_of::<BlockIQ4NL>()),
+            (DType::IQ4XS, size_of::<BlockIQ4XS>()),
         ];
         for (t, size) in sizes {
             assert_eq!(size, t.block_bytes(), "{t}");

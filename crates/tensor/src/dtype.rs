@@ -25,6 +25,8 @@ pub enum DType {
     Q5K = 13,
     Q6K = 14,
     Q8K = 15,
+    IQ4NL = 20,
+    IQ4XS = 23,
     BF16 = 30,
 }
 
@@ -33,7 +35,7 @@ pub const QK_K: usize = 256;
 
 impl DType {
     /// Every type lucid knows, in ggml id order.
-    pub const ALL: [DType; 15] = [
+    pub const ALL: [DType; 17] = [
         DType::F32,
         DType::F16,
         DType::Q4_0,
@@ -48,6 +50,8 @@ impl DType {
         DType::Q5K,
         DType::Q6K,
         DType::Q8K,
+        DType::IQ4NL,
+        DType::IQ4XS,
         DType::BF16,
     ];
 
@@ -79,6 +83,8 @@ impl DType {
             DType::Q5K => "Q5_K",
             DType::Q6K => "Q6_K",
             DType::Q8K => "Q8_K",
+            DType::IQ4NL => "IQ4_NL",
+            DType::IQ4XS => "IQ4_XS",
         }
     }
 
@@ -86,8 +92,20 @@ impl DType {
     pub fn block_len(self) -> usize {
         match self {
             DType::F32 | DType::F16 | DType::BF16 => 1,
-            DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 | DType::Q8_0 | DType::Q8_1 => 32,
-            DType::Q2K | DType::Q3K | DType::Q4K | DType::Q5K | DType::Q6K | DType::Q8K => QK_K,
+            DType::Q4_0
+            | DType::Q4_1
+            | DType::Q5_0
+            | DType::Q5_1
+            | DType::Q8_0
+            | DType::Q8_1
+            | DType::IQ4NL => 32,
+            DType::Q2K
+            | DType::Q3K
+            | DType::Q4K
+            | DType::Q5K
+            | DType::Q6K
+            | DType::Q8K
+            | DType::IQ4XS => QK_K,
         }
     }
 
@@ -108,6 +126,8 @@ impl DType {
             DType::Q5K => 2 + 2 + 12 + QK_K / 8 + QK_K / 2,
             DType::Q6K => QK_K / 2 + QK_K / 4 + QK_K / 16 + 2,
             DType::Q8K => 4 + QK_K + QK_K / 16 * 2,
+            DType::IQ4NL => 2 + 16,
+            DType::IQ4XS => 2 + 2 + QK_K / 64 + QK_K / 2,
         }
     }
 
@@ -155,12 +175,18 @@ mod tests {
             (DType::Q5K, 256, 176),
             (DType::Q6K, 256, 210),
             (DType::Q8K, 256, 292),
+            (DType::IQ4NL, 32, 18),
+            (DType::IQ4XS, 256, 136),
         ];
         for (t, len, bytes) in expect {
             assert_eq!((t.block_len(), t.block_bytes()), (len, bytes), "{t}");
             assert_eq!(DType::from_ggml_id(t.ggml_id()), Some(t));
         }
         assert_eq!(DType::from_ggml_id(4), None);
+        assert_eq!(DType::from_ggml_id(20), Some(DType::IQ4NL));
+        assert_eq!(DType::from_ggml_id(23), Some(DType::IQ4XS));
+        // IQ2_XXS and the other i-quants lucid does not read.
+        assert_eq!(DType::from_ggml_id(16), None);
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub fn dequantize_row(dtype: DType, src: &[u8], dst: &mut [f32]) {
         DType::Q5K => dequant_q5k(cast_slice(src), dst),
         DType::Q6K => dequant_q6k(cast_slice(src), dst),
         DType::Q8K => dequant_q8k(cast_slice(src), dst),
+        DType::IQ4NL => dequant_iq4nl(cast_slice(src), dst),
+        DType::IQ4XS => dequant_iq4xs(cast_slice(src), dst),
     }
 }
 
@@ -63,8 +65,9 @@ fn cast_slice_f32(src: &[u8]) -> std::borrow::Cow<'_, [f32]> {
 
 /// Quantizes `src` into `dst` (a row of type `dtype`).
 ///
-/// Every type but Q2_K, Q3_K, Q5_K and Q6_K can be written. Panics if `dst`
-/// is not the size of `src.len()` values of `dtype`.
+/// Every type but Q2_K, Q3_K, Q5_K, Q6_K, IQ4_NL and IQ4_XS can be written
+/// ([`can_quantize`]). Panics if `dst` is not the size of `src.len()` values
+/// of `dtype`, or if lucid cannot write `dtype`.
 pub fn quantize_row(dtype: DType, src: &[f32], dst: &mut [u8]) {
     let n = src.len();
     assert_eq!(
@@ -96,15 +99,20 @@ pub fn quantize_row(dtype: DType, src: &[f32], dst: &mut [u8]) {
         DType::Q8_1 => quant_q8_1(src, cast_slice_mut(dst)),
         DType::Q4K => crate::kquant::quantize_q4k(src, cast_slice_mut(dst)),
         DType::Q8K => quant_q8k(src, cast_slice_mut(dst)),
-        DType::Q2K | DType::Q3K | DType::Q5K | DType::Q6K => {
+        DType::Q2K | DType::Q3K | DType::Q5K | DType::Q6K | DType::IQ4NL | DType::IQ4XS => {
             panic!("lucid does not write {dtype}")
         }
     }
 }
 
-/// Whether [`quantize_row`] can write `dtype`.
+/// Whether [`quantize_row`] can write `dtype`. The i-quants are read, not
+/// written: llama.cpp chooses their scales by a search over the grid that
+/// lucid has no use for.
 pub fn can_quantize(dtype: DType) -> bool {
-    !matches!(dtype, DType::Q2K | DType::Q3K | DType::Q5K | DType::Q6K)
+    !matches!(
+        dtype,
+        DType::Q2K | DType::Q3K | DType::Q5K | DType::Q6K | DType::IQ4NL | DType::IQ4XS
+    )
 }
 
 fn dequant_q4_0(x: &[BlockQ4_0], y: &mut [f32]) {
@@ -314,6 +322,32 @@ fn dequant_q6k(x: &[BlockQ6K], y: &mut [f32]) {
                 y[l + 32] = d * sc[is + 2] as f32 * q2 as f32;
                 y[l + 64] = d * sc[is + 4] as f32 * q3 as f32;
                 y[l + 96] = d * sc[is + 6] as f32 * q4 as f32;
+            }
+        }
+    }
+}
+
+fn dequant_iq4nl(x: &[BlockIQ4NL], y: &mut [f32]) {
+    for (b, y) in x.iter().zip(y.chunks_exact_mut(32)) {
+        let d = f16_at(b.d);
+        for j in 0..16 {
+            y[j] = d * KVALUES_IQ4NL[(b.qs[j] & 0xf) as usize] as f32;
+            y[j + 16] = d * KVALUES_IQ4NL[(b.qs[j] >> 4) as usize] as f32;
+        }
+    }
+}
+
+fn dequant_iq4xs(x: &[BlockIQ4XS], y: &mut [f32]) {
+    for (b, y) in x.iter().zip(y.chunks_exact_mut(QK_K)) {
+        let d = f16_at(b.d);
+        for (g, y) in y.chunks_exact_mut(32).enumerate() {
+            // The group's scale is rounded to f32 first, then each value
+            // multiplied by it, as ggml and gguf-py do.
+            let dl = d * b.scale(g) as f32;
+            let q = &b.qs[16 * g..16 * g + 16];
+            for j in 0..16 {
+                y[j] = dl * KVALUES_IQ4NL[(q[j] & 0xf) as usize] as f32;
+                y[j + 16] = dl * KVALUES_IQ4NL[(q[j] >> 4) as usize] as f32;
             }
         }
     }

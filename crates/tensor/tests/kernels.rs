@@ -11,21 +11,20 @@ use lucid_tensor::{Activations, DType, ThreadPool, WeightMatrix, matmul};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-const WEIGHT_TYPES: [DType; 13] = [
-    DType::F32,
-    DType::F16,
-    DType::BF16,
-    DType::Q4_0,
-    DType::Q4_1,
-    DType::Q5_0,
-    DType::Q5_1,
-    DType::Q8_0,
-    DType::Q2K,
-    DType::Q3K,
-    DType::Q4K,
-    DType::Q5K,
-    DType::Q6K,
-];
+/// Every weight type lucid multiplies: every type it knows but the
+/// activation formats, so that a type added to `DType` is tested here
+/// without being named.
+fn weight_types() -> impl Iterator<Item = DType> {
+    DType::ALL.into_iter().filter(|t| kernels::can_multiply(*t))
+}
+
+#[test]
+fn the_weight_types_tested_are_every_readable_type_but_the_activation_formats() {
+    let tested: Vec<DType> = weight_types().collect();
+    assert_eq!(tested.len(), DType::ALL.len() - 2);
+    assert!(tested.contains(&DType::IQ4NL) && tested.contains(&DType::IQ4XS));
+    assert!(!tested.contains(&DType::Q8_1) && !tested.contains(&DType::Q8K));
+}
 
 fn random_f32(rng: &mut StdRng, n: usize) -> Vec<f32> {
     (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
@@ -46,6 +45,7 @@ fn random_row(rng: &mut StdRng, dtype: DType, n: usize) -> Vec<u8> {
         DType::Q3K => &[108],
         DType::Q5K => &[0, 2],
         DType::Q6K => &[208],
+        DType::IQ4NL | DType::IQ4XS => &[0],
         _ => unreachable!(),
     };
     for block in row.chunks_exact_mut(dtype.block_bytes()) {
@@ -66,7 +66,7 @@ fn prepare(isa: Isa, wtype: DType, x: &[f32], n: usize) -> Activations {
 #[test]
 fn every_isa_matches_the_scalar_reference() {
     let mut rng = StdRng::seed_from_u64(7);
-    for wtype in WEIGHT_TYPES {
+    for wtype in weight_types() {
         let n = 1024;
         let w = random_row(&mut rng, wtype, n);
         let x = random_f32(&mut rng, 4 * n);
@@ -104,7 +104,7 @@ fn every_isa_matches_the_scalar_reference() {
 #[test]
 fn reference_dot_matches_f32_arithmetic_on_dequantized_values() {
     let mut rng = StdRng::seed_from_u64(11);
-    for wtype in WEIGHT_TYPES {
+    for wtype in weight_types() {
         let n = 512;
         let w = random_row(&mut rng, wtype, n);
         let x = random_f32(&mut rng, n);
@@ -145,7 +145,7 @@ fn reference_dot_matches_f32_arithmetic_on_dequantized_values() {
 fn matmul_on_the_pool_matches_row_by_row_dots() {
     let mut rng = StdRng::seed_from_u64(3);
     let pool = ThreadPool::new(3);
-    for wtype in WEIGHT_TYPES {
+    for wtype in weight_types() {
         let (rows, cols) = (37, 256);
         let data: Vec<u8> = (0..rows)
             .flat_map(|_| random_row(&mut rng, wtype, cols))
@@ -156,7 +156,9 @@ fn matmul_on_the_pool_matches_row_by_row_dots() {
             cols,
             data: &data,
         };
-        for n_tokens in [1, 5] {
+        // One token (decode), a tile and a row of prepared rows, and enough
+        // tokens for every type's tiles (IQ4_XS's start above 8).
+        for n_tokens in [1, 5, 9] {
             let x = random_f32(&mut rng, n_tokens * cols);
             for isa in Isa::available() {
                 let acts = prepare(isa, wtype, &x, cols);
@@ -183,6 +185,9 @@ fn dot_types_are_what_llama_cpp_uses() {
     assert_eq!(dot_type(DType::Q5_0), DType::Q8_0);
     assert_eq!(dot_type(DType::Q6K), DType::Q8K);
     assert_eq!(dot_type(DType::F16), DType::F32);
+    // ggml's type traits: IQ4_NL's vec_dot_type is Q8_0, IQ4_XS's Q8_K.
+    assert_eq!(dot_type(DType::IQ4NL), DType::Q8_0);
+    assert_eq!(dot_type(DType::IQ4XS), DType::Q8K);
 }
 
 #[cfg(x86_kernels)]
@@ -198,10 +203,12 @@ fn avx512_tiles_match_the_scalar_reference() {
         DType::Q4_1,
         DType::Q5_0,
         DType::Q8_0,
+        DType::IQ4NL,
         DType::Q4K,
         DType::Q6K,
+        DType::IQ4XS,
     ] {
-        assert!(kernels::has_tiles(Isa::Avx512, wtype, 4));
+        assert!(kernels::has_tiles(Isa::Avx512, wtype, 16));
         // An odd number of blocks exercises the single-block tail.
         let sizes = if wtype.block_len() == 256 {
             [256, 1024]

@@ -643,3 +643,85 @@ pub unsafe fn quantize_q8k(x: &[f32], y: &mut [BlockQ8K]) {
         b.d = (1.0 / iscale).to_le_bytes();
     }
 }
+
+// ---------------------------------------------------------------------------
+// IQ4_NL and IQ4_XS: 4-bit indices into a table of sixteen signed values
+// (`KVALUES_IQ4NL`), looked up sixteen at a time with `pshufb`. The values
+// are signed, so products go through the sign trick of `mul_sum_i8`: their
+// magnitudes (at most 127) times the activations with the weights' signs.
+// ---------------------------------------------------------------------------
+
+/// The IQ4_NL table in both 128-bit lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn iq4nl_table() -> __m256i {
+    // SAFETY: the table is 16 readable bytes.
+    _mm256_broadcastsi128_si256(unsafe { _mm_loadu_si128(KVALUES_IQ4NL.as_ptr().cast()) })
+}
+
+/// Sixteen bytes of 4-bit indices into 32 table values in value order: the
+/// low nibbles' values, then the high nibbles'.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn iq4_values(table: __m256i, qs: &[u8; 16]) -> __m256i {
+    // SAFETY: as for `nibbles`.
+    _mm256_shuffle_epi8(table, unsafe { nibbles(qs) })
+}
+
+/// Products of signed bytes summed in pairs: sixteen i16 lanes. No pair
+/// saturates when `x` is at most 127 in magnitude (the table's values).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn mul_add_i8(x: __m256i, y: __m256i) -> __m256i {
+    _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
+}
+
+/// `out[t] = dot(w, a[t])` for IQ4_NL weights and Q8_0 activations.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_iq4nl<const NT: usize>(w: &[BlockIQ4NL], a: [&[BlockQ8_0]; NT], out: &mut [f32]) {
+    let table = iq4nl_table();
+    let mut acc = [_mm256_setzero_ps(); NT];
+    for (i, wb) in w.iter().enumerate() {
+        let dw = half(wb.d);
+        // SAFETY: the features are enabled; the block is in bounds.
+        let qx = unsafe { iq4_values(table, &wb.qs) };
+        for t in 0..NT {
+            let ab = &a[t][i];
+            let d = _mm256_set1_ps(dw * half(ab.d));
+            let qy = unsafe { load32(&ab.qs) };
+            acc[t] = _mm256_fmadd_ps(d, mul_sum_i8(qx, qy), acc[t]);
+        }
+    }
+    for t in 0..NT {
+        out[t] = hsum(acc[t]);
+    }
+}
+
+/// `out[t] = dot(w, a[t])` for IQ4_XS weights and Q8_K activations: per
+/// block an exact integer sum with the group scales applied in 16-bit
+/// lanes (`madd`), then one float multiply, so every result equals the
+/// scalar reference's to the last bit.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_iq4xs<const NT: usize>(w: &[BlockIQ4XS], a: [&[BlockQ8K]; NT], out: &mut [f32]) {
+    let table = iq4nl_table();
+    let mut acc = [0f32; NT];
+    for (i, wb) in w.iter().enumerate() {
+        let d = half(wb.d);
+        let groups: &[[u8; 16]; 8] = bytemuck::cast_ref(&wb.qs);
+        let mut sumi = [_mm256_setzero_si256(); NT];
+        for (g, qs) in groups.iter().enumerate() {
+            // SAFETY: the features are enabled; 16 readable bytes.
+            let qx = unsafe { iq4_values(table, qs) };
+            let s = _mm256_set1_epi16(wb.scale(g) as i16);
+            for t in 0..NT {
+                let qy = unsafe { load32i(&a[t][i].qs[32 * g..]) };
+                let p = _mm256_madd_epi16(mul_add_i8(qx, qy), s);
+                sumi[t] = _mm256_add_epi32(sumi[t], p);
+            }
+        }
+        for t in 0..NT {
+            acc[t] += d * a[t][i].scale() * hsum_i32(sumi[t]) as f32;
+        }
+    }
+    out[..NT].copy_from_slice(&acc);
+}

@@ -9,9 +9,10 @@
 //! block's half-precision scales are converted together with its pair's in
 //! one instruction.
 //!
-//! Weight values are made unsigned (nibbles as stored, Q8_0 with its sign bit
-//! flipped) so that `vpdpbusd` multiplies them with the signed activations in
-//! one step; the offsets this adds (8 for Q4_0, 16 for Q5_0, 128 for Q8_0)
+//! Weight values are made unsigned (nibbles as stored, Q8_0 and IQ4_NL's
+//! looked-up values with their sign bit flipped) so that `vpdpbusd`
+//! multiplies them with the signed activations in one step; the offsets this
+//! adds (8 for Q4_0, 16 for Q5_0, 128 for Q8_0 and IQ4_NL)
 //! are taken back through `s`, and Q4_1's minimum enters the same way. Each
 //! output lane then accumulates `d_w · (d_a · dot − offset · s)`; the eight
 //! lanes of a block sum to the block's product.
@@ -298,15 +299,38 @@ fn prep_q8_0(a: &BlockQ8_0, b: &BlockQ8_0) -> WPair {
     }
 }
 
+/// The IQ4_NL table in every 128-bit lane, for `vpshufb`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")]
+fn iq4nl_table() -> __m512i {
+    // SAFETY: the table is 16 readable bytes.
+    _mm512_broadcast_i32x4(unsafe { _mm_loadu_si128(KVALUES_IQ4NL.as_ptr().cast()) })
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c")]
+fn prep_iq4nl(a: &BlockIQ4NL, b: &BlockIQ4NL) -> WPair {
+    let values = _mm512_shuffle_epi8(iq4nl_table(), nibbles(&a.qs, &b.qs));
+    WPair {
+        // The table's values with their sign bit flipped: unsigned, plus 128,
+        // as Q8_0's.
+        q: _mm512_xor_si512(values, _mm512_set1_epi8(-128)),
+        d: spread::<0, 2>(heads(head(a), head(b))),
+        m: _mm512_setzero_ps(),
+    }
+}
+
 pair_of_blocks!(pair_q4_0, BlockQ4_0, prep_q4_0);
 pair_of_blocks!(pair_q4_1, BlockQ4_1, prep_q4_1);
 pair_of_blocks!(pair_q5_0, BlockQ5_0, prep_q5_0);
 pair_of_blocks!(pair_q8_0, BlockQ8_0, prep_q8_0);
+pair_of_blocks!(pair_iq4nl, BlockIQ4NL, prep_iq4nl);
 
 tile_kernel!(tile_q4_0, BlockQ4_0, block_pairs, pair_q4_0, Some(8.0));
 tile_kernel!(tile_q4_1, BlockQ4_1, block_pairs, pair_q4_1, None);
 tile_kernel!(tile_q5_0, BlockQ5_0, block_pairs, pair_q5_0, Some(16.0));
 tile_kernel!(tile_q8_0, BlockQ8_0, block_pairs, pair_q8_0, Some(128.0));
+tile_kernel!(tile_iq4nl, BlockIQ4NL, block_pairs, pair_iq4nl, Some(128.0));
 
 // The same kernels over rows prepared once by `prepare_*`, for products with
 // many tokens: each row's pairs are then unpacked once instead of once per
@@ -333,6 +357,13 @@ tile_kernel!(
     prepared,
     Some(128.0)
 );
+tile_kernel!(
+    tile_iq4nl_prepared,
+    WPair,
+    prepared_pairs,
+    prepared,
+    Some(128.0)
+);
 
 /// Appends a row of 32-value blocks' pairs, prepared, to `out`.
 macro_rules! prepare_fn {
@@ -350,6 +381,7 @@ prepare_fn!(prepare_q4_0, BlockQ4_0, pair_q4_0);
 prepare_fn!(prepare_q4_1, BlockQ4_1, pair_q4_1);
 prepare_fn!(prepare_q5_0, BlockQ5_0, pair_q5_0);
 prepare_fn!(prepare_q8_0, BlockQ8_0, pair_q8_0);
+prepare_fn!(prepare_iq4nl, BlockIQ4NL, pair_iq4nl);
 
 // ---------------------------------------------------------------------------
 // k-quants. Activations are Q8_K split the same way: values contiguous, one
@@ -595,4 +627,113 @@ pub fn prepare_q4k(row: &[BlockQ4K], out: &mut Vec<KBlock>) {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c")]
 pub fn prepare_q6k(row: &[BlockQ6K], out: &mut Vec<KBlock>) {
     out.extend(row.iter().map(|b| prep_q6k(b)));
+}
+
+// ---------------------------------------------------------------------------
+// IQ4_XS against the split Q8_K activations. Its table values times its group
+// scales fit 16 bits (127 · 32), so a block is prepared once as 16-bit
+// products of value and scale, and `vpdpwssd` multiplies them with the
+// activations widened to 16 bits and sums pairs into 32 bits: exact integer
+// arithmetic with no offset to take back (the values are signed, and Q4_K's
+// unsigned `maddubs` route would overflow 16 bits with them made unsigned).
+// ---------------------------------------------------------------------------
+
+/// An IQ4_XS block prepared for the tiles: per group of 32 values, each
+/// value times the group's scale as an i16, in value order.
+#[derive(Clone, Copy)]
+pub struct XsBlock {
+    v: [__m512i; 8],
+    d: f32,
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c")]
+fn prep_iq4xs(wb: &BlockIQ4XS) -> XsBlock {
+    let table = iq4nl_table();
+    let groups: &[[u8; 16]; 8] = bytemuck::cast_ref(&wb.qs);
+    let mut v = [_mm512_setzero_si512(); 8];
+    for p in 0..4 {
+        // Groups 2p and 2p + 1, 64 signed values in value order.
+        let q = _mm512_shuffle_epi8(table, nibbles(&groups[2 * p], &groups[2 * p + 1]));
+        let lo = _mm512_cvtepi8_epi16(_mm512_castsi512_si256(q));
+        let hi = _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64::<1>(q));
+        v[2 * p] = _mm512_mullo_epi16(lo, _mm512_set1_epi16(wb.scale(2 * p) as i16));
+        v[2 * p + 1] = _mm512_mullo_epi16(hi, _mm512_set1_epi16(wb.scale(2 * p + 1) as i16));
+    }
+    XsBlock { v, d: half(wb.d) }
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c")]
+fn block_iq4xs(w: &[BlockIQ4XS], i: usize) -> XsBlock {
+    let at = (&w[i] as *const BlockIQ4XS).cast::<u8>();
+    super::prefetch_ahead(at);
+    super::prefetch_ahead(at.wrapping_add(size_of::<BlockIQ4XS>() - 1));
+    prep_iq4xs(&w[i])
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c")]
+fn prepared_xs(w: &[XsBlock], i: usize) -> XsBlock {
+    w[i]
+}
+
+/// An IQ4_XS tile kernel; `$get(row, i)` gives block `i` of a row prepared.
+/// Per block, row and token an exact integer sum, then
+/// `acc += (d_w · d_a) · sum` in each of sixteen float lanes.
+macro_rules! tile_xs {
+    ($name:ident, $item:ty, $get:ident) => {
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c,fma,avx2")]
+        pub unsafe fn $name<const R: usize, const T: usize>(
+            w: [&[$item]; R],
+            a: [(&[i8], &[f32], &[i32]); T],
+            out: &mut [[f32; 4]; 4],
+        ) {
+            let nb = w[0].len();
+            let mut acc = [[_mm512_setzero_ps(); T]; R];
+            for i in 0..nb {
+                let wb: [XsBlock; R] = std::array::from_fn(|r| $get(w[r], i));
+                let mut sum = [[_mm512_setzero_si512(); T]; R];
+                for c in 0..4 {
+                    // This chunk's 64 activations of each token, widened.
+                    let mut aw = [[_mm512_setzero_si512(); 2]; T];
+                    for t in 0..T {
+                        // SAFETY: block i's 256 values are inside the row.
+                        let q = unsafe { load64(a[t].0, 256 * i + 64 * c) };
+                        aw[t] = [
+                            _mm512_cvtepi8_epi16(_mm512_castsi512_si256(q)),
+                            _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64::<1>(q)),
+                        ];
+                    }
+                    for r in 0..R {
+                        let (w0, w1) = (wb[r].v[2 * c], wb[r].v[2 * c + 1]);
+                        for t in 0..T {
+                            let s = _mm512_dpwssd_epi32(sum[r][t], w0, aw[t][0]);
+                            sum[r][t] = _mm512_dpwssd_epi32(s, w1, aw[t][1]);
+                        }
+                    }
+                }
+                for r in 0..R {
+                    for t in 0..T {
+                        let d = _mm512_set1_ps(wb[r].d * a[t].1[i]);
+                        acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum[r][t]), d, acc[r][t]);
+                    }
+                }
+            }
+            for r in 0..R {
+                for t in 0..T {
+                    out[r][t] = _mm512_reduce_add_ps(acc[r][t]);
+                }
+            }
+        }
+    };
+}
+
+tile_xs!(tile_iq4xs, BlockIQ4XS, block_iq4xs);
+tile_xs!(tile_iq4xs_prepared, XsBlock, prepared_xs);
+
+/// Appends a row of IQ4_XS blocks, prepared, to `out`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c")]
+pub fn prepare_iq4xs(row: &[BlockIQ4XS], out: &mut Vec<XsBlock>) {
+    out.extend(row.iter().map(|b| prep_iq4xs(b)));
 }

@@ -122,9 +122,15 @@ impl Isa {
 pub fn dot_type(w: DType) -> DType {
     match w {
         DType::F32 | DType::F16 | DType::BF16 => DType::F32,
-        DType::Q4_0 | DType::Q5_0 | DType::Q8_0 => DType::Q8_0,
+        DType::Q4_0 | DType::Q5_0 | DType::Q8_0 | DType::IQ4NL => DType::Q8_0,
         DType::Q4_1 | DType::Q5_1 | DType::Q8_1 => DType::Q8_1,
-        DType::Q2K | DType::Q3K | DType::Q4K | DType::Q5K | DType::Q6K | DType::Q8K => DType::Q8K,
+        DType::Q2K
+        | DType::Q3K
+        | DType::Q4K
+        | DType::Q5K
+        | DType::Q6K
+        | DType::Q8K
+        | DType::IQ4XS => DType::Q8K,
     }
 }
 
@@ -284,6 +290,12 @@ fn dot_rows_nt<const NT: usize>(
                 DType::Q4K => return avx2::dot_q4k::<NT>(cast_slice(w), block_rows(a, first), out),
                 DType::Q5K => return avx2::dot_q5k::<NT>(cast_slice(w), block_rows(a, first), out),
                 DType::Q6K => return avx2::dot_q6k::<NT>(cast_slice(w), block_rows(a, first), out),
+                DType::IQ4NL => {
+                    return avx2::dot_iq4nl::<NT>(cast_slice(w), block_rows(a, first), out);
+                }
+                DType::IQ4XS => {
+                    return avx2::dot_iq4xs::<NT>(cast_slice(w), block_rows(a, first), out);
+                }
                 _ => {}
             }
         }
@@ -328,6 +340,8 @@ pub fn dot_scalar(wtype: DType, _n: usize, w: &[u8], a: ActRows<'_>, t: usize) -
         DType::Q4K => scalar::dot_q4k_q8k(cast_slice(w), block_rows::<BlockQ8K, 1>(a, t)[0]),
         DType::Q5K => scalar::dot_q5k_q8k(cast_slice(w), block_rows::<BlockQ8K, 1>(a, t)[0]),
         DType::Q6K => scalar::dot_q6k_q8k(cast_slice(w), block_rows::<BlockQ8K, 1>(a, t)[0]),
+        DType::IQ4NL => scalar::dot_iq4nl_q8_0(cast_slice(w), block_rows::<BlockQ8_0, 1>(a, t)[0]),
+        DType::IQ4XS => scalar::dot_iq4xs_q8k(cast_slice(w), block_rows::<BlockQ8K, 1>(a, t)[0]),
         DType::Q8_1 | DType::Q8K => panic!("{wtype} is an activation format, not a weight format"),
     }
 }
@@ -359,12 +373,18 @@ pub fn prefetch_ahead<T>(at: *const T) {
 
 /// Whether [`tile`] handles weights of type `w` with `isa` for a product
 /// with `n_tokens` activation rows. The k-quant tiles pay off only with
-/// several rows; for one, the AVX2 kernels are faster.
+/// several rows; for one, the AVX2 kernels are faster. IQ4_XS's pay off only
+/// over rows unpacked once ([`PreparedRows`]) for more than two tiles of
+/// tokens, unpacking its blocks into 16-bit products being costly
+/// (`examples/kernel_bench.rs`, one thread, matrix in cache: AVX2 is about 8%
+/// faster with 8 tokens, the tiles 8% faster with 16 and 25 to 40% with 32
+/// to 128).
 pub fn has_tiles(isa: Isa, w: DType, n_tokens: usize) -> bool {
     isa.usable() == Isa::Avx512
         && match w {
-            DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q8_0 => true,
+            DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q8_0 | DType::IQ4NL => true,
             DType::Q4K | DType::Q6K => n_tokens > 1,
+            DType::IQ4XS => n_tokens > 8,
             _ => false,
         }
 }
@@ -440,8 +460,10 @@ pub fn tile(
         DType::Q4_1 => go!(tile_q4_1, BlockQ4_1, acts.blocks),
         DType::Q5_0 => go!(tile_q5_0, BlockQ5_0, acts.blocks),
         DType::Q8_0 => go!(tile_q8_0, BlockQ8_0, acts.blocks),
+        DType::IQ4NL => go!(tile_iq4nl, BlockIQ4NL, acts.blocks),
         DType::Q4K => go!(tile_q4k, BlockQ4K, acts.k),
         DType::Q6K => go!(tile_q6k, BlockQ6K, acts.k),
+        DType::IQ4XS => go!(tile_iq4xs, BlockIQ4XS, acts.k),
         other => panic!("no AVX-512 tile kernel for {other}"),
     }
 }
@@ -458,6 +480,8 @@ pub struct PreparedRows {
     pairs: Vec<avx512::WPair>,
     /// k-quants: blocks.
     kblocks: Vec<avx512::KBlock>,
+    /// IQ4_XS: blocks.
+    xs: Vec<avx512::XsBlock>,
     per_row: usize,
     rows: usize,
 }
@@ -478,7 +502,14 @@ impl PreparedRows {
     pub fn supports(w: DType) -> bool {
         matches!(
             w,
-            DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q8_0 | DType::Q4K | DType::Q6K
+            DType::Q4_0
+                | DType::Q4_1
+                | DType::Q5_0
+                | DType::Q8_0
+                | DType::IQ4NL
+                | DType::Q4K
+                | DType::Q6K
+                | DType::IQ4XS
         )
     }
 
@@ -492,6 +523,7 @@ impl PreparedRows {
         );
         self.pairs.clear();
         self.kblocks.clear();
+        self.xs.clear();
         self.dtype = Some(wtype);
         self.rows = rows.len();
         for row in rows {
@@ -503,13 +535,16 @@ impl PreparedRows {
                     DType::Q4_1 => avx512::prepare_q4_1(cast_slice(row), &mut self.pairs),
                     DType::Q5_0 => avx512::prepare_q5_0(cast_slice(row), &mut self.pairs),
                     DType::Q8_0 => avx512::prepare_q8_0(cast_slice(row), &mut self.pairs),
+                    DType::IQ4NL => avx512::prepare_iq4nl(cast_slice(row), &mut self.pairs),
                     DType::Q4K => avx512::prepare_q4k(cast_slice(row), &mut self.kblocks),
                     DType::Q6K => avx512::prepare_q6k(cast_slice(row), &mut self.kblocks),
+                    DType::IQ4XS => avx512::prepare_iq4xs(cast_slice(row), &mut self.xs),
                     other => panic!("no prepared AVX-512 tiles for {other}"),
                 }
             }
         }
-        self.per_row = (self.pairs.len() + self.kblocks.len()) / rows.len().max(1);
+        // Only one of the three holds anything.
+        self.per_row = (self.pairs.len() + self.kblocks.len() + self.xs.len()) / rows.len().max(1);
     }
 
     fn row<'a, X>(&self, items: &'a [X], k: usize) -> &'a [X] {
@@ -523,14 +558,17 @@ impl PreparedRows {
         let w = |k: usize| self.row(&self.pairs, k);
         let a = |t: usize| acts.blocks.row(first + t.min(nt - 1));
         let wk = |k: usize| self.row(&self.kblocks, k);
+        let wx = |k: usize| self.row(&self.xs, k);
         let ak = |t: usize| acts.k.row(first + t.min(nt - 1));
         match self.dtype {
             Some(DType::Q4_0) => run_tile!(tile_q4_0_prepared, r4, nt, w, a, out),
             Some(DType::Q4_1) => run_tile!(tile_q4_1_prepared, r4, nt, w, a, out),
             Some(DType::Q5_0) => run_tile!(tile_q5_0_prepared, r4, nt, w, a, out),
             Some(DType::Q8_0) => run_tile!(tile_q8_0_prepared, r4, nt, w, a, out),
+            Some(DType::IQ4NL) => run_tile!(tile_iq4nl_prepared, r4, nt, w, a, out),
             Some(DType::Q4K) => run_tile!(tile_q4k_prepared, r4, nt, wk, ak, out),
             Some(DType::Q6K) => run_tile!(tile_q6k_prepared, r4, nt, wk, ak, out),
+            Some(DType::IQ4XS) => run_tile!(tile_iq4xs_prepared, r4, nt, wx, ak, out),
             other => panic!("no prepared AVX-512 tiles for {other:?}"),
         }
     }

@@ -221,6 +221,42 @@ pub fn dot_q6k_q8k(w: &[BlockQ6K], a: &[BlockQ8K]) -> f32 {
     sum
 }
 
+pub fn dot_iq4nl_q8_0(w: &[BlockIQ4NL], a: &[BlockQ8_0]) -> f32 {
+    let mut sum = 0.0;
+    for (w, a) in w.iter().zip(a) {
+        let mut s = 0i32;
+        for j in 0..16 {
+            s += KVALUES_IQ4NL[(w.qs[j] & 0xf) as usize] as i32 * a.qs[j] as i32;
+            s += KVALUES_IQ4NL[(w.qs[j] >> 4) as usize] as i32 * a.qs[j + 16] as i32;
+        }
+        sum += s as f32 * f16_at(w.d) * f16_at(a.d);
+    }
+    sum
+}
+
+/// Integer sums over the whole 256-value block, scales included (at most
+/// 8 · 32 · 127 · 127 · 32 in magnitude, well inside an i32), then one float
+/// multiply-add, as llama.cpp's x86 kernel does; its generic kernel adds a
+/// float per group of 32 instead, which differs only in rounding.
+pub fn dot_iq4xs_q8k(w: &[BlockIQ4XS], a: &[BlockQ8K]) -> f32 {
+    let mut sum = 0.0;
+    for (w, a) in w.iter().zip(a) {
+        let mut isum = 0i32;
+        for g in 0..8 {
+            let q = &w.qs[16 * g..16 * g + 16];
+            let qa = &a.qs[32 * g..32 * g + 32];
+            let mut s = 0i32;
+            for j in 0..16 {
+                s += KVALUES_IQ4NL[(q[j] & 0xf) as usize] as i32 * qa[j] as i32;
+                s += KVALUES_IQ4NL[(q[j] >> 4) as usize] as i32 * qa[j + 16] as i32;
+            }
+            isum += w.scale(g) * s;
+        }
+        sum += f16_at(w.d) * a.scale() * isum as f32;
+    }
+    sum
+}
+
 /// Sums of the groups of 16 are what the k-quant kernels read from Q8_K; this
 /// checks that the type's constant is what they assume.
 const _: () = assert!(QK_K == 256);
