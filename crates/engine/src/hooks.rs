@@ -22,6 +22,9 @@ pub enum HookPoint {
     AttnOut(usize),
     /// The MLP output. `[tokens, d_model]`.
     MlpOut(usize),
+    /// A mixture-of-experts router's logits, before gating.
+    /// `[tokens, experts]`.
+    RouterLogits(usize),
     /// The residual stream leaving a block. `[tokens, d_model]`.
     ResidPost(usize),
     /// The residual stream after the final norm. `[tokens, d_model]`.
@@ -38,6 +41,7 @@ impl HookPoint {
             | HookPoint::AttnPattern(l)
             | HookPoint::AttnOut(l)
             | HookPoint::MlpOut(l)
+            | HookPoint::RouterLogits(l)
             | HookPoint::ResidPost(l) => Some(l),
             HookPoint::Embed | HookPoint::FinalNorm | HookPoint::Logits => None,
         }
@@ -59,6 +63,7 @@ impl HookPoint {
             "attn.pattern" => HookPoint::AttnPattern(layer),
             "attn_out" => HookPoint::AttnOut(layer),
             "mlp_out" => HookPoint::MlpOut(layer),
+            "mlp.router_logits" => HookPoint::RouterLogits(layer),
             "resid_post" => HookPoint::ResidPost(layer),
             _ => return None,
         })
@@ -73,6 +78,7 @@ impl fmt::Display for HookPoint {
             HookPoint::AttnPattern(l) => write!(f, "blocks.{l}.attn.pattern"),
             HookPoint::AttnOut(l) => write!(f, "blocks.{l}.attn_out"),
             HookPoint::MlpOut(l) => write!(f, "blocks.{l}.mlp_out"),
+            HookPoint::RouterLogits(l) => write!(f, "blocks.{l}.mlp.router_logits"),
             HookPoint::ResidPost(l) => write!(f, "blocks.{l}.resid_post"),
             HookPoint::FinalNorm => write!(f, "ln_final"),
             HookPoint::Logits => write!(f, "logits"),
@@ -182,6 +188,7 @@ mod tests {
             HookPoint::AttnPattern(3),
             HookPoint::AttnOut(12),
             HookPoint::MlpOut(1),
+            HookPoint::RouterLogits(2),
             HookPoint::ResidPost(29),
             HookPoint::FinalNorm,
             HookPoint::Logits,

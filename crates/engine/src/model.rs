@@ -83,6 +83,7 @@ pub struct Buffers {
     pub up: Vec<f32>,
     pub tmp: Vec<f32>,
     pub attn_scratch: AttnScratch,
+    pub moe: crate::blocks::MoeBuffers,
 }
 
 impl Buffers {

@@ -70,23 +70,27 @@ pub fn matrix_type(target: DType, row_len: usize) -> DType {
 }
 
 /// Whether a tensor of this GGUF name is converted: a float matrix that is
-/// not a norm or a learned position embedding.
+/// not a norm, a learned position embedding or a mixture's router.
 pub fn converts(w: &Weight) -> bool {
     let is_float = matches!(w.dtype, DType::F32 | DType::F16 | DType::BF16);
     let is_matrix =
         w.shape.len() >= 2 && w.shape[0] > 0 && w.shape.iter().skip(1).product::<usize>() > 1;
-    is_float
-        && is_matrix
-        && w.name.ends_with(".weight")
-        && !w.name.contains("_norm")
-        && w.name != "position_embd.weight"
+    is_float && is_matrix && w.name.ends_with(".weight") && !kept_f32(w)
+}
+
+/// Tensors stored as f32 whatever the target, as llama.cpp's converter and
+/// `llama-quantize` keep them: norms, learned positions, and a mixture's
+/// router (`ffn_gate_inp`), whose rounding would change which experts run.
+fn kept_f32(w: &Weight) -> bool {
+    w.name.contains("_norm") || w.name == "position_embd.weight" || w.name.contains("ffn_gate_inp")
 }
 
 /// Whether a tensor is a vector the forward pass adds or multiplies
-/// elementwise (a norm's weight, a bias): stored as f32, as llama.cpp's
-/// converter stores them, whatever the checkpoint had.
+/// elementwise (a norm's weight, a bias), or another tensor kept in f32:
+/// stored as f32, as llama.cpp's converter stores them, whatever the
+/// checkpoint had.
 fn is_vector(w: &Weight) -> bool {
-    w.shape.iter().skip(1).product::<usize>() == 1 || w.name.contains("_norm")
+    w.shape.iter().skip(1).product::<usize>() == 1 || kept_f32(w)
 }
 
 /// `w` converted to `target` (or its fallback), when [`converts`] says so;

@@ -143,6 +143,35 @@ impl<'a> Loader<'a> {
         Ok(Some(w))
     }
 
+    /// A stack of `n` matrices of `rows` rows of `cols` values (GGUF's
+    /// `ffn_*_exps`, shape `[cols, rows, n]`), as one weight per matrix
+    /// sharing the stack's bytes.
+    pub fn experts(&self, name: &str, n: usize, rows: usize, cols: usize) -> Result<Vec<Weight>> {
+        let w = self.source.weight(name).ok_or_else(|| self.missing(name))?;
+        if w.shape != [cols, rows, n] {
+            return Err(self.shape_error(&w, &[cols, rows, n]));
+        }
+        if !kernels::can_multiply(w.dtype) {
+            return Err(EngineError::TensorType {
+                source_name: self.source.source_name(),
+                name: w.name,
+                dtype: w.dtype,
+            });
+        }
+        if w.dtype != DType::F32 {
+            self.all_f32.set(false);
+        }
+        let bytes = w.data.len() / n.max(1);
+        Ok((0..n)
+            .map(|e| Weight {
+                name: format!("{name}[{e}]"),
+                dtype: w.dtype,
+                shape: vec![cols, rows],
+                data: w.data.slice(e * bytes..(e + 1) * bytes),
+            })
+            .collect())
+    }
+
     /// The KV cache precision for the matrices loaded so far: f32 when all
     /// are f32 (a reference-precision model), else half precision.
     pub fn kv_precision(&self) -> KvPrecision {

@@ -4,12 +4,17 @@
 //! [`ARCHITECTURES`]; the rest of the engine (loading, cache, sampling,
 //! hooks, server) is untouched. ARCHITECTURE.md has the recipe.
 
+pub mod gemma2;
 pub mod gemma3;
 pub mod gpt2;
 pub mod gptj;
 pub mod gptneo;
 pub mod gptneox;
 pub mod llama;
+pub mod mixtral;
+pub mod olmoe;
+pub mod qwen2;
+pub mod qwen3;
 
 use lucid_gguf::{GgufFile, Metadata};
 use lucid_tensor::ops::Activation;
@@ -73,6 +78,12 @@ fn not_from_hf(name: &str, ckpt: &HfCheckpoint) -> EngineError {
 /// Every family lucid runs.
 pub static ARCHITECTURES: &[&dyn Architecture] = &[
     &llama::Llama,
+    &mixtral::Mixtral,
+    &qwen2::Qwen2,
+    &qwen3::Qwen3,
+    &qwen3::Qwen3Moe,
+    &olmoe::Olmoe,
+    &gemma2::Gemma2,
     &gemma3::Gemma3,
     &gpt2::Gpt2,
     &gptneo::GptNeo,

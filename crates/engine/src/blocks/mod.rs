@@ -8,6 +8,7 @@
 pub mod attention;
 pub mod linear;
 pub mod mlp;
+pub mod moe;
 pub mod norm;
 pub mod position;
 pub mod rope;
@@ -16,6 +17,7 @@ pub mod sequential;
 pub use attention::{Attention, AttentionShape};
 pub use linear::Linear;
 pub use mlp::{GatedMlp, Mlp};
+pub use moe::{Moe, MoeBuffers, MoeConfig};
 pub use norm::Norm;
 pub use position::LearnedPositions;
 pub use rope::{Rope, RopeScaling, RopeStyle};

@@ -179,3 +179,57 @@ fn not_a_matrix(w: &Weight) -> EngineError {
         ),
     }
 }
+
+/// Matrices of one shape and type stacked into one tensor of shape
+/// `[cols, rows, n]`: llama.cpp's layout for a mixture's experts
+/// (`ffn_gate_exps`), one matrix per expert.
+pub fn stack(ws: &[Weight]) -> Result<Weight> {
+    let Some(first) = ws.first() else {
+        return Err(EngineError::Config {
+            source_name: "<experts>".into(),
+            message: "no matrices to stack".into(),
+        });
+    };
+    let &[cols, rows] = first.shape.as_slice() else {
+        return Err(not_a_matrix(first));
+    };
+    let mut out = Vec::with_capacity(first.data.len() * ws.len());
+    for w in ws {
+        if w.shape != first.shape || w.dtype != first.dtype {
+            return Err(EngineError::Config {
+                source_name: w.name.clone(),
+                message: format!(
+                    "cannot stack a {} tensor of shape {:?} with a {} one of shape {:?}",
+                    w.dtype, w.shape, first.dtype, first.shape
+                ),
+            });
+        }
+        out.extend_from_slice(&w.data);
+    }
+    Ok(Weight {
+        name: first.name.clone(),
+        dtype: first.dtype,
+        shape: vec![cols, rows, ws.len()],
+        data: Bytes::from(out),
+    })
+}
+
+/// A new f32 tensor of `values` (a vector), named `name`.
+pub fn f32_vector(name: &str, values: &[f32]) -> Weight {
+    let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    Weight {
+        name: name.to_string(),
+        dtype: lucid_tensor::DType::F32,
+        shape: vec![values.len()],
+        data: Bytes::from(data),
+    }
+}
+
+/// `w` as f32 with `f` applied to every value (Gemma's norms, stored as
+/// `w - 1` in checkpoints and as `w` in GGUF).
+pub fn map_f32(w: &Weight, f: impl Fn(f32) -> f32) -> Weight {
+    let values: Vec<f32> = w.to_f32().into_iter().map(f).collect();
+    let mut out = f32_vector(&w.name, &values);
+    out.shape = w.shape.clone();
+    out
+}

@@ -26,4 +26,4 @@ mod convert;
 
 pub use checkpoint::HfCheckpoint;
 pub use config::{HfConfig, activation_by_name, activation_name};
-pub use convert::{Converted, reorder_chunks, transpose};
+pub use convert::{Converted, f32_vector, map_f32, reorder_chunks, stack, transpose};
