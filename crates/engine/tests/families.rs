@@ -701,6 +701,27 @@ fn check_router(
     }
 }
 
+/// The same fixtures converted by llama.cpp's own `convert_hf_to_gguf.py`
+/// (`scripts/fixtures/convert_with_llama_cpp.py`, f16): lucid reads
+/// llama.cpp's names, keys and q/k permutation, and its tokenizer
+/// metadata, and gives transformers' tokens and logits.
+#[test]
+fn files_written_by_llama_cpp() {
+    // Not Mistral: llama.cpp's converter drops its sliding window (see the
+    // script). Not Gemma 2: llama.cpp converts it only from SentencePiece.
+    for name in ["llama", "mixtral", "qwen2", "qwen3", "qwen3moe", "olmoe"] {
+        let reference = Reference::load(&fixture(name));
+        let path = fixtures_dir()
+            .join("../llama-cpp")
+            .join(format!("{name}.gguf"));
+        let model = load(&path, None);
+        let label = format!("{name} (llama.cpp's GGUF f16)");
+        check_tokens(&label, &model, &reference);
+        check_logits(&label, &model, &reference, 2e-2, 2e-6);
+        check_greedy(&label, &model, &reference);
+    }
+}
+
 /// Adding a family that reads Hugging Face checkpoints without adding a
 /// fixture for it fails here.
 #[test]
