@@ -658,6 +658,13 @@ fn olmoe() {
 }
 
 #[test]
+fn phi3_with_longrope() {
+    // Fused projections, partial rotation, a sliding window, and longrope
+    // past its original context (the long factors and attention factor).
+    check_family("phi3");
+}
+
+#[test]
 fn gemma2() {
     // Soft-capped scores and logits, a sliding window on layer 0, norms
     // stored as `w - 1`.
@@ -709,7 +716,9 @@ fn check_router(
 fn files_written_by_llama_cpp() {
     // Not Mistral: llama.cpp's converter drops its sliding window (see the
     // script). Not Gemma 2: llama.cpp converts it only from SentencePiece.
-    for name in ["llama", "mixtral", "qwen2", "qwen3", "qwen3moe", "olmoe"] {
+    for name in [
+        "llama", "mixtral", "qwen2", "qwen3", "qwen3moe", "olmoe", "phi3",
+    ] {
         let reference = Reference::load(&fixture(name));
         let path = fixtures_dir()
             .join("../llama-cpp")

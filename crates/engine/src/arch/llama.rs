@@ -115,6 +115,13 @@ pub struct LlamaConfig {
     pub sliding_window: Option<usize>,
     /// A mixture of experts in place of the MLP in every block.
     pub moe: Option<MoeConfig>,
+    /// Multiplies the rotated queries and keys (Phi 3's longrope
+    /// `attn_factor`; 1 elsewhere).
+    pub rope_attn_factor: f32,
+    /// The context the short longrope factors are for: a model whose
+    /// context is longer uses the long ones (`rope_factors_long`), as
+    /// llama.cpp chooses them.
+    pub rope_original_context: Option<usize>,
 }
 
 impl LlamaConfig {
@@ -206,6 +213,10 @@ impl LlamaConfig {
             rope_scaling,
             sliding_window: hp.opt_usize("attention.sliding_window")?,
             moe,
+            rope_attn_factor: hp
+                .opt_positive_f32("rope.scaling.attn_factor")?
+                .unwrap_or(1.0),
+            rope_original_context: hp.opt_usize("rope.scaling.original_context_length")?,
         })
     }
 
@@ -254,6 +265,8 @@ impl LlamaConfig {
                 Some(f) if f > 0.0 => RopeScaling::Linear(f as f32),
                 _ => return Err(cfg.invalid("rope_parameters", "linear scaling needs a factor above zero")),
             },
+            // Phi 3's factors are tensors, pushed by its converter.
+            "longrope" | "su" => RopeScaling::None,
             "llama3" => RopeScaling::FreqFactors(llama3_factors(
                 rope_base,
                 head_dim,
@@ -311,6 +324,35 @@ impl LlamaConfig {
             }
             _ => None,
         };
+        // Phi-4-mini rotates the first three quarters of each head.
+        let partial = match rope_f64("partial_rotary_factor") {
+            Some(p) => p,
+            None => cfg.opt_f32("partial_rotary_factor")?.map_or(1.0, f64::from),
+        };
+        let rope_dims = (head_dim as f64 * partial) as usize;
+        if !(partial > 0.0 && partial <= 1.0) || rope_dims % 2 != 0 {
+            return Err(cfg.invalid(
+                "partial_rotary_factor",
+                "must give an even number of rotated values per head",
+            ));
+        }
+        let context_length = cfg.usize("max_position_embeddings")?;
+        let (rope_attn_factor, rope_original_context) = if matches!(kind, "longrope" | "su") {
+            let original = match rope_f64("original_max_position_embeddings") {
+                Some(o) if o >= 1.0 => o as usize,
+                _ => cfg.usize("original_max_position_embeddings")?,
+            };
+            // transformers' rule when the config gives no attention_factor.
+            let scale = context_length as f64 / original as f64;
+            let factor = match rope_f64("attention_factor") {
+                Some(f) => f,
+                None if scale <= 1.0 => 1.0,
+                None => (1.0 + scale.ln() / (original as f64).ln()).sqrt(),
+            };
+            (factor as f32, Some(original))
+        } else {
+            (1.0, None)
+        };
         // Qwen's configs carry a window they do not use unless asked.
         let sliding_window = match cfg.opt_bool("use_sliding_window")? {
             Some(false) => None,
@@ -325,15 +367,17 @@ impl LlamaConfig {
             n_kv_heads,
             head_dim,
             vocab_size: cfg.usize("vocab_size")?,
-            context_length: cfg.usize("max_position_embeddings")?,
+            context_length,
             norm_eps: cfg
                 .opt_positive_f32("rms_norm_eps")?
                 .unwrap_or(flavor.norm_eps),
             rope_base,
-            rope_dims: head_dim,
+            rope_dims,
             rope_scaling,
             sliding_window,
             moe,
+            rope_attn_factor,
+            rope_original_context,
         })
     }
 
@@ -361,6 +405,13 @@ impl LlamaConfig {
         }
         if let Some(w) = self.sliding_window {
             c.set_u32("attention.sliding_window", w)?;
+        }
+        if let Some(o) = self.rope_original_context {
+            c.set_u32("rope.scaling.original_context_length", o)?;
+            c.set(
+                "rope.scaling.attn_factor",
+                Value::F32(self.rope_attn_factor),
+            );
         }
         if let Some(m) = self.moe {
             c.set_u32("expert_count", m.n_experts)?;
@@ -612,6 +663,13 @@ impl LlamaModel {
         if let Some(factors) = loader.opt_vector("rope_freqs.weight", c.rope_dims / 2)? {
             rope_scaling = RopeScaling::FreqFactors(factors);
         }
+        if let Some(long) = loader.opt_vector("rope_factors_long.weight", c.rope_dims / 2)? {
+            let short = loader.vector("rope_factors_short.weight", c.rope_dims / 2)?;
+            let beyond = c
+                .rope_original_context
+                .is_some_and(|o| c.context_length > o);
+            rope_scaling = RopeScaling::FreqFactors(if beyond { long } else { short });
+        }
         let (q_norm_width, k_norm_width) = match c.flavor.qk_norm {
             QkNorm::None | QkNorm::PerHead => (c.head_dim, c.head_dim),
             QkNorm::Whole => (shape.q_width(), shape.kv_width()),
@@ -629,18 +687,55 @@ impl LlamaModel {
                 };
                 let ffn = match c.moe {
                     Some(m) => Ffn::Experts(Moe::load(loader, &p, c.d_model, m, Activation::Silu)?),
-                    None => Ffn::Dense(GatedMlp {
-                        gate: Linear::load(loader, &format!("{p}.ffn_gate"), c.d_model, c.d_ff)?,
-                        up: Linear::load(loader, &format!("{p}.ffn_up"), c.d_model, c.d_ff)?,
-                        down: Linear::load(loader, &format!("{p}.ffn_down"), c.d_ff, c.d_model)?,
-                        act: Activation::Silu,
-                    }),
+                    None => {
+                        // Phi 3 fuses the gate and up projections into
+                        // `ffn_up`, gate rows first.
+                        let [gate, up] = if loader.has(&format!("{p}.ffn_gate.weight")) {
+                            [
+                                Linear::load(loader, &format!("{p}.ffn_gate"), c.d_model, c.d_ff)?,
+                                Linear::load(loader, &format!("{p}.ffn_up"), c.d_model, c.d_ff)?,
+                            ]
+                        } else {
+                            Linear::load_fused(
+                                loader,
+                                &format!("{p}.ffn_up"),
+                                c.d_model,
+                                [c.d_ff, c.d_ff],
+                            )?
+                        };
+                        Ffn::Dense(GatedMlp {
+                            gate,
+                            up,
+                            down: Linear::load(
+                                loader,
+                                &format!("{p}.ffn_down"),
+                                c.d_ff,
+                                c.d_model,
+                            )?,
+                            act: Activation::Silu,
+                        })
+                    }
+                };
+                // Phi 3 fuses the query, key and value projections.
+                let [wq, wk, wv] = if loader.has(&format!("{p}.attn_qkv.weight")) {
+                    Linear::load_fused(
+                        loader,
+                        &format!("{p}.attn_qkv"),
+                        c.d_model,
+                        [shape.q_width(), shape.kv_width(), shape.kv_width()],
+                    )?
+                } else {
+                    [
+                        Linear::load(loader, &format!("{p}.attn_q"), c.d_model, shape.q_width())?,
+                        Linear::load(loader, &format!("{p}.attn_k"), c.d_model, shape.kv_width())?,
+                        Linear::load(loader, &format!("{p}.attn_v"), c.d_model, shape.kv_width())?,
+                    ]
                 };
                 Ok(Block {
                     attn_norm: rms(format!("{p}.attn_norm"), c.d_model)?,
-                    wq: Linear::load(loader, &format!("{p}.attn_q"), c.d_model, shape.q_width())?,
-                    wk: Linear::load(loader, &format!("{p}.attn_k"), c.d_model, shape.kv_width())?,
-                    wv: Linear::load(loader, &format!("{p}.attn_v"), c.d_model, shape.kv_width())?,
+                    wq,
+                    wk,
+                    wv,
                     q_norm,
                     k_norm,
                     wo: Linear::load(
@@ -674,7 +769,8 @@ impl LlamaModel {
                 kv_width: shape.kv_width(),
                 kv_precision: loader.kv_precision(),
             },
-            rope: Rope::new(c.rope_dims, c.rope_base, c.flavor.rope_style, rope_scaling),
+            rope: Rope::new(c.rope_dims, c.rope_base, c.flavor.rope_style, rope_scaling)
+                .with_factor(c.rope_attn_factor),
             output_norm: Norm::rms(loader, "output_norm", c.d_model, c.norm_eps)?,
             tok_embd,
             output,

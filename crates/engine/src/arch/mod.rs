@@ -13,6 +13,7 @@ pub mod gptneox;
 pub mod llama;
 pub mod mixtral;
 pub mod olmoe;
+pub mod phi3;
 pub mod qwen2;
 pub mod qwen3;
 
@@ -83,6 +84,7 @@ pub static ARCHITECTURES: &[&dyn Architecture] = &[
     &qwen3::Qwen3,
     &qwen3::Qwen3Moe,
     &olmoe::Olmoe,
+    &phi3::Phi3,
     &gemma2::Gemma2,
     &gemma3::Gemma3,
     &gpt2::Gpt2,

@@ -31,6 +31,8 @@ pub struct Rope {
     style: RopeStyle,
     /// Angle per position for each pair.
     inv_freq: Vec<f32>,
+    /// Multiplies the rotated values (Phi 3's longrope `attn_factor`).
+    factor: f32,
 }
 
 impl Rope {
@@ -52,7 +54,16 @@ impl Rope {
             n_rot,
             style,
             inv_freq,
+            factor: 1.0,
         }
+    }
+
+    /// The same rotation with the rotated values multiplied by `factor`,
+    /// as llama.cpp's `attn_factor` and transformers' `attention_scaling`
+    /// multiply the cosines and sines.
+    pub fn with_factor(mut self, factor: f32) -> Rope {
+        self.factor = factor;
+        self
     }
 
     pub fn n_rot(&self) -> usize {
@@ -103,6 +114,7 @@ impl Rope {
         let half = self.n_rot / 2;
         for i in 0..half {
             let (sin, cos) = (pos as f32 * self.inv_freq[i]).sin_cos();
+            let (sin, cos) = (sin * self.factor, cos * self.factor);
             for head in row.chunks_exact_mut(head_dim) {
                 let (a, b) = match self.style {
                     RopeStyle::Normal => (2 * i, 2 * i + 1),
