@@ -330,7 +330,7 @@ impl LlamaConfig {
             None => cfg.opt_f32("partial_rotary_factor")?.map_or(1.0, f64::from),
         };
         let rope_dims = (head_dim as f64 * partial) as usize;
-        if !(partial > 0.0 && partial <= 1.0) || rope_dims % 2 != 0 {
+        if !(partial > 0.0 && partial <= 1.0 && rope_dims.is_multiple_of(2)) {
             return Err(cfg.invalid(
                 "partial_rotary_factor",
                 "must give an even number of rotated values per head",
