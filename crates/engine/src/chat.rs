@@ -2,8 +2,11 @@
 //! trained on, with the template the model file carries.
 //!
 //! Templates are Jinja, as in Hugging Face's `tokenizer_config.json`, and
-//! rendered with minijinja plus the Python string methods (`strip`,
-//! `startswith`, …) that real templates call. A model without a template
+//! rendered with minijinja in the environment transformers'
+//! `apply_chat_template` renders them in (`chat/transformers.rs`: its whitespace
+//! control, its `tojson`, `raise_exception` and `strftime_now`, and the
+//! Python string methods real templates call), so a prompt is the one the
+//! model was trained on to the byte. A model without a template
 //! gets the format its vocabulary was trained for when that can be told from
 //! its special tokens (Gemma's `<start_of_turn>`), and ChatML otherwise,
 //! which is also what llama.cpp falls back to.
@@ -25,6 +28,7 @@
 //! memory bound ([`isolated`]).
 
 pub mod isolated;
+mod transformers;
 
 use minijinja::{Environment, ErrorKind, Value, context};
 use serde::{Deserialize, Serialize};
@@ -125,6 +129,8 @@ pub struct ChatTemplate {
     reads_tools: bool,
     bos_token: String,
     eos_token: String,
+    /// The date `strftime_now` prints.
+    clock: transformers::Clock,
     /// Whether this is the model's own template or a fallback.
     pub is_fallback: bool,
     /// What the fallback is, for display.
@@ -137,75 +143,6 @@ impl std::fmt::Debug for ChatTemplate {
             .field("is_fallback", &self.is_fallback)
             .finish()
     }
-}
-
-fn raise_exception(message: String) -> std::result::Result<String, minijinja::Error> {
-    Err(minijinja::Error::new(ErrorKind::InvalidOperation, message))
-}
-
-/// Today's date (UTC) in the few `strftime` codes chat templates use:
-/// `%d`, `%m`, `%Y`, `%b`, `%B`, `%%`. Other codes are kept as written.
-fn strftime_now(format: &str) -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
-    format_date(format, y, m, d)
-}
-
-fn format_date(format: &str, y: i64, m: u32, d: u32) -> String {
-    const MONTHS: [&str; 12] = [
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    ];
-    let month = MONTHS[(m as usize).saturating_sub(1).min(11)];
-    let mut out = String::new();
-    let mut chars = format.chars();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('d') => out.push_str(&format!("{d:02}")),
-            Some('m') => out.push_str(&format!("{m:02}")),
-            Some('Y') => out.push_str(&y.to_string()),
-            Some('b') => out.push_str(&month[..3]),
-            Some('B') => out.push_str(month),
-            Some('%') => out.push('%'),
-            Some(other) => {
-                out.push('%');
-                out.push(other);
-            }
-            None => out.push('%'),
-        }
-    }
-    out
-}
-
-/// Year, month and day of a day count since 1970-01-01 (Howard Hinnant's
-/// `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 /// Instructions one render may execute: a chat template renders a
@@ -294,13 +231,12 @@ impl ChatTemplate {
             )));
         }
         let owned = text.to_string();
+        let clock = transformers::Clock::new();
+        let env_clock = clock.clone();
         let compile = move || {
-            let mut env = Environment::new();
+            let mut env: Environment<'static> = transformers::environment(env_clock);
             env.set_fuel(Some(TEMPLATE_FUEL));
             env.set_recursion_limit(TEMPLATE_RECURSION);
-            env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-            env.add_function("raise_exception", raise_exception);
-            env.add_function("strftime_now", |format: String| strftime_now(&format));
             env.add_template_owned("chat", owned).map(|()| env)
         };
         let env = std::thread::Builder::new()
@@ -319,9 +255,22 @@ impl ChatTemplate {
             source: text.to_string(),
             bos_token: bos_token.to_string(),
             eos_token: eos_token.to_string(),
+            clock,
             is_fallback: false,
             fallback_name: "ChatML",
         })
+    }
+
+    /// The same template, printing `year-month-day` as today's date
+    /// (`strftime_now`, which Llama 3.2's, Mistral Small 3's and gpt-oss's
+    /// templates call) instead of the clock's: for prompts that must not
+    /// change from one day to the next (tests, reproducible runs).
+    pub fn with_date(self, year: i64, month: u32, day: u32) -> Result<ChatTemplate> {
+        let days = transformers::days_from_civil(year, month, day).ok_or_else(|| {
+            EngineError::Template(format!("{year}-{month:02}-{day:02} is not a date"))
+        })?;
+        self.clock.pin(Some(days));
+        Ok(self)
     }
 
     /// Renders a short conversation, so a template that cannot (it loops
@@ -388,9 +337,11 @@ impl ChatTemplate {
         tmpl.render_captured_to(
             context! {
                 messages => Value::from_serialize(messages),
-                // Left undefined without tools, as templates test
-                // `tools is defined` as often as `tools`.
-                tools => tools.map_or(Value::UNDEFINED, Value::from_serialize),
+                // `none` without tools, and `documents` always `none`, as
+                // transformers passes them: `tools is defined` is true
+                // there, and templates are written against that.
+                tools => tools.map_or(Value::from(()), Value::from_serialize),
+                documents => Value::from(()),
                 add_generation_prompt => add_generation_prompt,
                 bos_token => &self.bos_token,
                 eos_token => &self.eos_token,
@@ -490,12 +441,32 @@ mod tests {
         assert!(err.to_string().contains("no system"), "{err}");
     }
 
+    /// transformers' environment: `trim_blocks` and `lstrip_blocks`,
+    /// `{% continue %}` and `{% break %}`, and `tools` and `documents`
+    /// defined as `None` when not given. The expected text is
+    /// transformers 5.25's render of the same template.
     #[test]
-    fn dates_for_templates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_786), (2026, 11, 29));
-        assert_eq!(format_date("%d %b %Y", 2024, 7, 26), "26 Jul 2024");
-        assert_eq!(format_date("%B %m %% %q", 2024, 12, 1), "December 12 % %q");
+    fn renders_in_transformers_environment() {
+        let src = "{% for m in messages %}\n    {% if m.role == \"user\" %}\n[{{ m.content }}]\n    {% endif %}\n{% endfor %}\n\
+                   {% for i in range(5) %}{% if i == 1 %}{% continue %}{% endif %}{% if i == 3 %}{% break %}{% endif %}{{ i }}{% endfor %}\
+                   |{{ tools is defined }}{{ tools is none }}{{ documents is none }}";
+        let t = ChatTemplate::new(Some(src), "", "").unwrap();
+        let msgs = [
+            ChatMessage::new(Role::User, "a"),
+            ChatMessage::new(Role::Assistant, "b"),
+        ];
+        assert_eq!(t.render(&msgs, false).unwrap(), "[a]\n02|TrueTrueTrue");
+    }
+
+    #[test]
+    fn a_pinned_date_is_what_strftime_now_prints() {
+        let t = ChatTemplate::new(Some("{{ strftime_now('%d %b %Y') }}"), "", "")
+            .unwrap()
+            .with_date(2025, 3, 5)
+            .unwrap();
+        assert_eq!(t.render(&[], false).unwrap(), "05 Mar 2025");
+        let t = ChatTemplate::new(Some("x"), "", "").unwrap();
+        assert!(t.with_date(2025, 2, 30).is_err());
     }
 
     /// Hostile templates from a model file end in an error within their

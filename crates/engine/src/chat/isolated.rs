@@ -68,6 +68,8 @@ struct RequestRef<'a> {
     messages: &'a [ChatMessage],
     tools: Option<&'a serde_json::Value>,
     add_generation_prompt: bool,
+    /// The day `strftime_now` prints (days since 1970-01-01), when pinned.
+    date: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -78,6 +80,8 @@ struct Request {
     messages: Vec<ChatMessage>,
     tools: Option<serde_json::Value>,
     add_generation_prompt: bool,
+    #[serde(default)]
+    date: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -109,6 +113,7 @@ pub fn serve(input: impl BufRead, mut output: impl Write) -> std::io::Result<()>
                     ),
                 };
                 match template.and_then(|t| {
+                    t.clock.pin(req.date);
                     t.render_here(&req.messages, req.tools.as_ref(), req.add_generation_prompt)
                 }) {
                     Ok(prompt) => Reply::Prompt(prompt),
@@ -139,6 +144,7 @@ pub(super) fn render(
         messages,
         tools,
         add_generation_prompt,
+        date: template.clock.pinned(),
     }))
 }
 
@@ -316,6 +322,7 @@ mod tests {
             messages,
             tools: None,
             add_generation_prompt: true,
+            date: None,
         })
         .unwrap();
         let mut out = Vec::new();
@@ -351,5 +358,43 @@ mod tests {
         let mut out = Vec::new();
         serve("not json\n".as_bytes(), &mut out).unwrap();
         assert!(String::from_utf8(out).unwrap().contains("malformed"));
+    }
+
+    /// A template's pinned date travels with the request; the next request
+    /// without one gets the clock's, though the worker kept the template.
+    #[test]
+    fn a_worker_prints_the_pinned_date() {
+        let source = "{{ strftime_now('%Y-%m-%d') }}";
+        let request = |date| {
+            serde_json::to_string(&RequestRef {
+                source,
+                bos_token: "",
+                eos_token: "",
+                messages: &[],
+                tools: None,
+                add_generation_prompt: true,
+                date,
+            })
+            .unwrap()
+        };
+        let pinned = request(super::super::transformers::days_from_civil(2025, 3, 5));
+        let mut out = Vec::new();
+        serve(
+            format!("{pinned}\n{}\n", request(None)).as_bytes(),
+            &mut out,
+        )
+        .unwrap();
+        let replies: Vec<Reply> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        match &replies[..] {
+            [Reply::Prompt(first), Reply::Prompt(second)] => {
+                assert_eq!(first, "2025-03-05");
+                assert_ne!(second, "2025-03-05");
+            }
+            _ => panic!("two prompts expected"),
+        }
     }
 }
