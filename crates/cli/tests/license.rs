@@ -77,12 +77,14 @@ fn gemma3_distill_is_conditional_on_the_model_derivative_clause() {
         &["license", "check", "gemma3", "--use", "distill", "--json"],
     );
     assert_eq!(code, Some(0));
-    let keys: Vec<&String> = json.as_object().unwrap().keys().collect();
+    let mut keys: Vec<&String> = json.as_object().unwrap().keys().collect();
+    keys.sort();
     assert_eq!(keys, ["license", "model", "verdicts"]);
     assert_eq!(json["model"], "gemma3");
     assert_eq!(json["license"], "gemma");
     let v = &json["verdicts"][0];
-    let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+    let mut keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+    keys.sort();
     assert_eq!(keys, ["clause", "conditions", "use", "verdict"]);
     assert_eq!(v["use"], "distill");
     assert_eq!(v["verdict"], "conditional");

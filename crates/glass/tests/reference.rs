@@ -1,8 +1,8 @@
 //! The glass box's traces held to what Hugging Face transformers computes.
 //!
 //! The fixtures in `tests/fixtures/families` (made by
-//! `scripts/fixtures/make_fixtures.py`) are tiny random-weight GPT-2, GPT-Neo,
-//! GPT-J and GPT-NeoX checkpoints with transformers' logits, hidden states
+//! `scripts/fixtures/make_fixtures.py`) are tiny random-weight checkpoints of
+//! every family lucid reads from Hugging Face, with transformers' logits, hidden states
 //! (`output_hidden_states`-style block outputs) and attention probabilities
 //! (`output_attentions=True`) for three prompts. The engine's own tests
 //! check its hook points against them; these check this crate's layer on top:
@@ -90,10 +90,12 @@ struct Fixture {
     model: LoadedModel,
     json: Json,
     reference: Tensors,
-    /// Final norm weight and bias, and its epsilon.
-    norm: (Vec<f32>, Vec<f32>, f64),
+    /// Final norm weight, its bias (none for an RMS norm), and its epsilon.
+    norm: (Vec<f32>, Option<Vec<f32>>, f64),
     /// The unembedding `[vocab, d]` and its bias.
     unembed: (Vec<f32>, Option<Vec<f32>>),
+    /// Gemma 2's final logit soft-cap.
+    softcap: Option<f64>,
 }
 
 impl Fixture {
@@ -119,23 +121,32 @@ impl Fixture {
         let mut take = |names: &[&str]| -> Option<Vec<f32>> {
             names.iter().find_map(|n| w.remove(*n).map(|t| t.1))
         };
-        let norm_w = take(&[
+        let mut norm_w = take(&[
             "transformer.ln_f.weight",
             "gpt_neox.final_layer_norm.weight",
+            "model.norm.weight",
         ])
         .unwrap();
-        let norm_b = take(&["transformer.ln_f.bias", "gpt_neox.final_layer_norm.bias"]).unwrap();
+        // The Llama-style families norm by root mean square, without a bias;
+        // Gemma stores its norm weights as `w - 1`.
+        let norm_b = take(&["transformer.ln_f.bias", "gpt_neox.final_layer_norm.bias"]);
+        if config["model_type"] == "gemma2" {
+            norm_w.iter_mut().for_each(|w| *w += 1.0);
+        }
         let head = take(&[
             "lm_head.weight",
             "embed_out.weight",
             "transformer.wte.weight",
+            "model.embed_tokens.weight",
         ])
         .unwrap();
         let head_bias = take(&["lm_head.bias"]);
         let eps = config["layer_norm_epsilon"]
             .as_f64()
             .or_else(|| config["layer_norm_eps"].as_f64())
+            .or_else(|| config["rms_norm_eps"].as_f64())
             .unwrap();
+        let softcap = config["final_logit_softcapping"].as_f64();
         Fixture {
             name,
             model,
@@ -143,6 +154,7 @@ impl Fixture {
             reference,
             norm: (norm_w, norm_b, eps),
             unembed: (head, head_bias),
+            softcap,
         }
     }
 
@@ -170,22 +182,34 @@ impl Fixture {
             .1
     }
 
-    /// The reference lens of one residual row: layer norm, then the
-    /// unembedding, in f64; returns logits.
+    /// The reference lens of one residual row: the final norm (layer norm
+    /// with a bias, else RMS norm), the unembedding and any soft-cap, in
+    /// f64; returns logits.
     fn lens_row(&self, x: &[f32]) -> Vec<f64> {
         let (w, b, eps) = &self.norm;
         let d = x.len();
-        let mean = x.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
-        let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / d as f64;
-        let normed: Vec<f64> = (0..d)
-            .map(|i| (x[i] as f64 - mean) / (var + eps).sqrt() * w[i] as f64 + b[i] as f64)
-            .collect();
+        let normed: Vec<f64> = match b {
+            Some(b) => {
+                let mean = x.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
+                let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / d as f64;
+                (0..d)
+                    .map(|i| (x[i] as f64 - mean) / (var + eps).sqrt() * w[i] as f64 + b[i] as f64)
+                    .collect()
+            }
+            None => {
+                let ms = x.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / d as f64;
+                (0..d)
+                    .map(|i| x[i] as f64 / (ms + eps).sqrt() * w[i] as f64)
+                    .collect()
+            }
+        };
         let (head, bias) = &self.unembed;
         head.chunks_exact(d)
             .enumerate()
             .map(|(v, row)| {
                 let dot: f64 = row.iter().zip(&normed).map(|(a, b)| *a as f64 * b).sum();
-                dot + bias.as_ref().map_or(0.0, |b| b[v] as f64)
+                let logit = dot + bias.as_ref().map_or(0.0, |b| b[v] as f64);
+                self.softcap.map_or(logit, |cap| cap * (logit / cap).tanh())
             })
             .collect()
     }
