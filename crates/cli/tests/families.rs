@@ -87,8 +87,7 @@ fn check(family: &str, fixture: &str, llama_cpp: bool) {
             .collect();
         assert_eq!(tokens, expected, "{m}: greedy tokens");
         let trace: Value =
-            serde_json::from_str(&ok(&["explain", m, prompt, "--json", "--threads", "2"]))
-                .unwrap();
+            serde_json::from_str(&ok(&["explain", m, prompt, "--json", "--threads", "2"])).unwrap();
         assert_eq!(
             trace["tokens"].as_array().map(Vec::len),
             reference["prompts"][0]["ids"].as_array().map(Vec::len),
