@@ -70,23 +70,7 @@ impl Gemma3Config {
     fn from_gguf(hp: &Hparams<'_>, file: &GgufFile) -> Result<Gemma3Config> {
         let n_layers = hp.usize("block_count")?;
         let d_model = hp.usize("embedding_length")?;
-        let n_heads = hp.usize("attention.head_count")?;
-        let n_kv_heads = hp.opt_usize("attention.head_count_kv")?.unwrap_or(n_heads);
-        if n_heads % n_kv_heads != 0 {
-            return Err(hp.invalid(
-                "attention.head_count_kv",
-                "must divide attention.head_count",
-            ));
-        }
-        let head_dim = hp
-            .opt_usize("attention.key_length")?
-            .unwrap_or(d_model / n_heads);
-        if hp
-            .opt_usize("attention.value_length")?
-            .is_some_and(|v| v != head_dim)
-        {
-            return Err(hp.invalid("attention.value_length", "must equal attention.key_length"));
-        }
+        let (n_heads, n_kv_heads, head_dim) = hp.attention_heads(d_model)?;
         let sliding_window = hp.opt_usize("attention.sliding_window")?;
         // Every `pattern`-th layer is global; the others slide (llama.cpp's
         // default of 6 when the file does not say).

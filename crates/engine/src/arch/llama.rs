@@ -131,23 +131,7 @@ impl LlamaConfig {
         weights: &dyn WeightSource,
     ) -> Result<LlamaConfig> {
         let d_model = hp.usize("embedding_length")?;
-        let n_heads = hp.usize("attention.head_count")?;
-        let n_kv_heads = hp.opt_usize("attention.head_count_kv")?.unwrap_or(n_heads);
-        if n_heads % n_kv_heads != 0 {
-            return Err(hp.invalid(
-                "attention.head_count_kv",
-                "must divide attention.head_count",
-            ));
-        }
-        let head_dim = hp
-            .opt_usize("attention.key_length")?
-            .unwrap_or(d_model / n_heads);
-        if hp
-            .opt_usize("attention.value_length")?
-            .is_some_and(|v| v != head_dim)
-        {
-            return Err(hp.invalid("attention.value_length", "must equal attention.key_length"));
-        }
+        let (n_heads, n_kv_heads, head_dim) = hp.attention_heads(d_model)?;
         let rope_scaling = match (
             hp.opt_str("rope.scaling.type")?,
             hp.opt_f32("rope.scaling.factor")?,

@@ -285,6 +285,37 @@ impl<'a> Hparams<'a> {
         Ok(n_heads)
     }
 
+    /// `attention.head_count`, `attention.head_count_kv` (which must divide
+    /// it; the same when absent) and the head size (`attention.key_length`,
+    /// else `d_model / head_count`, which `attention.value_length` must
+    /// equal when present): the grouped-query attention of the Llama-style
+    /// families.
+    pub fn attention_heads(&self, d_model: usize) -> Result<(usize, usize, usize)> {
+        let n_heads = self.usize("attention.head_count")?;
+        let n_kv_heads = self
+            .opt_usize("attention.head_count_kv")?
+            .unwrap_or(n_heads);
+        if n_heads % n_kv_heads != 0 {
+            return Err(self.invalid(
+                "attention.head_count_kv",
+                "must divide attention.head_count",
+            ));
+        }
+        let head_dim = self
+            .opt_usize("attention.key_length")?
+            .unwrap_or(d_model / n_heads);
+        if head_dim == 0 {
+            return Err(self.invalid("attention.key_length", "must not be zero"));
+        }
+        if self
+            .opt_usize("attention.value_length")?
+            .is_some_and(|v| v != head_dim)
+        {
+            return Err(self.invalid("attention.value_length", "must equal attention.key_length"));
+        }
+        Ok((n_heads, n_kv_heads, head_dim))
+    }
+
     /// `rope.dimension_count` (the whole head when absent): even, and at
     /// most `head_dim`.
     pub fn rope_dims(&self, head_dim: usize) -> Result<usize> {
