@@ -1,7 +1,8 @@
 //! Gemma 2 (Google): RMSNorm before and after both attention and MLP, a
 //! GeGLU MLP, an embedding scaled by √d_model, attention scores and final
 //! logits soft-capped with `tanh`, and a sliding window on every other
-//! layer (the first, third, ...), full attention on the rest.
+//! layer (the first, third, ...), full attention on the rest. It runs on
+//! Gemma 3's block ([`GemmaModel`]) without the query/key norms.
 //!
 //! GGUF names and keys are llama.cpp's `gemma2`. Checkpoints store each
 //! norm's weight as `w - 1`; GGUF files store `w`, as llama.cpp's converter
@@ -11,18 +12,15 @@
 //! `gemma2.lucid.query_pre_attn_scalar` for a checkpoint that says otherwise.
 
 use lucid_gguf::{GgufFile, Value};
-use lucid_tensor::ops::{self, Activation};
+use lucid_tensor::ops::Activation;
 
+use crate::arch::gemma3::{GemmaLayout, GemmaModel};
 use crate::arch::{Architecture, Hparams};
-use crate::batch::SeqInput;
-use crate::blocks::{
-    Attention, AttentionShape, GatedMlp, Linear, Norm, Rope, RopeScaling, RopeStyle,
-};
+use crate::blocks::{Rope, RopeScaling, RopeStyle};
 use crate::error::Result;
 use crate::hf::{self, Converted, HfCheckpoint, HfConfig};
-use crate::hooks::{HookPoint, Hooks};
 use crate::loaded::LoadOptions;
-use crate::model::{ForwardCtx, Model, ModelInfo};
+use crate::model::Model;
 use crate::weights::{Loader, Weight, WeightSource};
 
 /// The registry entry.
@@ -45,7 +43,10 @@ impl Architecture for Gemma2 {
 
     fn load_gguf(&self, file: &GgufFile) -> Result<Box<dyn Model>> {
         let config = Gemma2Config::from_gguf(&Hparams::new(file)?, file)?;
-        Ok(Box::new(Gemma2Model::load(config, &Loader::new(file))?))
+        Ok(Box::new(GemmaModel::load(
+            config.layout(),
+            &Loader::new(file),
+        )?))
     }
 
     fn convert_hf(&self, ckpt: &HfCheckpoint) -> Result<Converted> {
@@ -91,7 +92,10 @@ impl Architecture for Gemma2 {
         let c = crate::quantize::quantized(self.convert_hf(ckpt)?, opts.quantize)?;
         let hp = Hparams::from_metadata(&c.metadata, c.source_name().to_string())?;
         let config = Gemma2Config::from_gguf(&hp, &c)?;
-        Ok(Box::new(Gemma2Model::load(config, &Loader::new(&c))?))
+        Ok(Box::new(GemmaModel::load(
+            config.layout(),
+            &Loader::new(&c),
+        )?))
     }
 }
 
@@ -245,179 +249,35 @@ impl Gemma2Config {
         }
         Ok(())
     }
-}
 
-struct Block {
-    attn_norm: Norm,
-    wq: Linear,
-    wk: Linear,
-    wv: Linear,
-    wo: Linear,
-    attn_post_norm: Norm,
-    attn: Attention,
-    ffn_norm: Norm,
-    mlp: GatedMlp,
-    ffn_post_norm: Norm,
-}
-
-/// A loaded Gemma 2 model.
-pub struct Gemma2Model {
-    info: ModelInfo,
-    config: Gemma2Config,
-    tok_embd: Weight,
-    embed_scale: f32,
-    blocks: Vec<Block>,
-    output_norm: Norm,
-    output: Linear,
-    rope: Rope,
-}
-
-impl Gemma2Model {
-    pub fn load(config: Gemma2Config, loader: &Loader<'_>) -> Result<Gemma2Model> {
-        let c = &config;
-        let shape = AttentionShape {
-            n_heads: c.n_heads,
-            n_kv_heads: c.n_kv_heads,
-            head_dim: c.head_dim,
-        };
-        let tok_embd = loader.matrix("token_embd.weight", c.vocab_size, c.d_model)?;
-        let output = match Linear::opt_load(loader, "output", c.d_model, c.vocab_size)? {
-            Some(l) => l,
-            None => Linear {
-                weight: tok_embd.clone(),
-                bias: None,
-            },
-        };
-        let rms = |name: String| Norm::rms(loader, &name, c.d_model, c.norm_eps);
-        let blocks = (0..c.n_layers)
-            .map(|i| {
-                let p = format!("blk.{i}");
-                Ok(Block {
-                    attn_norm: rms(format!("{p}.attn_norm"))?,
-                    wq: Linear::load(loader, &format!("{p}.attn_q"), c.d_model, shape.q_width())?,
-                    wk: Linear::load(loader, &format!("{p}.attn_k"), c.d_model, shape.kv_width())?,
-                    wv: Linear::load(loader, &format!("{p}.attn_v"), c.d_model, shape.kv_width())?,
-                    wo: Linear::load(
-                        loader,
-                        &format!("{p}.attn_output"),
-                        shape.q_width(),
-                        c.d_model,
-                    )?,
-                    attn_post_norm: rms(format!("{p}.post_attention_norm"))?,
-                    attn: Attention {
-                        shape,
-                        scale: 1.0 / c.query_pre_attn_scalar.sqrt(),
-                        window: if i % 2 == 0 { c.sliding_window } else { None },
-                        softcap: c.attn_softcap,
-                    },
-                    ffn_norm: rms(format!("{p}.ffn_norm"))?,
-                    mlp: GatedMlp {
-                        gate: Linear::load(loader, &format!("{p}.ffn_gate"), c.d_model, c.d_ff)?,
-                        up: Linear::load(loader, &format!("{p}.ffn_up"), c.d_model, c.d_ff)?,
-                        down: Linear::load(loader, &format!("{p}.ffn_down"), c.d_ff, c.d_model)?,
-                        act: Activation::GeluTanh,
-                    },
-                    ffn_post_norm: rms(format!("{p}.post_ffw_norm"))?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Gemma2Model {
-            info: ModelInfo {
-                architecture: "gemma2",
-                n_layers: c.n_layers,
-                d_model: c.d_model,
-                n_heads: c.n_heads,
-                n_kv_heads: c.n_kv_heads,
-                head_dim: c.head_dim,
-                d_ff: c.d_ff,
-                vocab_size: c.vocab_size,
-                context_length: c.context_length,
-                kv_width: shape.kv_width(),
-                kv_precision: loader.kv_precision(),
-            },
-            embed_scale: (c.d_model as f32).sqrt(),
-            rope: Rope::new(c.head_dim, c.rope_base, RopeStyle::NeoX, RopeScaling::None),
-            output_norm: rms("output_norm".to_string())?,
-            tok_embd,
-            output,
-            blocks,
-            config,
-        })
-    }
-
-    pub fn config(&self) -> &Gemma2Config {
-        &self.config
-    }
-}
-
-impl Model for Gemma2Model {
-    fn info(&self) -> &ModelInfo {
-        &self.info
-    }
-
-    fn unembed(&self, ctx: &mut ForwardCtx, resid_rows: &[f32], out: &mut Vec<f32>) -> Result<()> {
-        ctx.unembed(
-            resid_rows,
-            &self.output_norm,
-            &self.output,
-            self.config.final_logit_softcap,
-            out,
-        )
-    }
-
-    fn forward(
-        &self,
-        ctx: &mut ForwardCtx,
-        seqs: &mut [SeqInput<'_>],
-        hooks: &mut Hooks<'_>,
-    ) -> Result<()> {
-        let n = ctx.begin(&self.info, seqs)?;
-        let d = self.info.d_model;
-        let (qw, kvw) = (self.info.n_heads * self.info.head_dim, self.info.kv_width);
-        let mut buf = std::mem::take(&mut ctx.buf);
-        buf.size(n, d, qw, kvw);
-        ctx.embed(&self.tok_embd, Some(self.embed_scale), &mut buf.x);
-        hooks.rows(HookPoint::Embed, &ctx.spans, d, &buf.x);
-        for (l, b) in self.blocks.iter().enumerate() {
-            hooks.rows(HookPoint::ResidPre(l), &ctx.spans, d, &buf.x);
-            b.attn_norm
-                .forward_on(&ctx.compute.pool, &buf.x, &mut buf.h);
-            buf.project_qkv(&mut ctx.compute, [&b.wq, &b.wk, &b.wv]);
-            self.rope.apply_qk_on(
-                &ctx.compute.pool,
-                &mut buf.q,
-                &mut buf.k,
-                b.attn.shape,
-                &ctx.positions,
-            );
-            b.attn.attend(l, &b.wo, ctx, &mut buf, seqs, hooks);
-            b.attn_post_norm
-                .forward_inplace(&ctx.compute.pool, &mut buf.o, &mut buf.tmp);
-            hooks.rows(HookPoint::AttnOut(l), &ctx.spans, d, &buf.o);
-            ops::add_assign(&mut buf.x, &buf.o);
-            b.ffn_norm.forward_on(&ctx.compute.pool, &buf.x, &mut buf.h);
-            b.mlp.forward(
-                &mut ctx.compute,
-                &buf.h,
-                &mut buf.gate,
-                &mut buf.up,
-                &mut buf.o,
-            );
-            b.ffn_post_norm
-                .forward_inplace(&ctx.compute.pool, &mut buf.o, &mut buf.tmp);
-            hooks.rows(HookPoint::MlpOut(l), &ctx.spans, d, &buf.o);
-            ops::add_assign(&mut buf.x, &buf.o);
-            hooks.rows(HookPoint::ResidPost(l), &ctx.spans, d, &buf.x);
-        }
-        ctx.output(
-            &buf.x,
-            &self.output_norm,
-            &self.output,
-            self.config.final_logit_softcap,
-            hooks,
+    /// Gemma's block, with Gemma 2's choices: no query/key norms, every
+    /// other layer sliding (the first, third, ...), one rotation for all.
+    pub fn layout(&self) -> GemmaLayout {
+        let rope = Rope::new(
+            self.head_dim,
+            self.rope_base,
+            RopeStyle::NeoX,
+            RopeScaling::None,
         );
-        ctx.buf = buf;
-        ctx.commit(seqs);
-        Ok(())
+        GemmaLayout {
+            architecture: "gemma2",
+            n_layers: self.n_layers,
+            d_model: self.d_model,
+            d_ff: self.d_ff,
+            n_heads: self.n_heads,
+            n_kv_heads: self.n_kv_heads,
+            head_dim: self.head_dim,
+            vocab_size: self.vocab_size,
+            context_length: self.context_length,
+            norm_eps: self.norm_eps,
+            qk_norm: false,
+            is_local: (0..self.n_layers).map(|l| l % 2 == 0).collect(),
+            sliding_window: self.sliding_window,
+            attention_scale: 1.0 / self.query_pre_attn_scalar.sqrt(),
+            attn_softcap: self.attn_softcap,
+            final_logit_softcap: self.final_logit_softcap,
+            rope_global: rope.clone(),
+            rope_local: rope,
+        }
     }
 }

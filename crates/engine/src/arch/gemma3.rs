@@ -2,6 +2,10 @@
 //! query/key norms, a GeGLU MLP, an embedding scaled by √d_model, and
 //! sliding-window attention on most layers with a global layer every few,
 //! each kind with its own RoPE base.
+//!
+//! The block is Gemma 2's too (`gemma2.rs`), without the query/key norms
+//! and with soft-capped scores: both families load into [`GemmaModel`] from
+//! a [`GemmaLayout`].
 
 use lucid_gguf::GgufFile;
 use lucid_tensor::ops::{self, Activation};
@@ -36,7 +40,10 @@ impl Architecture for Gemma3 {
     fn load_gguf(&self, file: &GgufFile) -> Result<Box<dyn Model>> {
         let hp = Hparams::new(file)?;
         let config = Gemma3Config::from_gguf(&hp, file)?;
-        Ok(Box::new(Gemma3Model::load(config, &Loader::new(file))?))
+        Ok(Box::new(GemmaModel::load(
+            config.layout(),
+            &Loader::new(file),
+        )?))
     }
 }
 
@@ -113,6 +120,70 @@ impl Gemma3Config {
             final_logit_softcap: hp.opt_f32("final_logit_softcapping")?.filter(|c| *c > 0.0),
         })
     }
+
+    /// The Gemma block this config describes.
+    pub fn layout(&self) -> GemmaLayout {
+        GemmaLayout {
+            architecture: "gemma3",
+            n_layers: self.n_layers,
+            d_model: self.d_model,
+            d_ff: self.d_ff,
+            n_heads: self.n_heads,
+            n_kv_heads: self.n_kv_heads,
+            head_dim: self.head_dim,
+            vocab_size: self.vocab_size,
+            context_length: self.context_length,
+            norm_eps: self.norm_eps,
+            qk_norm: true,
+            is_local: self.is_local.clone(),
+            sliding_window: self.sliding_window,
+            attention_scale: self.attention_scale,
+            attn_softcap: None,
+            final_logit_softcap: self.final_logit_softcap,
+            rope_global: Rope::new(
+                self.head_dim,
+                self.rope_base,
+                RopeStyle::NeoX,
+                self.rope_scaling.clone(),
+            ),
+            rope_local: Rope::new(
+                self.head_dim,
+                self.rope_base_local,
+                RopeStyle::NeoX,
+                RopeScaling::None,
+            ),
+        }
+    }
+}
+
+/// What the Gemma 2 and Gemma 3 blocks need to load: sizes, which layers
+/// slide, and the typed differences between the two families.
+#[derive(Clone, Debug)]
+pub struct GemmaLayout {
+    pub architecture: &'static str,
+    pub n_layers: usize,
+    pub d_model: usize,
+    pub d_ff: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub vocab_size: usize,
+    pub context_length: usize,
+    pub norm_eps: f32,
+    /// RMSNorm on each head's query and key before the rotation (Gemma 3).
+    pub qk_norm: bool,
+    /// Which layers use the sliding window.
+    pub is_local: Vec<bool>,
+    /// Tokens a sliding-window layer sees, itself included.
+    pub sliding_window: Option<usize>,
+    /// Multiplies the queries.
+    pub attention_scale: f32,
+    /// `cap · tanh(score / cap)` on attention scores (Gemma 2).
+    pub attn_softcap: Option<f32>,
+    pub final_logit_softcap: Option<f32>,
+    /// The rotations of the full-attention and of the sliding layers.
+    pub rope_global: Rope,
+    pub rope_local: Rope,
 }
 
 struct Block {
@@ -120,8 +191,8 @@ struct Block {
     wq: Linear,
     wk: Linear,
     wv: Linear,
-    q_norm: Norm,
-    k_norm: Norm,
+    q_norm: Option<Norm>,
+    k_norm: Option<Norm>,
     wo: Linear,
     attn_post_norm: Norm,
     attn: Attention,
@@ -131,22 +202,20 @@ struct Block {
     ffn_post_norm: Norm,
 }
 
-/// A loaded Gemma 3 model.
-pub struct Gemma3Model {
+/// A loaded Gemma 2 or Gemma 3 model.
+pub struct GemmaModel {
     info: ModelInfo,
-    config: Gemma3Config,
+    layout: GemmaLayout,
     tok_embd: Weight,
     embed_scale: f32,
     blocks: Vec<Block>,
     output_norm: Norm,
     output: Linear,
-    rope_global: Rope,
-    rope_local: Rope,
 }
 
-impl Gemma3Model {
-    pub fn load(config: Gemma3Config, loader: &Loader<'_>) -> Result<Gemma3Model> {
-        let c = &config;
+impl GemmaModel {
+    pub fn load(layout: GemmaLayout, loader: &Loader<'_>) -> Result<GemmaModel> {
+        let c = &layout;
         let shape = AttentionShape {
             n_heads: c.n_heads,
             n_kv_heads: c.n_kv_heads,
@@ -166,14 +235,22 @@ impl Gemma3Model {
         let blocks = (0..c.n_layers)
             .map(|i| {
                 let p = format!("blk.{i}");
-                let local = c.is_local[i];
+                let local = c.is_local.get(i).copied().unwrap_or(false);
+                let (q_norm, k_norm) = if c.qk_norm {
+                    (
+                        Some(rms(format!("{p}.attn_q_norm"), c.head_dim)?),
+                        Some(rms(format!("{p}.attn_k_norm"), c.head_dim)?),
+                    )
+                } else {
+                    (None, None)
+                };
                 Ok(Block {
                     attn_norm: rms(format!("{p}.attn_norm"), c.d_model)?,
                     wq: Linear::load(loader, &format!("{p}.attn_q"), c.d_model, shape.q_width())?,
                     wk: Linear::load(loader, &format!("{p}.attn_k"), c.d_model, shape.kv_width())?,
                     wv: Linear::load(loader, &format!("{p}.attn_v"), c.d_model, shape.kv_width())?,
-                    q_norm: rms(format!("{p}.attn_q_norm"), c.head_dim)?,
-                    k_norm: rms(format!("{p}.attn_k_norm"), c.head_dim)?,
+                    q_norm,
+                    k_norm,
                     wo: Linear::load(
                         loader,
                         &format!("{p}.attn_output"),
@@ -185,7 +262,7 @@ impl Gemma3Model {
                         shape,
                         scale: c.attention_scale,
                         window: if local { c.sliding_window } else { None },
-                        softcap: None,
+                        softcap: c.attn_softcap,
                     },
                     local,
                     ffn_norm: rms(format!("{p}.ffn_norm"), c.d_model)?,
@@ -199,9 +276,9 @@ impl Gemma3Model {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Gemma3Model {
+        Ok(GemmaModel {
             info: ModelInfo {
-                architecture: "gemma3",
+                architecture: c.architecture,
                 n_layers: c.n_layers,
                 d_model: c.d_model,
                 n_heads: c.n_heads,
@@ -214,32 +291,20 @@ impl Gemma3Model {
                 kv_precision: loader.kv_precision(),
             },
             embed_scale: (c.d_model as f32).sqrt(),
-            rope_global: Rope::new(
-                c.head_dim,
-                c.rope_base,
-                RopeStyle::NeoX,
-                c.rope_scaling.clone(),
-            ),
-            rope_local: Rope::new(
-                c.head_dim,
-                c.rope_base_local,
-                RopeStyle::NeoX,
-                RopeScaling::None,
-            ),
             output_norm: Norm::rms(loader, "output_norm", c.d_model, c.norm_eps)?,
             tok_embd,
             output,
             blocks,
-            config,
+            layout,
         })
     }
 
-    pub fn config(&self) -> &Gemma3Config {
-        &self.config
+    pub fn layout(&self) -> &GemmaLayout {
+        &self.layout
     }
 }
 
-impl Model for Gemma3Model {
+impl Model for GemmaModel {
     fn info(&self) -> &ModelInfo {
         &self.info
     }
@@ -249,7 +314,7 @@ impl Model for Gemma3Model {
             resid_rows,
             &self.output_norm,
             &self.output,
-            self.config.final_logit_softcap,
+            self.layout.final_logit_softcap,
             out,
         )
     }
@@ -276,14 +341,14 @@ impl Model for Gemma3Model {
             b.attn_norm
                 .forward_on(&ctx.compute.pool, &buf.x, &mut buf.h);
             buf.project_qkv(&mut ctx.compute, [&b.wq, &b.wk, &b.wv]);
-            b.q_norm
-                .forward_inplace(&ctx.compute.pool, &mut buf.q, &mut buf.tmp);
-            b.k_norm
-                .forward_inplace(&ctx.compute.pool, &mut buf.k, &mut buf.tmp);
+            if let (Some(qn), Some(kn)) = (&b.q_norm, &b.k_norm) {
+                qn.forward_inplace(&ctx.compute.pool, &mut buf.q, &mut buf.tmp);
+                kn.forward_inplace(&ctx.compute.pool, &mut buf.k, &mut buf.tmp);
+            }
             let rope = if b.local {
-                &self.rope_local
+                &self.layout.rope_local
             } else {
-                &self.rope_global
+                &self.layout.rope_global
             };
             rope.apply_qk_on(
                 &ctx.compute.pool,
@@ -315,7 +380,7 @@ impl Model for Gemma3Model {
             &buf.x,
             &self.output_norm,
             &self.output,
-            self.config.final_logit_softcap,
+            self.layout.final_logit_softcap,
             hooks,
         );
         ctx.buf = buf;
