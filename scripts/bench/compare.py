@@ -16,6 +16,12 @@ Reports the medians over rounds and the ratio lucid / llama.cpp for:
 Usage:
   scripts/bench/compare.py [--models smollm2,gemma3] [--threads 1,2]
                            [--rounds 3] [--llama-bin DIR] [--lucid BIN] [--json OUT]
+                           [--quick]
+
+A model is a test model's name or a path to any GGUF file (such as the
+random-weight files of real models' shapes that scripts/bench/synthetic_model.py
+writes). --quick measures prefill and decode alone (no load time, peak RSS,
+busy-machine decode or floors), for large models on small machines.
 
 --llama-bin defaults to what scripts/bench/build-llama-cpp.sh builds.
 """
@@ -78,7 +84,7 @@ def lucid_bench(lucid, model, threads, floors=False):
     }
 
 
-def llama_bench(bin_dir, path, threads):
+def llama_bench(bin_dir, path, threads, quick=False):
     out, _, _ = run([f"{bin_dir}/llama-bench", "-m", path, "-t", str(threads), "-p", "64,512", "-n", "128",
                      "-r", "3", "-o", "json"])
     rows = json.loads(out)
@@ -86,6 +92,8 @@ def llama_bench(bin_dir, path, threads):
     for row in rows:
         name = f"pp{row['n_prompt']}" if row["n_gen"] == 0 else f"tg{row['n_gen']}"
         res[name] = row["avg_ts"]
+    if quick:
+        return res
     # Load time as llama.cpp reports it, from a one-token completion.
     _, err, _ = run([f"{bin_dir}/llama-completion", "-m", path, "-t", str(threads), "-p", "Hi", "-n", "1",
                      "-no-cnv", "--no-warmup"])
@@ -116,22 +124,27 @@ def main():
     ap.add_argument("--lucid", default=str(ROOT / "target/release/lucid"))
     ap.add_argument("--model-dir", default=os.environ.get("LUCID_MODEL_DIR", str(ROOT / ".cache/models")))
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--quick", action="store_true", help="prefill and decode only")
     args = ap.parse_args()
     bin_dir = args.llama_bin or subprocess.check_output([str(ROOT / "scripts/bench/build-llama-cpp.sh")], text=True).strip()
     os.environ.setdefault("LUCID_LOCAL_MODELS", args.model_dir)
 
     results = []
     for model in args.models.split(","):
-        path = str(Path(args.model_dir) / FILES[model])
+        path = model if model.endswith(".gguf") else str(Path(args.model_dir) / FILES[model])
+        model = Path(model).stem if model.endswith(".gguf") else model
         for threads in [int(t) for t in args.threads.split(",")]:
             rounds = {"lucid": [], "llama.cpp": []}
             for _ in range(args.rounds):
                 rounds["lucid"].append(lucid_bench(args.lucid, path, threads))
-                rounds["llama.cpp"].append(llama_bench(bin_dir, path, threads))
-            med = {e: {k: statistics.median(r[k] for r in rs) for k in ("pp64", "pp512", "tg128", "load_ms", "peak_rss")}
-                   for e, rs in rounds.items()}
+                rounds["llama.cpp"].append(llama_bench(bin_dir, path, threads, quick=args.quick))
+            keys = ("pp64", "pp512", "tg128") if args.quick else ("pp64", "pp512", "tg128", "load_ms", "peak_rss")
+            med = {e: {k: statistics.median(r[k] for r in rs) for k in keys} for e, rs in rounds.items()}
             for e in med:
                 med[e]["ttft_ms"] = 64 / med[e]["pp64"] * 1e3
+            if args.quick:
+                results.append({"model": model, "threads": threads, "median": med, "rounds": rounds})
+                continue
             floors = lucid_bench(args.lucid, path, threads, floors=True)["floors"]
             busy = {
                 "lucid": busy_decode(lambda: lucid_bench(args.lucid, path, threads)["tg128"], threads),
@@ -159,10 +172,14 @@ def print_markdown(results):
             ("load_ms", "load time", "ms", False),
             ("peak_rss", "peak RSS", "MiB", False),
         ]:
+            if key not in lu:
+                continue
             a, b = lu[key], ll[key]
             if unit == "MiB":
                 a, b = a / 2**20, b / 2**20
             print(f"| {m} | {t} | {label} ({unit}) | {a:.1f} | {b:.1f} | {a / b:.2f} |")
+        if "busy_tg128" not in r:
+            continue
         bl, bb = r["busy_tg128"]["lucid"], r["busy_tg128"]["llama.cpp"]
         print(f"| {m} | {t} | decode beside a busy process (tok/s) | {bl:.1f} ({bl / lu['tg128']:.0%} of idle) | "
               f"{bb:.1f} ({bb / ll['tg128']:.0%} of idle) | {bl / bb:.2f} |")
