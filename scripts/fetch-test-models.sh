@@ -34,4 +34,36 @@ if ! verified "$models/$gemma3" "$gemma3_sha"; then
   mv "$models/$gemma3.partial" "$models/$gemma3"
   verified "$models/$gemma3" "$gemma3_sha" || { echo "sha256 mismatch for $gemma3" >&2; exit 1; }
 fi
-echo "test models ready in $models"
+# llama.cpp's tokenizer tests: vocabulary-only GGUF files of real models with
+# a corpus and the ids each text must get, from the llama.cpp tree in the
+# llama-cpp-python sdist (pip cannot download this sdist without building
+# its metadata, so it is fetched from PyPI's simple index and checked by hash).
+vocab="$root/.cache/llama-vocab"
+sdist=llama_cpp_python-0.3.36.tar.gz
+sdist_sha=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
+vocabs="llama-bpe llama-spm phi-3 qwen2 gpt-2 falcon deepseek-llm deepseek-coder starcoder mpt refact command-r"
+missing=0
+for v in $vocabs; do
+  for ext in gguf gguf.inp gguf.out; do
+    [ -f "$vocab/ggml-vocab-$v.$ext" ] || missing=1
+  done
+done
+if [ "$missing" = 1 ]; then
+  mkdir -p "$vocab"
+  if ! verified "$wheels/$sdist" "$sdist_sha"; then
+    index=${PIP_INDEX_URL:-https://pypi.org/simple}
+    url=$(curl -fsSL "${index%/}/llama-cpp-python/" | grep -o "https://[^\"#]*/$sdist" | head -n 1)
+    [ -n "$url" ] || { echo "no $sdist on $index" >&2; exit 1; }
+    curl -fsSL -o "$wheels/$sdist.partial" "$url"
+    mv "$wheels/$sdist.partial" "$wheels/$sdist"
+    verified "$wheels/$sdist" "$sdist_sha" || { echo "sha256 mismatch for $sdist" >&2; exit 1; }
+  fi
+  members=()
+  for v in $vocabs; do
+    for ext in gguf gguf.inp gguf.out; do
+      members+=("llama_cpp_python-0.3.36/vendor/llama.cpp/models/ggml-vocab-$v.$ext")
+    done
+  done
+  tar -xzf "$wheels/$sdist" -C "$vocab" --strip-components=4 "${members[@]}"
+fi
+echo "test models ready in $models, tokenizer tests in $vocab"
