@@ -130,6 +130,12 @@ impl<'a> Loader<'a> {
         if w.shape.len() < 2 || w.shape[0] != cols || w.shape[1] != rows || !trailing_ones {
             return Err(self.shape_error(&w, &[cols, rows]));
         }
+        self.multipliable(w).map(Some)
+    }
+
+    /// `w` if lucid can multiply its type, noting whether it is f32 for
+    /// [`Loader::kv_precision`].
+    fn multipliable(&self, w: Weight) -> Result<Weight> {
         if !kernels::can_multiply(w.dtype) {
             return Err(EngineError::TensorType {
                 source_name: self.source.source_name(),
@@ -140,7 +146,7 @@ impl<'a> Loader<'a> {
         if w.dtype != DType::F32 {
             self.all_f32.set(false);
         }
-        Ok(Some(w))
+        Ok(w)
     }
 
     /// A stack of `n` matrices of `rows` rows of `cols` values (GGUF's
@@ -151,16 +157,7 @@ impl<'a> Loader<'a> {
         if w.shape != [cols, rows, n] {
             return Err(self.shape_error(&w, &[cols, rows, n]));
         }
-        if !kernels::can_multiply(w.dtype) {
-            return Err(EngineError::TensorType {
-                source_name: self.source.source_name(),
-                name: w.name,
-                dtype: w.dtype,
-            });
-        }
-        if w.dtype != DType::F32 {
-            self.all_f32.set(false);
-        }
+        let w = self.multipliable(w)?;
         let bytes = w.data.len() / n.max(1);
         Ok((0..n)
             .map(|e| Weight {

@@ -32,8 +32,12 @@
 //!
 //! The measured errors are printed with `--nocapture`.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+use common::greedy;
 
 use lucid_engine::arch::{self, ARCHITECTURES};
 use lucid_engine::hf::Converted;
@@ -173,29 +177,6 @@ fn run(model: &LoadedModel, tokens: &[u32]) -> (Vec<f32>, Collect) {
         .forward(&mut ctx, &mut seqs, &mut Hooks::new(&mut collect))
         .expect("forward pass");
     (ctx.logits().to_vec(), collect)
-}
-
-/// Greedy decoding one token at a time through the cache.
-fn greedy(model: &LoadedModel, prompt: &[u32], n: usize) -> Vec<u32> {
-    let mut ctx = ForwardCtx::new(2);
-    let mut cache = model.model.new_cache(None);
-    let mut next = prompt.to_vec();
-    let mut out = Vec::new();
-    for _ in 0..n {
-        let mut seqs = [SeqInput {
-            tokens: &next,
-            cache: &mut cache,
-            logits: LogitsFor::Last,
-        }];
-        model
-            .model
-            .forward(&mut ctx, &mut seqs, &mut Hooks::none())
-            .expect("forward pass");
-        let id = lucid_engine::sampler::argmax(ctx.last_logits(0).expect("last logits"));
-        out.push(id);
-        next = vec![id];
-    }
-    out
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {

@@ -71,27 +71,6 @@ fn teacher_forced(model: &LoadedModel, ids: &[u32]) -> Vec<f32> {
     ctx.logits().to_vec()
 }
 
-fn greedy(model: &LoadedModel, prompt: &[u32], n: usize) -> Vec<u32> {
-    let mut ctx = ForwardCtx::new(2);
-    let mut cache = model.model.new_cache(None);
-    let (mut next, mut out) = (prompt.to_vec(), Vec::new());
-    for _ in 0..n {
-        let mut seqs = [SeqInput {
-            tokens: &next,
-            cache: &mut cache,
-            logits: LogitsFor::Last,
-        }];
-        model
-            .model
-            .forward(&mut ctx, &mut seqs, &mut Hooks::none())
-            .unwrap();
-        let id = lucid_engine::sampler::argmax(ctx.last_logits(0).unwrap());
-        out.push(id);
-        next = vec![id];
-    }
-    out
-}
-
 fn ids(v: &Value) -> Vec<u32> {
     v.as_array()
         .unwrap()
@@ -145,7 +124,7 @@ fn check_all() {
                 .iter()
                 .position(|&m| m < NEAR_TIE as f64)
                 .unwrap_or(want.len());
-            let got = greedy(&model, &ids(&r["ids"][0]), want.len());
+            let got = common::greedy(&model, &ids(&r["ids"][0]), want.len());
             eprintln!(
                 "{label}: max |logit - llama.cpp| = {worst:.3} (bound {bound:.3}, logits within ±{span:.1}), greedy {} of {} tokens before a near-tie",
                 robust,

@@ -155,15 +155,7 @@ impl Gemma2Config {
 
     fn from_hf(cfg: &HfConfig<'_>) -> Result<Gemma2Config> {
         let d_model = cfg.usize("hidden_size")?;
-        let n_heads = cfg.usize("num_attention_heads")?;
-        let n_kv_heads = cfg.opt_usize("num_key_value_heads")?.unwrap_or(n_heads);
-        if n_heads % n_kv_heads != 0 {
-            return Err(cfg.invalid("num_key_value_heads", "must divide num_attention_heads"));
-        }
-        let head_dim = match cfg.opt_usize("head_dim")? {
-            Some(h) => h,
-            None => d_model / n_heads,
-        };
+        let (n_heads, n_kv_heads, head_dim) = cfg.attention_heads(d_model)?;
         let act = cfg.activation("hidden_activation", Activation::GeluTanh)?;
         if act != Activation::GeluTanh {
             return Err(cfg.invalid("hidden_activation", "Gemma 2 runs gelu_pytorch_tanh"));

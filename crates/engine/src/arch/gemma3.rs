@@ -38,122 +38,66 @@ impl Architecture for Gemma3 {
     }
 
     fn load_gguf(&self, file: &GgufFile) -> Result<Box<dyn Model>> {
-        let hp = Hparams::new(file)?;
-        let config = Gemma3Config::from_gguf(&hp, file)?;
-        Ok(Box::new(GemmaModel::load(
-            config.layout(),
-            &Loader::new(file),
-        )?))
+        let layout = layout_from_gguf(&Hparams::new(file)?, file)?;
+        Ok(Box::new(GemmaModel::load(layout, &Loader::new(file))?))
     }
 }
 
-/// The hyperparameters of a Gemma 3 model.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Gemma3Config {
-    pub n_layers: usize,
-    pub d_model: usize,
-    pub d_ff: usize,
-    pub n_heads: usize,
-    pub n_kv_heads: usize,
-    pub head_dim: usize,
-    pub vocab_size: usize,
-    pub context_length: usize,
-    pub norm_eps: f32,
-    /// RoPE base of the global layers.
-    pub rope_base: f32,
-    /// RoPE base of the sliding-window layers.
-    pub rope_base_local: f32,
-    pub rope_scaling: RopeScaling,
-    /// Tokens a sliding-window layer sees, itself included.
-    pub sliding_window: Option<usize>,
-    /// Which layers use the sliding window.
-    pub is_local: Vec<bool>,
-    /// Multiplies the queries (Gemma's `query_pre_attn_scalar`).
-    pub attention_scale: f32,
-    pub final_logit_softcap: Option<f32>,
-}
-
-impl Gemma3Config {
-    fn from_gguf(hp: &Hparams<'_>, file: &GgufFile) -> Result<Gemma3Config> {
-        let n_layers = hp.usize("block_count")?;
-        let d_model = hp.usize("embedding_length")?;
-        let (n_heads, n_kv_heads, head_dim) = hp.attention_heads(d_model)?;
-        let sliding_window = hp.opt_usize("attention.sliding_window")?;
-        // Every `pattern`-th layer is global; the others slide (llama.cpp's
-        // default of 6 when the file does not say).
-        let pattern = hp
-            .opt_usize("attention.sliding_window_pattern")?
-            .unwrap_or(6);
-        let is_local = (0..n_layers)
+/// A Gemma 3 file's hyperparameters, read straight into the Gemma block's
+/// layout: per-head query/key norms, every `pattern`-th layer global, each
+/// kind of layer with its own RoPE base.
+fn layout_from_gguf(hp: &Hparams<'_>, file: &GgufFile) -> Result<GemmaLayout> {
+    let n_layers = hp.usize("block_count")?;
+    let d_model = hp.usize("embedding_length")?;
+    let (n_heads, n_kv_heads, head_dim) = hp.attention_heads(d_model)?;
+    let sliding_window = hp.opt_usize("attention.sliding_window")?;
+    // Every `pattern`-th layer is global; the others slide (llama.cpp's
+    // default of 6 when the file does not say).
+    let pattern = hp
+        .opt_usize("attention.sliding_window_pattern")?
+        .unwrap_or(6);
+    let rope_scaling = match (
+        hp.opt_str("rope.scaling.type")?,
+        hp.opt_f32("rope.scaling.factor")?,
+    ) {
+        (Some("linear"), Some(f)) if f > 0.0 => RopeScaling::Linear(f),
+        _ => RopeScaling::None,
+    };
+    let rope_base = hp
+        .opt_positive_f32("rope.freq_base")?
+        .unwrap_or(1_000_000.0);
+    let rope_base_local = hp
+        .opt_positive_f32("rope.freq_base_swa")?
+        .unwrap_or(10_000.0);
+    Ok(GemmaLayout {
+        architecture: "gemma3",
+        n_layers,
+        d_model,
+        d_ff: hp.usize("feed_forward_length")?,
+        n_heads,
+        n_kv_heads,
+        head_dim,
+        vocab_size: hp.vocab_size(file)?,
+        context_length: hp.usize("context_length")?,
+        norm_eps: hp
+            .opt_positive_f32("attention.layer_norm_rms_epsilon")?
+            .unwrap_or(1e-6),
+        qk_norm: true,
+        is_local: (0..n_layers)
             .map(|l| sliding_window.is_some() && l % pattern < pattern - 1)
-            .collect();
-        let vocab_size = hp.vocab_size(file)?;
-        let rope_scaling = match (
-            hp.opt_str("rope.scaling.type")?,
-            hp.opt_f32("rope.scaling.factor")?,
-        ) {
-            (Some("linear"), Some(f)) if f > 0.0 => RopeScaling::Linear(f),
-            _ => RopeScaling::None,
-        };
-        Ok(Gemma3Config {
-            n_layers,
-            d_model,
-            d_ff: hp.usize("feed_forward_length")?,
-            n_heads,
-            n_kv_heads,
+            .collect(),
+        sliding_window,
+        attention_scale: 1.0 / (head_dim as f32).sqrt(),
+        attn_softcap: None,
+        final_logit_softcap: hp.opt_f32("final_logit_softcapping")?.filter(|c| *c > 0.0),
+        rope_global: Rope::new(head_dim, rope_base, RopeStyle::NeoX, rope_scaling),
+        rope_local: Rope::new(
             head_dim,
-            vocab_size,
-            context_length: hp.usize("context_length")?,
-            norm_eps: hp
-                .opt_positive_f32("attention.layer_norm_rms_epsilon")?
-                .unwrap_or(1e-6),
-            rope_base: hp
-                .opt_positive_f32("rope.freq_base")?
-                .unwrap_or(1_000_000.0),
-            rope_base_local: hp
-                .opt_positive_f32("rope.freq_base_swa")?
-                .unwrap_or(10_000.0),
-            rope_scaling,
-            sliding_window,
-            is_local,
-            attention_scale: 1.0 / (head_dim as f32).sqrt(),
-            final_logit_softcap: hp.opt_f32("final_logit_softcapping")?.filter(|c| *c > 0.0),
-        })
-    }
-
-    /// The Gemma block this config describes.
-    pub fn layout(&self) -> GemmaLayout {
-        GemmaLayout {
-            architecture: "gemma3",
-            n_layers: self.n_layers,
-            d_model: self.d_model,
-            d_ff: self.d_ff,
-            n_heads: self.n_heads,
-            n_kv_heads: self.n_kv_heads,
-            head_dim: self.head_dim,
-            vocab_size: self.vocab_size,
-            context_length: self.context_length,
-            norm_eps: self.norm_eps,
-            qk_norm: true,
-            is_local: self.is_local.clone(),
-            sliding_window: self.sliding_window,
-            attention_scale: self.attention_scale,
-            attn_softcap: None,
-            final_logit_softcap: self.final_logit_softcap,
-            rope_global: Rope::new(
-                self.head_dim,
-                self.rope_base,
-                RopeStyle::NeoX,
-                self.rope_scaling.clone(),
-            ),
-            rope_local: Rope::new(
-                self.head_dim,
-                self.rope_base_local,
-                RopeStyle::NeoX,
-                RopeScaling::None,
-            ),
-        }
-    }
+            rope_base_local,
+            RopeStyle::NeoX,
+            RopeScaling::None,
+        ),
+    })
 }
 
 /// What the Gemma 2 and Gemma 3 blocks need to load: sizes, which layers

@@ -208,16 +208,7 @@ impl LlamaConfig {
     /// checkpoint (their keys are the same where they overlap).
     pub fn from_hf(flavor: &Flavor, cfg: &HfConfig<'_>) -> Result<LlamaConfig> {
         let d_model = cfg.usize("hidden_size")?;
-        let n_heads = cfg.usize("num_attention_heads")?;
-        let n_kv_heads = cfg.opt_usize("num_key_value_heads")?.unwrap_or(n_heads);
-        if n_heads % n_kv_heads != 0 {
-            return Err(cfg.invalid("num_key_value_heads", "must divide num_attention_heads"));
-        }
-        let head_dim = match cfg.opt_usize("head_dim")? {
-            Some(h) => h,
-            None if d_model.is_multiple_of(n_heads) => d_model / n_heads,
-            None => return Err(cfg.invalid("num_attention_heads", "must divide hidden_size")),
-        };
+        let (n_heads, n_kv_heads, head_dim) = cfg.attention_heads(d_model)?;
         if cfg.get("clip_qkv").is_some() {
             return Err(cfg.invalid(
                 "clip_qkv",

@@ -87,6 +87,24 @@ impl HfConfig<'_> {
         }
     }
 
+    /// `num_attention_heads`, `num_key_value_heads` (which must divide it;
+    /// the same when absent) and the head size (`head_dim`, else
+    /// `hidden_size / num_attention_heads`, which must divide evenly): the
+    /// grouped-query attention of the Llama-style and Gemma checkpoints.
+    pub fn attention_heads(&self, d_model: usize) -> Result<(usize, usize, usize)> {
+        let n_heads = self.usize("num_attention_heads")?;
+        let n_kv_heads = self.opt_usize("num_key_value_heads")?.unwrap_or(n_heads);
+        if n_heads % n_kv_heads != 0 {
+            return Err(self.invalid("num_key_value_heads", "must divide num_attention_heads"));
+        }
+        let head_dim = match self.opt_usize("head_dim")? {
+            Some(h) => h,
+            None if d_model.is_multiple_of(n_heads) => d_model / n_heads,
+            None => return Err(self.invalid("num_attention_heads", "must divide hidden_size")),
+        };
+        Ok((n_heads, n_kv_heads, head_dim))
+    }
+
     pub fn invalid(&self, key: &str, why: &str) -> EngineError {
         EngineError::Config {
             source_name: self.source_name.clone(),

@@ -72,3 +72,27 @@ pub fn on_isa(isa: Isa, test: &str, check: impl FnOnce()) {
         "the child process for {test} ran no test:\n{stdout}"
     );
 }
+
+/// Greedy decoding of `n` tokens after `prompt`, one token at a time
+/// through the cache, on 2 threads.
+pub fn greedy(model: &lucid_engine::LoadedModel, prompt: &[u32], n: usize) -> Vec<u32> {
+    use lucid_engine::{ForwardCtx, Hooks, LogitsFor, SeqInput};
+    let mut ctx = ForwardCtx::new(2);
+    let mut cache = model.model.new_cache(None);
+    let (mut next, mut out) = (prompt.to_vec(), Vec::new());
+    for _ in 0..n {
+        let mut seqs = [SeqInput {
+            tokens: &next,
+            cache: &mut cache,
+            logits: LogitsFor::Last,
+        }];
+        model
+            .model
+            .forward(&mut ctx, &mut seqs, &mut Hooks::none())
+            .expect("forward pass");
+        let id = lucid_engine::sampler::argmax(ctx.last_logits(0).expect("last logits"));
+        out.push(id);
+        next = vec![id];
+    }
+    out
+}
