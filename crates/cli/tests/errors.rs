@@ -321,3 +321,62 @@ fn image_markers_are_shown_only_when_asked() {
     assert!(special.contains("<start_of_image>"), "{special:?}");
     assert!(!plain.contains("_of_image>"), "{plain:?}");
 }
+
+/// A model that does not fit in the memory available is refused before it
+/// loads, naming both amounts; `lucid show` says what a context needs.
+#[test]
+fn a_model_larger_than_the_memory_is_refused_and_show_sizes_a_context() {
+    let home = tempfile::tempdir().unwrap();
+    let model = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let size = std::fs::metadata(&model).unwrap().len();
+    let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1 << 20) as f64);
+    fails_saying(
+        lucid(home.path())
+            .arg("run")
+            .arg(&model)
+            .arg("hi")
+            .env("LUCID_MEMORY_LIMIT", "50MiB"),
+        &format!("needs {} of memory, but 50.0 MiB is available", mib(size)),
+    );
+    fails_saying(
+        lucid(home.path())
+            .arg("run")
+            .arg(&model)
+            .arg("hi")
+            .env("LUCID_MEMORY_LIMIT", "lots"),
+        "LUCID_MEMORY_LIMIT: 'lots' is not a size",
+    );
+    // Told to plan with enough, or not to check, it runs.
+    for limit in ["1GiB", "none"] {
+        let out = lucid(home.path())
+            .arg("run")
+            .arg(&model)
+            .args(["hi", "--max-tokens", "2", "--threads", "2"])
+            .env("LUCID_MEMORY_LIMIT", limit)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{limit}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // SmolLM2: 30 layers, 3 key/value heads of 64, in f16: 22.5 KiB a token.
+    let out = lucid(home.path())
+        .arg("show")
+        .arg(&model)
+        .args(["--ctx-size", "1024"])
+        .env("LUCID_MEMORY_LIMIT", "2GiB")
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    let per_token = 30 * 2 * 3 * 64 * 2;
+    let expected = format!(
+        "memory                {} ({} weights + 22.5 MiB KV cache for 1024 tokens); 2.0 GiB available",
+        mib(size + 1024 * per_token),
+        mib(size)
+    );
+    assert!(shown.contains(&expected), "{shown}\nwants: {expected}");
+}

@@ -14,6 +14,19 @@ pub enum EngineError {
     #[error("{path}: {message}")]
     Open { path: String, message: String },
 
+    #[error(
+        "{what} needs {} of memory, but {} is available: close other programs, \
+         use a smaller model or quantization, or set LUCID_MEMORY_LIMIT (a size, or 'none') \
+         to plan with another amount",
+        crate::memory::human(*needed),
+        crate::memory::human(*available)
+    )]
+    NotEnoughMemory {
+        what: String,
+        needed: u64,
+        available: u64,
+    },
+
     #[error("{source_name}: architecture '{arch}' is not supported (lucid runs: {known})")]
     UnsupportedArchitecture {
         source_name: String,

@@ -16,6 +16,7 @@ pub mod hf;
 pub mod hooks;
 pub mod kv_cache;
 pub mod loaded;
+pub mod memory;
 pub mod model;
 pub mod perplexity;
 pub mod prompt;

@@ -75,7 +75,9 @@ impl LoadedModel {
             crate::quantize::check_target(t)?;
         }
         if let Some(dir) = HfCheckpoint::dir_of(path) {
-            return Self::from_hf(&HfCheckpoint::open(&dir)?, opts);
+            let ckpt = HfCheckpoint::open(&dir)?;
+            crate::memory::check_fits(&ckpt.source_name(), ckpt.meta().file_size)?;
+            return Self::from_hf(&ckpt, opts);
         }
         if path.is_dir() {
             return Err(EngineError::Open {
@@ -84,6 +86,9 @@ impl LoadedModel {
             });
         }
         let file = GgufFile::open(path)?;
+        // The weights are read from the mapped file as they are used: all
+        // of it must fit in memory (the cache comes on top, per sequence).
+        crate::memory::check_fits(&path.display().to_string(), file.file_size())?;
         match opts.quantize {
             None => Self::from_gguf(&file),
             Some(t) => {

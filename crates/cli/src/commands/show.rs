@@ -2,6 +2,7 @@
 //! sizes, the tensor types its file uses, and its license.
 
 use lucid_engine::LoadedModel;
+use lucid_engine::memory::human;
 
 use crate::local;
 
@@ -9,11 +10,14 @@ use crate::local;
 pub struct Args {
     /// A catalog name or a path to a model file.
     model: String,
+    /// The context length to size the memory for (default: the model's).
+    #[arg(long)]
+    ctx_size: Option<usize>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let local = local::load_local(&args.model)?;
-    print!("{}", describe(&local.model));
+    print!("{}", describe(&local.model, args.ctx_size));
     // A user model (`lucid create`): what it is made from, its settings
     // and its license notes.
     for (name, user) in &local.made_from {
@@ -38,7 +42,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// The description `lucid show` prints.
-pub fn describe(model: &LoadedModel) -> String {
+pub fn describe(model: &LoadedModel, ctx_size: Option<usize>) -> String {
     let i = model.model.info();
     let m = &model.meta;
     let mut out = String::new();
@@ -46,7 +50,7 @@ pub fn describe(model: &LoadedModel) -> String {
     line("model", m.name.clone());
     line(
         "file",
-        format!("{} ({})", m.path.display(), bytes(m.file_size)),
+        format!("{} ({})", m.path.display(), human(m.file_size)),
     );
     line(
         "architecture",
@@ -79,18 +83,37 @@ pub fn describe(model: &LoadedModel) -> String {
     line("head size", i.head_dim.to_string());
     line("context length", format!("{} tokens", i.context_length));
     line("vocabulary", format!("{} tokens", i.vocab_size));
+    // One sequence's cache at the context asked for (the model's own by
+    // default).
+    let cache = model.model.new_cache(ctx_size);
     line(
         "KV cache",
         format!(
             "{} per token ({:?})",
-            bytes((i.kv_width * 2 * i.n_layers * kv_elem(i)) as u64),
-            i.kv_precision
+            human(cache.bytes_per_position() as u64),
+            cache.precision()
+        ),
+    );
+    // What running it takes: the mapped file and that cache.
+    let kv = (cache.bytes_per_position() * cache.limit()) as u64;
+    let available = lucid_engine::memory::available()
+        .ok()
+        .flatten()
+        .map_or_else(String::new, |a| format!("; {} available", human(a)));
+    line(
+        "memory",
+        format!(
+            "{} ({} weights + {} KV cache for {} tokens){available}",
+            human(m.file_size + kv),
+            human(m.file_size),
+            human(kv),
+            cache.limit()
         ),
     );
     let types = m
         .tensor_types
         .iter()
-        .map(|(t, n, b)| format!("{t} × {n} ({})", bytes(*b)))
+        .map(|(t, n, b)| format!("{t} × {n} ({})", human(*b)))
         .collect::<Vec<_>>()
         .join(", ");
     line("tensor types", types);
@@ -112,26 +135,4 @@ pub fn describe(model: &LoadedModel) -> String {
         },
     );
     out
-}
-
-fn kv_elem(i: &lucid_engine::ModelInfo) -> usize {
-    match i.kv_precision {
-        lucid_engine::kv_cache::KvPrecision::F16 => 2,
-        lucid_engine::kv_cache::KvPrecision::F32 => 4,
-    }
-}
-
-fn bytes(b: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }
