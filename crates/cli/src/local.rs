@@ -115,3 +115,38 @@ pub fn load_path(model: &str, path: &Path) -> anyhow::Result<LoadedModel> {
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
+
+/// `--draft` and `--draft-max`, for `lucid run` and `lucid serve`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DraftArgs {
+    /// Speculative decoding: `lookup` guesses the next tokens from earlier
+    /// in the prompt and answer (prompt lookup) and has the model check
+    /// them in one pass. The output is the same; it comes sooner when the
+    /// answer repeats its prompt (editing code, quoting a text).
+    #[arg(long, value_enum)]
+    pub draft: Option<DraftKind>,
+    /// The most tokens guessed at once (with --draft).
+    #[arg(long, default_value_t = lucid_engine::PromptLookup::default().max_draft)]
+    pub draft_max: usize,
+}
+
+/// Where speculative guesses come from.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum DraftKind {
+    /// Earlier in the sequence.
+    Lookup,
+}
+
+impl DraftArgs {
+    pub fn drafting(&self) -> lucid_engine::Drafting {
+        match self.draft {
+            None => lucid_engine::Drafting::Off,
+            Some(DraftKind::Lookup) => {
+                lucid_engine::Drafting::PromptLookup(lucid_engine::PromptLookup {
+                    max_draft: self.draft_max,
+                    ..lucid_engine::PromptLookup::default()
+                })
+            }
+        }
+    }
+}

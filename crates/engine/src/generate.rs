@@ -8,6 +8,7 @@ use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use crate::batch::{LogitsFor, SeqInput};
+use crate::draft::{DraftPace, Drafting};
 use crate::error::{EngineError, Result};
 use crate::hooks::Hooks;
 use crate::kv_cache::KvCache;
@@ -29,6 +30,9 @@ pub struct GenerateParams {
     /// Write control tokens (`<|im_end|>`, `<end_of_turn>`) into the text
     /// as their text; by default they are left out of it.
     pub show_special: bool,
+    /// Guess tokens ahead and check them in one pass (speculative decoding);
+    /// the output is the same either way.
+    pub draft: Drafting,
 }
 
 impl Default for GenerateParams {
@@ -39,6 +43,7 @@ impl Default for GenerateParams {
             stop: Vec::new(),
             ignore_eos: false,
             show_special: false,
+            draft: Drafting::Off,
         }
     }
 }
@@ -52,6 +57,10 @@ pub struct Timings {
     /// Tokens generated after the first.
     pub decode_tokens: usize,
     pub decode: Duration,
+    /// Tokens guessed by drafting and checked by the model.
+    pub drafted: usize,
+    /// Guesses the model agreed with (each one a forward pass saved).
+    pub draft_accepted: usize,
 }
 
 impl Timings {
@@ -210,7 +219,7 @@ impl<'m> Session<'m> {
                 return Err(e);
             }
         };
-        let result = run(&mut seq, &mut self.ctx, on_token);
+        let result = run(&mut seq, &mut self.ctx, params.draft, on_token);
         let generated = seq.generated().to_vec();
         let (cached, cache) = seq.into_cached();
         self.cache = cache;
@@ -231,6 +240,7 @@ impl<'m> Session<'m> {
 fn run(
     seq: &mut Sequence<'_>,
     ctx: &mut ForwardCtx,
+    drafting: Drafting,
     mut on_token: impl FnMut(TokenEvent<'_>) -> ControlFlow<()>,
 ) -> Result<(StopReason, String, Timings)> {
     let model = seq.model();
@@ -240,11 +250,34 @@ fn run(
     };
     let start = Instant::now();
     let mut decode_start = start;
-    let stop = loop {
-        let n = seq.pending();
-        model
-            .model
-            .forward(ctx, &mut [seq.input(n)], &mut Hooks::none())?;
+    let mut draft = Vec::new();
+    let mut pace = match drafting {
+        Drafting::Off => DraftPace::new(0),
+        Drafting::PromptLookup(lookup) => DraftPace::new(lookup.max_draft),
+    };
+    let stop = 'run: loop {
+        draft.clear();
+        if !seq.generated().is_empty()
+            && let Drafting::PromptLookup(lookup) = drafting
+        {
+            // Room for the guesses and the token after the last of them.
+            let room = (seq.max_new().saturating_sub(seq.generated().len()))
+                .min(seq.cache().limit().saturating_sub(seq.tokens().len()))
+                .saturating_sub(1)
+                .min(pace.next_allowance());
+            lookup.draft(seq.tokens(), room, &mut draft);
+        }
+        if draft.is_empty() {
+            let n = seq.pending();
+            model
+                .model
+                .forward(ctx, &mut [seq.input(n)], &mut Hooks::none())?;
+        } else {
+            model
+                .model
+                .forward(ctx, &mut [seq.input_with_draft(&draft)], &mut Hooks::none())?;
+            timings.drafted += draft.len();
+        }
         if seq.generated().is_empty() {
             timings.prefill = start.elapsed();
             decode_start = Instant::now();
@@ -252,23 +285,41 @@ fn run(
                 break StopReason::MaxTokens;
             }
         }
-        let logits = ctx.last_logits(0).unwrap_or(&[]);
-        let Some(id) = seq.sample(logits) else {
-            break StopReason::EndOfGeneration;
+        // Without a draft, the one row of logits; with one, a row for the
+        // pending token and one after each guess, taken while the guesses
+        // hold.
+        let rows = if draft.is_empty() {
+            ctx.logit_rows().len().saturating_sub(1)..ctx.logit_rows().len()
+        } else {
+            0..draft.len() + 1
         };
-        let accepted = seq.accept(id);
-        let flow = on_token(TokenEvent {
-            id,
-            text: &accepted.text,
-            logits,
-        });
-        if let Some(stop) = accepted.stop {
-            break stop;
+        let kept_before = timings.draft_accepted;
+        for row in rows {
+            let logits = ctx.logits_row(row);
+            let Some(id) = seq.sample(logits) else {
+                break 'run StopReason::EndOfGeneration;
+            };
+            let accepted = seq.accept(id);
+            let flow = on_token(TokenEvent {
+                id,
+                text: &accepted.text,
+                logits,
+            });
+            if let Some(stop) = accepted.stop {
+                break 'run stop;
+            }
+            if flow.is_break() {
+                break 'run StopReason::Cancelled;
+            }
+            match draft.get(row) {
+                Some(&guess) if guess == id => timings.draft_accepted += 1,
+                _ => break,
+            }
         }
-        if flow.is_break() {
-            break StopReason::Cancelled;
-        }
+        pace.record(draft.len(), timings.draft_accepted - kept_before);
+        seq.settle();
     };
+    seq.settle();
     let tail = seq.finish(stop);
     if !tail.is_empty() {
         let _ = on_token(TokenEvent {

@@ -10,6 +10,7 @@ pub mod arch;
 pub mod batch;
 pub mod blocks;
 pub mod chat;
+pub mod draft;
 pub mod error;
 pub mod generate;
 pub mod hf;
@@ -29,6 +30,7 @@ pub mod weights;
 
 pub use batch::{LogitRow, LogitsFor, SeqInput};
 pub use chat::{ChatMessage, ChatTemplate, FunctionCall, Role, ToolCall};
+pub use draft::{DraftPace, Drafting, PromptLookup};
 pub use error::{EngineError, Result};
 pub use generate::{GenerateParams, Generated, Session, Timings, TokenEvent};
 pub use hf::HfCheckpoint;

@@ -78,6 +78,8 @@ pub struct Sequence<'m> {
     constraint: Option<Box<dyn TokenConstraint + 'm>>,
     /// A copy of the logits for constrained sampling.
     masked: Vec<f32>,
+    /// The pending token and the guesses after it, while they are checked.
+    drafted: Vec<u32>,
 }
 
 impl std::fmt::Debug for Sequence<'_> {
@@ -132,6 +134,7 @@ impl<'m> Sequence<'m> {
             stops: StopMatcher::new(params.stop.iter().cloned()),
             constraint: None,
             masked: Vec::new(),
+            drafted: Vec::new(),
         })
     }
 
@@ -194,6 +197,31 @@ impl<'m> Sequence<'m> {
             },
             cache: &mut self.cache,
         }
+    }
+
+    /// The one token the model has yet to read followed by `draft`, guesses
+    /// at the tokens after it, as one sequence of a batch with logits for
+    /// every row: row `i` chooses the token after the guesses `draft[..i]`
+    /// (see [`crate::draft`]). Hand the rows to [`Sequence::sample`] and
+    /// [`Sequence::accept`] in order while each accepted token equals the
+    /// guess it checks, then call [`Sequence::settle`].
+    pub fn input_with_draft(&mut self, draft: &[u32]) -> SeqInput<'_> {
+        let start = self.cache.len();
+        self.drafted.clear();
+        self.drafted.extend_from_slice(&self.tokens[start..]);
+        self.drafted.extend_from_slice(draft);
+        SeqInput {
+            tokens: &self.drafted,
+            logits: LogitsFor::All,
+            cache: &mut self.cache,
+        }
+    }
+
+    /// Forgets what the cache holds beyond the accepted tokens (the guesses
+    /// that were wrong) after a pass over [`Sequence::input_with_draft`].
+    pub fn settle(&mut self) {
+        let keep = self.cache.len().min(self.tokens.len().saturating_sub(1));
+        self.cache.truncate(keep);
     }
 
     /// Replaces the cache with `cache`, emptied: the model reads every

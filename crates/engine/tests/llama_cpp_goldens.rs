@@ -129,6 +129,7 @@ pub fn check_model(golden_file: &str, max_from: &[&str], p99_from: &[&str]) {
             stop: vec![],
             ignore_eos: true,
             show_special: false,
+            ..GenerateParams::default()
         };
         let mut session = Session::new(&model, 2, None);
         let out = session

@@ -100,6 +100,7 @@ pub fn explain_with(
         stop: Vec::new(),
         ignore_eos: !options.stop_at_end_of_generation,
         show_special: false,
+        ..GenerateParams::default()
     };
     let mut seq = Sequence::new(model, cache, &[], prompt.to_vec(), &params)?;
     let mut steps = Vec::new();

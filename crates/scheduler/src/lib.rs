@@ -36,4 +36,4 @@ pub use json::{Grammar, Json, JsonState, TokenTable};
 pub use request::{
     CancelHandle, Event, Finished, Generation, Request, Timings, Token, TokenLogprobs, Usage,
 };
-pub use scheduler::{Scheduler, SchedulerConfig, Stats};
+pub use scheduler::{DRAFT_MAX_DECODERS, Scheduler, SchedulerConfig, Stats};

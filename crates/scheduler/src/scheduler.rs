@@ -43,7 +43,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use lucid_engine::{
-    ForwardCtx, GenerateParams, Hooks, LoadedModel, SeqInput, Sequence, StopReason,
+    DraftPace, Drafting, ForwardCtx, GenerateParams, Hooks, LoadedModel, SeqInput, Sequence,
+    StopReason,
 };
 use tokio::sync::mpsc;
 
@@ -75,7 +76,14 @@ pub struct SchedulerConfig {
     pub min_prefix_reuse: usize,
     /// Context length per sequence (the model's when `None` or larger).
     pub context: Option<usize>,
+    /// Speculative decoding for sequences decoding while at most
+    /// [`DRAFT_MAX_DECODERS`] are (a larger batch already uses the compute
+    /// that checking guesses would).
+    pub draft: Drafting,
 }
+
+/// Sequences decoding at once beyond which nobody drafts.
+pub const DRAFT_MAX_DECODERS: usize = 2;
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
@@ -89,6 +97,7 @@ impl Default for SchedulerConfig {
             prefix_cache_entries: 8,
             min_prefix_reuse: 8,
             context: None,
+            draft: Drafting::Off,
         }
     }
 }
@@ -116,6 +125,10 @@ pub struct Stats {
     pub batch_tokens: u64,
     /// Sequences preempted for KV-cache room, in total.
     pub preemptions: u64,
+    /// Tokens guessed by speculative decoding, in total.
+    pub draft_tokens: u64,
+    /// Guesses the model agreed with, in total.
+    pub draft_accepted: u64,
 }
 
 /// A request waiting for admission.
@@ -161,6 +174,8 @@ struct Shared {
     steps: AtomicU64,
     batch_tokens: AtomicU64,
     preemptions: AtomicU64,
+    draft_tokens: AtomicU64,
+    draft_accepted: AtomicU64,
 }
 
 impl Shared {
@@ -238,6 +253,8 @@ impl Scheduler {
             steps: AtomicU64::new(0),
             batch_tokens: AtomicU64::new(0),
             preemptions: AtomicU64::new(0),
+            draft_tokens: AtomicU64::new(0),
+            draft_accepted: AtomicU64::new(0),
         });
         let worker = shared.clone();
         let name = format!("lucid-sched-{}", shared.model.meta.name);
@@ -369,6 +386,8 @@ impl Scheduler {
             steps: s.steps.load(Ordering::Relaxed),
             batch_tokens: s.batch_tokens.load(Ordering::Relaxed),
             preemptions: s.preemptions.load(Ordering::Relaxed),
+            draft_tokens: s.draft_tokens.load(Ordering::Relaxed),
+            draft_accepted: s.draft_accepted.load(Ordering::Relaxed),
         }
     }
 
@@ -405,6 +424,10 @@ struct Seq<'m> {
     admitted: Instant,
     first_token: Option<Instant>,
     last_event: Instant,
+    /// Guesses checked in this step (speculative decoding), and how many to
+    /// make next.
+    draft: Vec<u32>,
+    pace: DraftPace,
 }
 
 impl Seq<'_> {
@@ -558,6 +581,7 @@ fn admit<'m>(
         stop: p.req.stop,
         ignore_eos: p.req.ignore_eos,
         show_special: false,
+        ..GenerateParams::default()
     };
     let seq = match Sequence::new(model, cache, &prompt[..cached], prompt.clone(), &params) {
         Ok(seq) => seq,
@@ -588,6 +612,11 @@ fn admit<'m>(
         last_event: p.submitted,
         tx: p.tx,
         cancel: p.cancel,
+        draft: Vec::new(),
+        pace: DraftPace::new(match s.config.draft {
+            Drafting::Off => 0,
+            Drafting::PromptLookup(lookup) => lookup.max_draft,
+        }),
     })
 }
 
@@ -612,9 +641,25 @@ fn step<'m>(
     };
     // (index in `active`, tokens to run, wants logits), decoders first.
     let mut plan: Vec<(usize, usize, bool)> = Vec::with_capacity(active.len());
-    for (i, q) in active.iter().enumerate() {
+    let bpp = s.bytes_per_position.max(1);
+    for (i, q) in active.iter_mut().enumerate() {
         if !q.preempted && q.pending() == 1 {
-            plan.push((i, 1, true));
+            q.draft.clear();
+            if decoding <= DRAFT_MAX_DECODERS
+                && let Drafting::PromptLookup(lookup) = s.config.draft
+            {
+                // Room in the reservation and the context for the guesses
+                // and the token after the last of them.
+                let seq = &q.seq;
+                let room = (q.reserved / bpp)
+                    .min(seq.cache().limit())
+                    .saturating_sub(seq.tokens().len())
+                    .min(seq.max_new().saturating_sub(seq.generated().len()))
+                    .saturating_sub(1)
+                    .min(q.pace.next_allowance());
+                lookup.draft(seq.tokens(), room, &mut q.draft);
+            }
+            plan.push((i, 1 + q.draft.len(), true));
         }
     }
     for (i, q) in active.iter().enumerate() {
@@ -639,7 +684,11 @@ fn step<'m>(
         let mut k = 0;
         for (i, q) in active.iter_mut().enumerate() {
             if k < plan.len() && plan[k].0 == i {
-                inputs.push(q.seq.input(plan[k].1));
+                inputs.push(if q.draft.is_empty() {
+                    q.seq.input(plan[k].1)
+                } else {
+                    q.seq.input_with_draft(&q.draft)
+                });
                 k += 1;
             }
         }
@@ -678,17 +727,44 @@ fn step<'m>(
         return;
     }
 
+    // The logits rows come in the plan's order: one for a sequence that
+    // wants them, one more per guess it drafted.
     let mut done: Vec<(usize, StopReason)> = Vec::new();
+    let mut row = 0;
     for (b, &(i, _, wants)) in plan.iter().enumerate() {
         if !wants {
             continue;
         }
-        let Some(logits) = ctx.last_logits(b) else {
-            continue;
-        };
-        if let Some(reason) = sample(&mut active[i], logits) {
-            done.push((i, reason));
+        let q = &mut active[i];
+        let guesses = std::mem::take(&mut q.draft);
+        let mut kept = 0;
+        for r in 0..=guesses.len() {
+            let Some(logits) = ctx
+                .logit_rows()
+                .get(row + r)
+                .filter(|l| l.seq == b)
+                .map(|_| ctx.logits_row(row + r))
+            else {
+                break;
+            };
+            if let Some(reason) = sample(q, logits) {
+                done.push((i, reason));
+                break;
+            }
+            match guesses.get(r) {
+                Some(&guess) if q.seq.generated().last() == Some(&guess) => kept += 1,
+                _ => break,
+            }
         }
+        row += guesses.len() + 1;
+        if !guesses.is_empty() {
+            q.pace.record(guesses.len(), kept);
+            q.seq.settle();
+            s.draft_tokens
+                .fetch_add(guesses.len() as u64, Ordering::Relaxed);
+            s.draft_accepted.fetch_add(kept as u64, Ordering::Relaxed);
+        }
+        q.draft = guesses;
     }
     for &(i, reason) in done.iter().rev() {
         let seq = active.remove(i);

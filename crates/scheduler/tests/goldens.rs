@@ -4,6 +4,9 @@
 //! tokens identical to a `Session`'s (the CLI's path) and to llama.cpp's up
 //! to its first near-tie.
 //!
+//! Then the same through a scheduler that drafts (speculative decoding by
+//! prompt lookup): its tokens, alone and at once, equal a `Session`'s too.
+//!
 //! The goldens are those of the llama.cpp build whose kernels match the ones
 //! this process uses (`llama/` for AVX-512, `llama/avx2/` otherwise, as
 //! `engine/tests/llama_cpp_goldens.rs` pairs them).
@@ -18,7 +21,7 @@ mod goldens;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use lucid_engine::{GenerateParams, LoadedModel, SamplingParams, Session};
+use lucid_engine::{Drafting, GenerateParams, LoadedModel, PromptLookup, SamplingParams, Session};
 use lucid_scheduler::{Request, Scheduler, SchedulerConfig};
 use lucid_tensor::Isa;
 
@@ -66,6 +69,7 @@ fn check(model_name: &str) {
                 stop: vec![],
                 ignore_eos: true,
                 show_special: false,
+                ..GenerateParams::default()
             };
             Session::new(&model, 2, None)
                 .generate(&case.prompt_tokens, &params, |_| ControlFlow::Continue(()))
@@ -140,6 +144,64 @@ fn check(model_name: &str) {
         "{file} on {}: {} prompts alone and at once through the scheduler ({steps} passes for {generated} tokens), equal to Session",
         Isa::current().name(),
         cases.len()
+    );
+
+    // Drafting: each prompt alone (drafting throughout), then all at once
+    // (drafting only while few are left decoding).
+    let drafting = Scheduler::start(
+        model.clone(),
+        SchedulerConfig {
+            threads: 2,
+            draft: Drafting::PromptLookup(PromptLookup {
+                min_ngram: 1,
+                ..PromptLookup::default()
+            }),
+            ..SchedulerConfig::default()
+        },
+    );
+    for (case, want) in cases.iter().zip(&session_tokens) {
+        let g = drafting
+            .submit(request(&case.prompt_tokens, case.tokens.len()))
+            .unwrap();
+        let alone = tokens(g.blocking_collect());
+        assert_eq!(
+            &alone, want,
+            "{file} {:?}: the drafting scheduler alone differs from a Session",
+            case.prompt
+        );
+    }
+    let alone_stats = drafting.stats();
+    let generations: Vec<_> = cases
+        .iter()
+        .map(|case| {
+            drafting
+                .submit(request(&case.prompt_tokens, case.tokens.len()))
+                .unwrap()
+        })
+        .collect();
+    for (g, (case, want)) in generations
+        .into_iter()
+        .zip(cases.iter().zip(&session_tokens))
+    {
+        assert_eq!(
+            &tokens(g.blocking_collect()),
+            want,
+            "{file} {:?}: the drafting scheduler with {} concurrent requests differs from a Session",
+            case.prompt,
+            cases.len()
+        );
+    }
+    let stats = drafting.stats();
+    eprintln!(
+        "{file}: drafting scheduler equal to Session; alone {} of {} guesses kept, at once {} of {}",
+        alone_stats.draft_accepted,
+        alone_stats.draft_tokens,
+        stats.draft_accepted - alone_stats.draft_accepted,
+        stats.draft_tokens - alone_stats.draft_tokens,
+    );
+    assert!(
+        alone_stats.draft_accepted > 0 && alone_stats.draft_accepted < alone_stats.draft_tokens,
+        "the goldens should both keep and refuse guesses"
     );
 }
 

@@ -204,7 +204,7 @@ impl Metrics {
             .map(|lm| (esc(&lm.name), lm.scheduler.stats()))
             .collect();
         type Get = fn(&lucid_scheduler::Stats) -> u64;
-        let gauges: [(&str, &str, Get); 7] = [
+        let gauges: [(&str, &str, Get); 9] = [
             (
                 "lucid_queue_depth",
                 "Requests waiting for a sequence slot.",
@@ -237,6 +237,16 @@ impl Metrics {
                 "lucid_forward_passes_total",
                 "Batched forward passes run.",
                 |s| s.steps,
+            ),
+            (
+                "lucid_draft_tokens_total",
+                "Tokens guessed by speculative decoding (--draft).",
+                |s| s.draft_tokens,
+            ),
+            (
+                "lucid_draft_accepted_tokens_total",
+                "Guessed tokens the model agreed with.",
+                |s| s.draft_accepted,
             ),
         ];
         for (name, help, get) in gauges {

@@ -78,6 +78,8 @@ pub struct Args {
     /// by default they are left out of the output.
     #[arg(long)]
     show_special: bool,
+    #[command(flatten)]
+    draft: local::DraftArgs,
 }
 
 #[derive(Serialize)]
@@ -98,6 +100,9 @@ struct JsonTimings {
     decode_tokens: usize,
     decode_ms: f64,
     decode_tokens_per_s: f64,
+    /// Tokens guessed with --draft, and how many the model kept.
+    draft_tokens: usize,
+    draft_accepted: usize,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -127,6 +132,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         stop: args.stop.clone(),
         ignore_eos: args.ignore_eos,
         show_special: args.show_special,
+        draft: args.draft.drafting(),
     };
     // An explicit empty system message means "the template's own".
     let system = match &args.system {
@@ -197,10 +203,11 @@ fn run_remote(args: &Args) -> anyhow::Result<()> {
     for (given, flag) in [
         (args.ignore_eos, "--ignore-eos"),
         (args.show_special, "--show-special"),
+        (args.draft.draft.is_some(), "--draft"),
     ] {
         if given {
             anyhow::bail!(
-                "{flag} is a local-model option: {}'s provider decides where a reply ends and what it shows",
+                "{flag} is a local-model option: {}'s provider decides how it generates, where a reply ends and what it shows",
                 args.model
             );
         }
@@ -361,6 +368,8 @@ fn print_json(model: &str, g: &Generated) -> anyhow::Result<()> {
             decode_tokens: t.decode_tokens,
             decode_ms: t.decode.as_secs_f64() * 1e3,
             decode_tokens_per_s: t.decode_tokens_per_s(),
+            draft_tokens: t.drafted,
+            draft_accepted: t.draft_accepted,
         },
     };
     println!("{}", serde_json::to_string_pretty(&out)?);

@@ -46,6 +46,10 @@ pub struct Args {
     /// Largest context per sequence in tokens (default: the model's).
     #[arg(long)]
     ctx_size: Option<usize>,
+    /// Speculative decoding for local models, while at most two requests
+    /// are decoding at once.
+    #[command(flatten)]
+    draft: local::DraftArgs,
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 4 << 20)]
     max_body_bytes: usize,
@@ -130,6 +134,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         kv_cache_bytes: args.kv_cache_mb << 20,
         threads,
         context: args.ctx_size,
+        draft: args.draft.drafting(),
         ..SchedulerConfig::default()
     };
     let policy = Arc::new(policy);
