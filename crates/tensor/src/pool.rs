@@ -12,6 +12,15 @@
 //! pieces of it until none are left (see [`ThreadPool::run`]). The caller
 //! never waits for a worker that has not started on the job yet, so a worker
 //! that the OS has descheduled costs the job its help, not a time slice.
+//!
+//! A worker descheduled while it holds a piece does cost a time slice: the
+//! caller cannot finish the job without that piece. On a machine whose
+//! other processes keep the cores busy this can happen on many jobs, and
+//! the caller alone may then be faster than caller and workers together.
+//! `Sharing` watches for it: while the caller spends a good part of its
+//! time waiting for stalled workers, the pool tries running jobs on the
+//! caller alone for a while and keeps whichever way is faster per job. On
+//! an idle machine nobody stalls and nothing changes.
 
 use std::cell::UnsafeCell;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
@@ -63,6 +72,7 @@ pub struct ThreadPool {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
     n_threads: usize,
+    sharing: Mutex<Sharing>,
 }
 
 impl std::fmt::Debug for ThreadPool {
@@ -101,6 +111,7 @@ impl ThreadPool {
             shared,
             workers,
             n_threads,
+            sharing: Mutex::new(Sharing::default()),
         }
     }
 
@@ -119,6 +130,12 @@ impl ThreadPool {
     pub fn run(&self, job: &(dyn Fn(usize) + Sync)) {
         if self.n_threads == 1 {
             job(0);
+            return;
+        }
+        let start = Instant::now();
+        if lock(&self.sharing).solo() {
+            job(0);
+            lock(&self.sharing).record(start.elapsed(), Duration::ZERO);
             return;
         }
         let shared = &*self.shared;
@@ -141,9 +158,12 @@ impl ThreadPool {
             }
         }
         let own = catch_unwind(AssertUnwindSafe(|| job(0)));
+        let own_end = Instant::now();
         // Admit nobody new, then wait for those inside to finish.
         shared.state.fetch_or(CLOSED, Ordering::AcqRel);
         wait_until(|| shared.state.load(Ordering::Acquire) == CLOSED);
+        let end = Instant::now();
+        lock(&self.sharing).record(end - start, end - own_end);
         // SAFETY: every worker that entered has left.
         unsafe { *shared.job.get() = None };
         let worker_panicked = shared.panicked.swap(false, Ordering::AcqRel);
@@ -153,6 +173,123 @@ impl ThreadPool {
         if worker_panicked {
             panic!("a worker thread panicked while running a job");
         }
+    }
+}
+
+/// Whether jobs run on every thread or on the caller alone, chosen epoch by
+/// epoch from how the last ones went.
+///
+/// Jobs run shared ([`Mode::Shared`]) unless, over an epoch of
+/// [`EPOCH_JOBS`] jobs, the caller spent more than [`STALLED_SHARE`] of the
+/// time waiting for workers to finish their pieces after its own were done
+/// (a worker descheduled mid-piece). Then the next epoch runs on the caller
+/// alone as a trial; if its jobs took less time each than the recent shared
+/// epochs' (by [`SOLO_MARGIN`]), jobs stay on the caller alone for
+/// [`SOLO_EPOCHS`] epochs before sharing is measured again, else sharing
+/// resumes and no trial is made for [`SOLO_EPOCHS`] epochs, twice as many
+/// after each failed trial in a row (up to [`MAX_HOLD`]).
+#[derive(Debug, Default)]
+struct Sharing {
+    mode: Mode,
+    /// Jobs, wall time and time spent waiting for stalled workers in the
+    /// current epoch.
+    jobs: u32,
+    wall: Duration,
+    stalled: Duration,
+    /// Wall time per job of the recent shared epochs (each epoch's
+    /// average with the one before).
+    shared_per_job: Option<Duration>,
+    /// Epochs to go in the current mode before it is reconsidered.
+    hold: u32,
+    /// Epochs without a trial after the next failed one: doubled by each
+    /// failure, so that an idle machine's rare stalls cost ever fewer
+    /// trials.
+    fail_hold: u32,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Mode {
+    #[default]
+    Shared,
+    /// A trial epoch on the caller alone.
+    Trial,
+    /// On the caller alone, having been faster in a trial.
+    Solo,
+}
+
+/// Jobs per epoch: enough to span several tokens' worth of a decode step's
+/// jobs, so that epochs hold the same mix of large and small ones.
+const EPOCH_JOBS: u32 = 1024;
+/// The share of an epoch's time spent waiting for stalled workers above
+/// which running alone is tried.
+const STALLED_SHARE: f64 = 0.3;
+/// How much faster per job running alone must be to be kept.
+const SOLO_MARGIN: f64 = 0.95;
+/// Epochs a decision holds.
+const SOLO_EPOCHS: u32 = 8;
+/// The most epochs without a trial after trials that failed in a row.
+const MAX_HOLD: u32 = 64;
+
+impl Sharing {
+    fn solo(&self) -> bool {
+        self.mode != Mode::Shared
+    }
+
+    /// Records a job that took `wall`, of which the caller spent `stalled`
+    /// waiting for workers after its own part.
+    fn record(&mut self, wall: Duration, stalled: Duration) {
+        self.jobs += 1;
+        self.wall += wall;
+        self.stalled += stalled;
+        if self.jobs < EPOCH_JOBS {
+            return;
+        }
+        let per_job = self.wall / self.jobs;
+        let stalled_share = self.stalled.as_secs_f64() / self.wall.as_secs_f64().max(1e-9);
+        self.mode = match self.mode {
+            Mode::Shared => {
+                // Epochs differ by a fifth on a busy machine: compare with
+                // the recent ones, not the last alone.
+                self.shared_per_job = Some(match self.shared_per_job {
+                    Some(before) => (before + per_job) / 2,
+                    None => per_job,
+                });
+                if self.hold > 0 {
+                    self.hold -= 1;
+                    Mode::Shared
+                } else if stalled_share > STALLED_SHARE {
+                    Mode::Trial
+                } else {
+                    Mode::Shared
+                }
+            }
+            Mode::Trial => {
+                let faster = self
+                    .shared_per_job
+                    .is_some_and(|s| per_job.as_secs_f64() < s.as_secs_f64() * SOLO_MARGIN);
+                if faster {
+                    self.hold = SOLO_EPOCHS;
+                    self.fail_hold = SOLO_EPOCHS;
+                    Mode::Solo
+                } else {
+                    self.fail_hold = self.fail_hold.clamp(SOLO_EPOCHS, MAX_HOLD);
+                    self.hold = self.fail_hold;
+                    self.fail_hold = (self.fail_hold * 2).min(MAX_HOLD);
+                    Mode::Shared
+                }
+            }
+            Mode::Solo if self.hold > 1 => {
+                self.hold -= 1;
+                Mode::Solo
+            }
+            Mode::Solo => {
+                self.hold = 0;
+                Mode::Shared
+            }
+        };
+        self.jobs = 0;
+        self.wall = Duration::ZERO;
+        self.stalled = Duration::ZERO;
     }
 }
 
@@ -428,6 +565,81 @@ mod tests {
                 assert_eq!(data, want, "{threads} threads, {n_rows} rows");
             }
         }
+    }
+
+    /// An epoch of jobs of `wall` each, `stalled` of it waiting.
+    fn epoch(s: &mut Sharing, wall_us: u64, stalled_us: u64) {
+        for _ in 0..EPOCH_JOBS {
+            s.record(
+                Duration::from_micros(wall_us),
+                Duration::from_micros(stalled_us),
+            );
+        }
+    }
+
+    #[test]
+    fn sharing_stays_while_nobody_stalls() {
+        let mut s = Sharing::default();
+        for _ in 0..20 {
+            epoch(&mut s, 50, 2);
+            assert_eq!(s.mode, Mode::Shared);
+        }
+    }
+
+    #[test]
+    fn stalls_bring_a_trial_alone_kept_only_when_faster() {
+        let mut s = Sharing::default();
+        // Half the time waiting: try alone.
+        epoch(&mut s, 60, 30);
+        assert_eq!(s.mode, Mode::Trial);
+        // Alone is faster per job: kept for SOLO_EPOCHS epochs, then
+        // sharing is measured again.
+        epoch(&mut s, 45, 0);
+        assert_eq!(s.mode, Mode::Solo);
+        for _ in 1..SOLO_EPOCHS {
+            epoch(&mut s, 45, 0);
+            assert_eq!(s.mode, Mode::Solo);
+        }
+        epoch(&mut s, 45, 0);
+        assert_eq!(s.mode, Mode::Shared);
+        // Still stalling: another trial, which is slower this time; sharing
+        // resumes and no trial comes for SOLO_EPOCHS epochs.
+        epoch(&mut s, 60, 30);
+        assert_eq!(s.mode, Mode::Trial);
+        epoch(&mut s, 70, 0);
+        assert_eq!(s.mode, Mode::Shared);
+        for _ in 0..SOLO_EPOCHS {
+            epoch(&mut s, 60, 30);
+            assert_eq!(s.mode, Mode::Shared);
+        }
+        epoch(&mut s, 60, 30);
+        assert_eq!(s.mode, Mode::Trial);
+        // Failing again: twice as long without a trial.
+        epoch(&mut s, 70, 0);
+        for _ in 0..2 * SOLO_EPOCHS {
+            epoch(&mut s, 60, 30);
+            assert_eq!(s.mode, Mode::Shared);
+        }
+        epoch(&mut s, 60, 30);
+        assert_eq!(s.mode, Mode::Trial);
+    }
+
+    #[test]
+    fn jobs_run_alone_in_solo_mode() {
+        let pool = ThreadPool::new(2);
+        {
+            let mut s = lock(&pool.sharing);
+            s.mode = Mode::Solo;
+            s.hold = SOLO_EPOCHS;
+        }
+        let seen = AtomicUsize::new(0);
+        for _ in 0..100 {
+            pool.run(&|i| {
+                seen.fetch_or(1 << i, Ordering::Relaxed);
+            });
+        }
+        assert_eq!(seen.load(Ordering::Relaxed), 1, "a worker ran a job");
+        assert!(run_items(&pool, 37).iter().all(|&h| h == 1));
     }
 
     #[test]
