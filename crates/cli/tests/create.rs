@@ -5,10 +5,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 
@@ -57,15 +57,6 @@ fn ids(v: &Value) -> Vec<u64> {
         .iter()
         .map(|t| t.as_u64().or_else(|| t["id"].as_u64()).unwrap())
         .collect()
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
@@ -118,31 +109,8 @@ fn a_user_model_is_honoured_everywhere() {
     assert_eq!(ids(&explain["tokens"]), prompt);
 
     // Both server APIs, with no sampling settings in the requests.
-    let mut child = lucid(h)
-        .args([
-            "serve",
-            "--port",
-            "0",
-            "--model",
-            "pirate",
-            "--threads",
-            "2",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let server = Server(child);
-    let base = line.trim().rsplit_once(" on ").unwrap().1.to_owned();
-    let client = reqwest::blocking::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
+    let server = common::Server::start(lucid(h), &["--model", "pirate", "--threads", "2"]);
+    let (base, client) = (&server.base, &server.client);
     let messages = json!([{"role": "user", "content": QUESTION}]);
     let openai: Value = client
         .post(format!("{base}/v1/chat/completions"))

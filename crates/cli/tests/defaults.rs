@@ -10,10 +10,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use serde_json::{Value, json};
 
@@ -48,15 +48,6 @@ impl Home {
 impl Drop for Home {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -111,32 +102,8 @@ fn the_cli_both_server_apis_and_the_glass_box_build_the_same_prompt() {
     assert_eq!(glass, cli_prompt, "explain --chat and run differ");
 
     // The server, both APIs.
-    let mut child = home
-        .lucid()
-        .args([
-            "serve",
-            "--port",
-            "0",
-            "--model",
-            "smollm2",
-            "--threads",
-            "2",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let server = Server(child);
-    let base = line.trim().rsplit_once(" on ").unwrap().1.to_owned();
-    let client = reqwest::blocking::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
+    let server = common::Server::start(home.lucid(), &["--model", "smollm2", "--threads", "2"]);
+    let (base, client) = (&server.base, &server.client);
     // Every route answers as JSON; any failure to send or parse fails the test.
     let post = |path: &str, body: Value| -> Value {
         client
@@ -221,7 +188,7 @@ fn the_cli_both_server_apis_and_the_glass_box_build_the_same_prompt() {
     );
 
     // `lucid ps` lists what the server holds.
-    let out = home.lucid().args(["ps", "--host", &base]).output().unwrap();
+    let out = home.lucid().args(["ps", "--host", base]).output().unwrap();
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -236,10 +203,10 @@ fn the_cli_both_server_apis_and_the_glass_box_build_the_same_prompt() {
 
     // `lucid stop` unloads it: `ps` holds nothing, the model stays listed,
     // and the next request loads it again and answers as before.
-    let ps = |home: &Home| home.lucid().args(["ps", "--host", &base]).output().unwrap();
+    let ps = |home: &Home| home.lucid().args(["ps", "--host", base]).output().unwrap();
     let out = home
         .lucid()
-        .args(["stop", "smollm2", "--host", &base])
+        .args(["stop", "smollm2", "--host", base])
         .output()
         .unwrap();
     assert!(
@@ -271,7 +238,7 @@ fn the_cli_both_server_apis_and_the_glass_box_build_the_same_prompt() {
     assert!(table.contains("smollm2:latest"), "{table}");
     let out = home
         .lucid()
-        .args(["stop", "nope", "--host", &base])
+        .args(["stop", "nope", "--host", base])
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&out.stderr);

@@ -5,10 +5,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use serde_json::{Value, json};
 
@@ -33,15 +33,6 @@ fn lucid(home: &std::path::Path) -> Command {
         .env("LUCID_PYPI_URL", "http://127.0.0.1:9/pypi")
         .env("NO_COLOR", "1");
     cmd
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn run_json(home: &std::path::Path, extra: &[&str]) -> Value {
@@ -80,33 +71,17 @@ fn drafting_changes_the_speed_not_the_answer() {
     );
 
     // The server drafts too, and answers the same text.
-    let mut child = lucid(&home)
-        .args([
-            "serve",
-            "--port",
-            "0",
-            "--threads",
-            "2",
-            "--draft",
-            "lookup",
-        ])
-        .arg("--model")
-        .arg(model())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _server = Server(child);
-    let base = line.trim().rsplit_once(" on ").unwrap().1.to_owned();
-    let client = reqwest::blocking::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
+    let model = model();
+    let args = [
+        "--threads",
+        "2",
+        "--draft",
+        "lookup",
+        "--model",
+        model.to_str().unwrap(),
+    ];
+    let server = common::Server::start(lucid(&home), &args);
+    let (base, client) = (&server.base, &server.client);
     let reply: Value = client
         .post(format!("{base}/v1/chat/completions"))
         .json(&json!({

@@ -15,8 +15,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Output, Stdio};
+use std::io::Read;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use lucid_provider_fakes::{
@@ -104,63 +104,6 @@ impl Setup {
         let requests = self.fake.requests();
         assert_eq!(requests.len(), 1, "{requests:#?}");
         self.vendor.check_request(&requests[0], stream);
-    }
-}
-
-/// A running `lucid serve`, killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-    client: reqwest::blocking::Client,
-}
-
-impl Server {
-    /// Starts `cmd` (a `lucid` command) as `serve --port 0 [args]` and waits
-    /// for the line that says where it listens.
-    fn start(mut cmd: Command, args: &[&str]) -> Server {
-        let mut child = cmd
-            .args(["serve", "--port", "0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let Some((_, addr)) = line.trim().rsplit_once(" on ") else {
-            let _ = child.kill();
-            panic!("lucid serve did not say where it listens: {line:?}");
-        };
-        let client = reqwest::blocking::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap();
-        Server {
-            child,
-            base: addr.to_string(),
-            client,
-        }
-    }
-
-    /// `POST /v1/chat/completions` with `body`; the status and the body.
-    fn chat(&self, body: Value) -> (u16, String) {
-        let response = self
-            .client
-            .post(format!("{}/v1/chat/completions", self.base))
-            .json(&body)
-            .send()
-            .unwrap();
-        (response.status().as_u16(), response.text().unwrap())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -269,7 +212,7 @@ fn a_rejected_key_names_the_provider(vendor: Provider) {
 /// (or, for `compat:`, the default config file) configures.
 fn serves_the_provider(vendor: Provider) {
     let setup = Setup::start(vendor);
-    let server = Server::start(setup.lucid(KEY, None), &[]);
+    let server = common::Server::start(setup.lucid(KEY, None), &[]);
     let request = json!({
         "model": vendor.model(),
         "messages": [{"role": "user", "content": PROMPT}],
@@ -373,7 +316,7 @@ fn serve_reads_the_named_providers_config() {
     let default = setup.home.path().join("config/lucid/providers.toml");
     let elsewhere = setup.home.path().join("endpoints.toml");
     std::fs::rename(&default, &elsewhere).unwrap();
-    let server = Server::start(
+    let server = common::Server::start(
         setup.lucid(KEY, None),
         &["--providers-config", elsewhere.to_str().unwrap()],
     );

@@ -6,9 +6,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -52,15 +53,6 @@ fn fails_cleanly_saying(cmd: &mut Command, expected: &str) {
     assert!(stderr.contains(expected), "no {expected:?} in: {stderr}");
 }
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn a_template_that_grows_a_string_without_bound_fails_alone() {
     let home = tempfile::tempdir().unwrap();
@@ -101,23 +93,8 @@ fn a_template_that_grows_a_string_without_bound_fails_alone() {
 
     // The server answers that request with a 400 naming the bound, and
     // goes on answering.
-    let mut child = lucid(h)
-        .args(["serve", "--port", "0", "--model", "boom", "--threads", "2"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _server = Server(child);
-    let base = line.trim().rsplit_once(" on ").unwrap().1.to_owned();
-    let client = reqwest::blocking::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
+    let server = common::Server::start(lucid(h), &["--model", "boom", "--threads", "2"]);
+    let (base, client) = (&server.base, &server.client);
     let chat = |content: &str| {
         client
             .post(format!("{base}/v1/chat/completions"))
