@@ -33,6 +33,16 @@ pub enum Drafting {
     PromptLookup(PromptLookup),
 }
 
+impl Drafting {
+    /// The pace a sequence starts drafting at (never drafting when off).
+    pub fn pace(self) -> DraftPace {
+        DraftPace::new(match self {
+            Drafting::Off => 0,
+            Drafting::PromptLookup(lookup) => lookup.max_draft,
+        })
+    }
+}
+
 /// Drafts by prompt lookup: find the sequence's last `n` tokens earlier in
 /// it (the longest `n` from `max_ngram` down to `min_ngram` that occurs) and
 /// guess that what followed them then follows them now.

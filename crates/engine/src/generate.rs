@@ -8,7 +8,7 @@ use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use crate::batch::{LogitsFor, SeqInput};
-use crate::draft::{DraftPace, Drafting};
+use crate::draft::Drafting;
 use crate::error::{EngineError, Result};
 use crate::hooks::Hooks;
 use crate::kv_cache::KvCache;
@@ -251,20 +251,13 @@ fn run(
     let start = Instant::now();
     let mut decode_start = start;
     let mut draft = Vec::new();
-    let mut pace = match drafting {
-        Drafting::Off => DraftPace::new(0),
-        Drafting::PromptLookup(lookup) => DraftPace::new(lookup.max_draft),
-    };
+    let mut pace = drafting.pace();
     let stop = 'run: loop {
         draft.clear();
         if !seq.generated().is_empty()
             && let Drafting::PromptLookup(lookup) = drafting
         {
-            // Room for the guesses and the token after the last of them.
-            let room = (seq.max_new().saturating_sub(seq.generated().len()))
-                .min(seq.cache().limit().saturating_sub(seq.tokens().len()))
-                .saturating_sub(1)
-                .min(pace.next_allowance());
+            let room = seq.draft_room().min(pace.next_allowance());
             lookup.draft(seq.tokens(), room, &mut draft);
         }
         if draft.is_empty() {

@@ -217,6 +217,14 @@ impl<'m> Sequence<'m> {
         }
     }
 
+    /// The most guesses the next pass may check: room for them and the
+    /// token after the last of them within the token limit and the context.
+    pub fn draft_room(&self) -> usize {
+        (self.max_new.saturating_sub(self.generated().len()))
+            .min(self.cache.limit().saturating_sub(self.tokens.len()))
+            .saturating_sub(1)
+    }
+
     /// Forgets what the cache holds beyond the accepted tokens (the guesses
     /// that were wrong) after a pass over [`Sequence::input_with_draft`].
     pub fn settle(&mut self) {

@@ -613,10 +613,7 @@ fn admit<'m>(
         tx: p.tx,
         cancel: p.cancel,
         draft: Vec::new(),
-        pace: DraftPace::new(match s.config.draft {
-            Drafting::Off => 0,
-            Drafting::PromptLookup(lookup) => lookup.max_draft,
-        }),
+        pace: s.config.draft.pace(),
     })
 }
 
@@ -648,15 +645,10 @@ fn step<'m>(
             if decoding <= DRAFT_MAX_DECODERS
                 && let Drafting::PromptLookup(lookup) = s.config.draft
             {
-                // Room in the reservation and the context for the guesses
-                // and the token after the last of them.
+                // Within the sequence's reservation as well.
                 let seq = &q.seq;
-                let room = (q.reserved / bpp)
-                    .min(seq.cache().limit())
-                    .saturating_sub(seq.tokens().len())
-                    .min(seq.max_new().saturating_sub(seq.generated().len()))
-                    .saturating_sub(1)
-                    .min(q.pace.next_allowance());
+                let reserved = (q.reserved / bpp).saturating_sub(seq.tokens().len() + 1);
+                let room = seq.draft_room().min(reserved).min(q.pace.next_allowance());
                 lookup.draft(seq.tokens(), room, &mut q.draft);
             }
             plan.push((i, 1 + q.draft.len(), true));
