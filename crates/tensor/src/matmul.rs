@@ -144,6 +144,11 @@ thread_local! {
         std::cell::RefCell::new(kernels::PreparedRows::default());
 }
 
+/// Tokens whose activations one chunk of weight rows works through before
+/// the next: a multiple of four (the kernels' token group), and small enough
+/// that a block of the widest activation rows stays in the L2 cache.
+const TOKEN_BLOCK: usize = 64;
+
 /// Matrix products run together in one parallel region, at most.
 const MAX_PARTS: usize = 8;
 /// Contiguous ranges of chunks handed to the participants of a region.
@@ -280,21 +285,66 @@ fn matmul_group(pool: &ThreadPool, isa: Isa, jobs: &mut [Option<MatmulJob<'_>>])
             return;
         }
         let mut tmp = [0f32; 4];
-        for r in r0..r1 {
-            let w_row = p.w.row(r);
-            for line in (0..w_row.len()).step_by(64) {
-                kernels::prefetch_ahead(w_row.as_ptr().wrapping_add(line));
-            }
-            let mut t = 0;
-            while t < p.n_tokens {
-                let nt = (p.n_tokens - t).min(4);
-                kernels::dot_rows_usable(isa, p.w.dtype, p.w.cols, w_row, p.x, t, &mut tmp[..nt]);
-                for (k, v) in tmp[..nt].iter().enumerate() {
-                    // SAFETY: (t + k, r) is written by this chunk alone.
-                    unsafe { p.out.slice((t + k) * p.w.rows + r, 1)[0] = *v };
+        // Tokens in blocks, so that a block's activations stay in cache
+        // while the chunk's rows pass over them, however many tokens there
+        // are. Blocks are whole groups of four, so every output is the same
+        // kernel call on the same rows as without blocks.
+        let mut block = 0;
+        while block < p.n_tokens {
+            let block_end = (block + TOKEN_BLOCK).min(p.n_tokens);
+            let mut r = r0;
+            // Two rows at a time where a kernel for that exists.
+            while r + 2 <= r1 {
+                let rows = [p.w.row(r), p.w.row(r + 1)];
+                let mut pair = [[0f32; 4]; 2];
+                let mut t = block;
+                let mut done = true;
+                while t < block_end {
+                    let nt = (block_end - t).min(4);
+                    if !kernels::dot_2rows_usable(isa, p.w.dtype, rows, p.x, t, nt, &mut pair) {
+                        done = false;
+                        break;
+                    }
+                    for (k, row) in pair.iter().enumerate() {
+                        for (j, v) in row[..nt].iter().enumerate() {
+                            // SAFETY: (t + j, r + k) is written by this chunk alone.
+                            unsafe { p.out.slice((t + j) * p.w.rows + r + k, 1)[0] = *v };
+                        }
+                    }
+                    t += nt;
                 }
-                t += nt;
+                if !done {
+                    break;
+                }
+                r += 2;
             }
+            for r in r..r1 {
+                let w_row = p.w.row(r);
+                if block == 0 {
+                    for line in (0..w_row.len()).step_by(64) {
+                        kernels::prefetch_ahead(w_row.as_ptr().wrapping_add(line));
+                    }
+                }
+                let mut t = block;
+                while t < block_end {
+                    let nt = (block_end - t).min(4);
+                    kernels::dot_rows_usable(
+                        isa,
+                        p.w.dtype,
+                        p.w.cols,
+                        w_row,
+                        p.x,
+                        t,
+                        &mut tmp[..nt],
+                    );
+                    for (k, v) in tmp[..nt].iter().enumerate() {
+                        // SAFETY: (t + k, r) is written by this chunk alone.
+                        unsafe { p.out.slice((t + k) * p.w.rows + r, 1)[0] = *v };
+                    }
+                    t += nt;
+                }
+            }
+            block = block_end;
         }
     };
     pool.run(&|index| {

@@ -178,7 +178,7 @@ impl Activation {
     /// Applies the activation to every value of `x`.
     pub fn apply_all(self, x: &mut [f32]) {
         #[cfg(x86_kernels)]
-        if Isa::current().has_avx2() && matches!(self, Activation::Silu | Activation::GeluTanh) {
+        if Isa::current().has_avx2() && self != Activation::Relu {
             // SAFETY: the CPU has AVX2 and FMA.
             return unsafe { avx2::activate(self, x, None) };
         }
@@ -191,7 +191,7 @@ impl Activation {
     /// GeGLU.
     pub fn glu(self, gate: &mut [f32], up: &[f32]) {
         #[cfg(x86_kernels)]
-        if Isa::current().has_avx2() && matches!(self, Activation::Silu | Activation::GeluTanh) {
+        if Isa::current().has_avx2() && self != Activation::Relu {
             // SAFETY: the CPU has AVX2 and FMA.
             return unsafe { avx2::activate(self, gate, Some(up)) };
         }
@@ -275,6 +275,43 @@ mod avx2 {
         _mm256_mul_ps(p, _mm256_castsi256_ps(pow2))
     }
 
+    /// The exact GELU, `x·(1 + erf(x/√2))/2`, for eight lanes. erf comes
+    /// from its complement, `erfc(a) = t·exp(-a² + P(t))` with `t = 1/(1 +
+    /// a/2)` and Numerical Recipes' degree-9 polynomial (relative error of
+    /// erfc under 1.2e-7 for every `a ≥ 0`).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn gelu_erf(v: __m256) -> __m256 {
+        const P: [f32; 10] = [
+            0.170_872_77,
+            -0.822_152_23,
+            1.488_515_9,
+            -1.135_204,
+            0.278_868_07,
+            -0.186_288_06,
+            0.096_784_18,
+            0.374_091_96,
+            1.000_023_7,
+            -1.265_512_2,
+        ];
+        let one = _mm256_set1_ps(1.0);
+        let z = _mm256_mul_ps(v, _mm256_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
+        let a = _mm256_andnot_ps(_mm256_set1_ps(-0.0), z);
+        let t = _mm256_div_ps(one, _mm256_fmadd_ps(a, _mm256_set1_ps(0.5), one));
+        let mut p = _mm256_set1_ps(P[0]);
+        for &c in &P[1..] {
+            p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(c));
+        }
+        let erfc = _mm256_mul_ps(t, exp(_mm256_fnmadd_ps(a, a, p)));
+        // erf(z) = ±(1 - erfc(|z|)), the sign of z.
+        let sign = _mm256_and_ps(z, _mm256_set1_ps(-0.0));
+        let erf = _mm256_xor_ps(_mm256_sub_ps(one, erfc), sign);
+        _mm256_mul_ps(
+            _mm256_mul_ps(v, _mm256_set1_ps(0.5)),
+            _mm256_add_ps(one, erf),
+        )
+    }
+
     /// `x[i] = exp(x[i] - max)`; returns the sum.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn exp_sub_sum(x: &mut [f32], max: f32) -> f64 {
@@ -315,6 +352,15 @@ mod avx2 {
             // SAFETY: i + 8 <= n for x (and up).
             unsafe {
                 let v = _mm256_loadu_ps(x.as_ptr().add(i));
+                if act == Activation::GeluErf {
+                    let mut y = gelu_erf(v);
+                    if let Some(u) = up {
+                        y = _mm256_mul_ps(y, _mm256_loadu_ps(u.as_ptr().add(i)));
+                    }
+                    _mm256_storeu_ps(x.as_mut_ptr().add(i), y);
+                    i += 8;
+                    continue;
+                }
                 let z = match act {
                     Activation::GeluTanh => {
                         let v3 = _mm256_mul_ps(_mm256_mul_ps(v, v), v);
@@ -493,7 +539,7 @@ mod tests {
     fn vector_activations_match_the_scalar_ones() {
         let x: Vec<f32> = (0..203).map(|i| (i as f32 - 100.0) * 0.11).collect();
         let up: Vec<f32> = (0..203).map(|i| (i as f32 * 0.3).cos()).collect();
-        for act in [Activation::Silu, Activation::GeluTanh] {
+        for act in [Activation::Silu, Activation::GeluTanh, Activation::GeluErf] {
             let mut got = x.clone();
             act.apply_all(&mut got);
             let mut gated = x.clone();

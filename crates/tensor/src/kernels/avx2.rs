@@ -214,6 +214,40 @@ pub unsafe fn dot_f32<const NT: usize>(w: &[f32], a: [&[f32]; NT], out: &mut [f3
     }
 }
 
+/// `out[r][t] = dot(w[r], a[t])` for two f32 weight rows at once: each
+/// activation load serves both rows. Every pair has its own accumulator,
+/// summed as [`dot_f32`] sums it, so the results are the same bits.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_f32_2rows<const NT: usize>(
+    w: [&[f32]; 2],
+    a: [&[f32]; NT],
+    out: &mut [[f32; 4]; 2],
+) {
+    let n = w[0].len();
+    let mut acc = [[_mm256_setzero_ps(); NT]; 2];
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: i + 8 <= n and every row has n values.
+        let w0 = unsafe { _mm256_loadu_ps(w[0].as_ptr().add(i)) };
+        let w1 = unsafe { _mm256_loadu_ps(w[1].as_ptr().add(i)) };
+        for t in 0..NT {
+            let av = unsafe { _mm256_loadu_ps(a[t].as_ptr().add(i)) };
+            acc[0][t] = _mm256_fmadd_ps(w0, av, acc[0][t]);
+            acc[1][t] = _mm256_fmadd_ps(w1, av, acc[1][t]);
+        }
+        i += 8;
+    }
+    for r in 0..2 {
+        for t in 0..NT {
+            let mut s = hsum(acc[r][t]);
+            for j in i..n {
+                s += w[r][j] * a[t][j];
+            }
+            out[r][t] = s;
+        }
+    }
+}
+
 /// `out[t] = dot(w, a[t])` for f16 weights (as raw halves) and f32 activations.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot_f16<const NT: usize>(w: &[[u8; 2]], a: [&[f32]; NT], out: &mut [f32]) {

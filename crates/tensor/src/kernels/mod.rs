@@ -229,6 +229,37 @@ pub(crate) fn dot_rows_usable(
     }
 }
 
+/// [`dot_rows_usable`] for two weight rows at once, where a kernel for
+/// that exists (f32 weights on AVX2): `out[r][t]` for row `r` and token
+/// `first + t`, the same values as two calls of [`dot_rows_usable`].
+/// Returns false, touching nothing, where none does.
+pub(crate) fn dot_2rows_usable(
+    isa: Isa,
+    wtype: DType,
+    w_rows: [&[u8]; 2],
+    a: ActRows<'_>,
+    first: usize,
+    nt: usize,
+    out: &mut [[f32; 4]; 2],
+) -> bool {
+    #[cfg(x86_kernels)]
+    if isa.has_avx2() && wtype == DType::F32 {
+        let w = [cast_slice(w_rows[0]), cast_slice(w_rows[1])];
+        // SAFETY: the CPU has AVX2 and FMA.
+        unsafe {
+            match nt {
+                1 => avx2::dot_f32_2rows::<1>(w, f32_rows(a, first), out),
+                2 => avx2::dot_f32_2rows::<2>(w, f32_rows(a, first), out),
+                3 => avx2::dot_f32_2rows::<3>(w, f32_rows(a, first), out),
+                _ => avx2::dot_f32_2rows::<4>(w, f32_rows(a, first), out),
+            }
+        }
+        return true;
+    }
+    let _ = (isa, wtype, w_rows, a, first, nt, out);
+    false
+}
+
 fn f32_rows<'a, const NT: usize>(a: ActRows<'a>, first: usize) -> [&'a [f32]; NT] {
     match a {
         ActRows::F32 { data, n } => {
