@@ -23,6 +23,18 @@ pub enum TokenizerError {
     #[error("unknown pre-tokenizer `{0}` (tokenizer.ggml.pre)")]
     UnsupportedPreTokenizer(String),
 
+    /// A length to cut a text to leaves no room for the text between the
+    /// special tokens the model adds.
+    #[error("cannot cut a text to {max_tokens} tokens: the model adds {added} special tokens")]
+    TooShortToTruncate { max_tokens: usize, added: usize },
+
+    /// Joining two texts into one input needs the post-processor of a
+    /// Hugging Face `tokenizer.json`.
+    #[error(
+        "this tokenizer has no template for joining a pair of texts (tokenizer.json's post_processor)"
+    )]
+    NoPairTemplate,
+
     /// The vocabulary has no tokens.
     #[error("the vocabulary is empty")]
     EmptyVocab,

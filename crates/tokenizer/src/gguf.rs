@@ -33,6 +33,9 @@ pub(crate) struct Loaded {
 
 pub(crate) fn load(meta: &Metadata) -> Result<Loaded, TokenizerError> {
     let model_name = meta.str(MODEL)?;
+    if model_name == "bert" {
+        return load_wordpiece(meta);
+    }
     let is_spm = match model_name {
         "llama" => true,
         "gpt2" => false,
@@ -125,6 +128,62 @@ pub(crate) fn load(meta: &Metadata) -> Result<Loaded, TokenizerError> {
         leading_space,
         add_bos,
         add_eos,
+        chat_template: meta.opt_str(CHAT_TEMPLATE)?.map(str::to_owned),
+    })
+}
+
+/// `tokenizer.ggml.model = bert`: WordPiece, run through the `tokenizers`
+/// pipeline of a BERT checkpoint ([`crate::hf::load_wordpiece`]). CLS and
+/// SEP are llama.cpp's keys for them, else BOS and EOS, else the usual
+/// `[CLS]`/`[SEP]` texts.
+fn load_wordpiece(meta: &Metadata) -> Result<Loaded, TokenizerError> {
+    let tokens = meta.str_array(TOKENS)?;
+    let tokens: Vec<&str> = tokens.iter().collect();
+    let control: Vec<bool> = match meta.opt_i32_array(TOKEN_TYPE)? {
+        Some(types) => (0..tokens.len())
+            .map(|i| {
+                types
+                    .get(i)
+                    .is_some_and(|&t| Attr::from_gguf_type(t).is_special())
+            })
+            .collect(),
+        None => tokens
+            .iter()
+            .map(|t| t.starts_with('[') && t.ends_with(']'))
+            .collect(),
+    };
+    let by_text = |text: &str| tokens.iter().position(|t| *t == text).map(|i| i as u32);
+    let id = |keys: &[&str], text: &str| -> Result<u32, TokenizerError> {
+        for key in keys {
+            if let Some(id) = special_id(meta, key)? {
+                return Ok(id);
+            }
+        }
+        by_text(text).ok_or(TokenizerError::MissingSpecial("WordPiece CLS, SEP or UNK"))
+    };
+    let ids = crate::hf::WordPieceIds {
+        cls: id(
+            &["tokenizer.ggml.cls_token_id", "tokenizer.ggml.bos_token_id"],
+            "[CLS]",
+        )?,
+        sep: id(
+            &[
+                "tokenizer.ggml.seperator_token_id",
+                "tokenizer.ggml.eos_token_id",
+            ],
+            "[SEP]",
+        )?,
+        unk: id(&["tokenizer.ggml.unknown_token_id"], "[UNK]")?,
+    };
+    let source = std::path::Path::new("<GGUF tokenizer.ggml.tokens>");
+    let l = crate::hf::load_wordpiece(source, &tokens, &control, ids)?;
+    Ok(Loaded {
+        vocab: l.vocab,
+        model: Model::Hf(Box::new(l.model)),
+        style: l.style,
+        leading_space: l.leading_space,
+        add_bos: l.add_bos,
+        add_eos: l.add_eos,
         chat_template: meta.opt_str(CHAT_TEMPLATE)?.map(str::to_owned),
     })
 }

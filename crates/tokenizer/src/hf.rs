@@ -10,7 +10,10 @@
 use std::path::Path;
 
 use serde::Deserialize;
-use tokenizers::Tokenizer as HfTokenizer;
+use tokenizers::utils::truncation::{
+    TruncationDirection, TruncationParams, TruncationStrategy, truncate_encodings,
+};
+use tokenizers::{Encoding, PostProcessor, Tokenizer as HfTokenizer};
 
 use crate::error::TokenizerError;
 use crate::vocab::{Attr, SpecialIds, Vocab};
@@ -117,6 +120,45 @@ impl HfModel {
     }
 }
 
+impl HfModel {
+    /// The ids and segments of a text pair (a query and a document) as the
+    /// post-processor joins them (`[CLS] a [SEP] b [SEP]` for BERT), the
+    /// longer text cut first until the whole fits in `max_tokens`, as
+    /// `tokenizers`' `longest_first` truncation does. Returns whether
+    /// anything was cut.
+    pub fn encode_pair(
+        &self,
+        a: &str,
+        b: &str,
+        max_tokens: usize,
+    ) -> Result<(Vec<u32>, Vec<u32>, bool), TokenizerError> {
+        let backend = |e: tokenizers::Error| TokenizerError::Backend(e.to_string());
+        let tk = &self.parse;
+        let first = tk.encode_fast(a, false).map_err(backend)?;
+        let second = tk.encode_fast(b, false).map_err(backend)?;
+        let added = tk.get_post_processor().map_or(0, |p| p.added_tokens(true));
+        let room = max_tokens.saturating_sub(added);
+        let truncated = first.len() + second.len() > room;
+        let (first, second) = if truncated {
+            let params = TruncationParams {
+                direction: TruncationDirection::Right,
+                max_length: room,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+            };
+            truncate_encodings(first, Some(second), &params).map_err(backend)?
+        } else {
+            (first, Some(second))
+        };
+        let joined: Encoding = tk.post_process(first, second, true).map_err(backend)?;
+        Ok((
+            joined.get_ids().to_vec(),
+            joined.get_type_ids().to_vec(),
+            truncated,
+        ))
+    }
+}
+
 fn hf_error(path: &Path, message: impl std::fmt::Display) -> TokenizerError {
     TokenizerError::HfFile {
         path: path.to_path_buf(),
@@ -126,8 +168,6 @@ fn hf_error(path: &Path, message: impl std::fmt::Display) -> TokenizerError {
 
 pub(crate) fn load(json_path: &Path, config_path: Option<&Path>) -> Result<Loaded, TokenizerError> {
     let json = fs_err::read_to_string(json_path)?;
-    let parse: HfTokenizer = json.parse().map_err(|e| hf_error(json_path, e))?;
-    let raw: serde_json::Value = serde_json::from_str(&json).map_err(|e| hf_error(json_path, e))?;
     let config: Config = match config_path {
         Some(p) => {
             let text = fs_err::read_to_string(p)?;
@@ -135,6 +175,112 @@ pub(crate) fn load(json_path: &Path, config_path: Option<&Path>) -> Result<Loade
         }
         None => Config::default(),
     };
+    load_json(&json, json_path, config, config_path)
+}
+
+/// A BERT WordPiece vocabulary from GGUF metadata, as llama.cpp's converter
+/// writes it, run as the `tokenizer.json` pipeline the checkpoint had: the
+/// converter marks a word's first piece with `▁` and drops the `##` of the
+/// others, which is undone here; text is lowercased with accents stripped
+/// (as llama.cpp's WPM tokenizer and uncased BERT's normalizer do), split at
+/// whitespace and punctuation, and joined as `[CLS] a [SEP]` (`[CLS] a
+/// [SEP] b [SEP]` for a pair).
+pub(crate) fn load_wordpiece(
+    source: &Path,
+    tokens: &[&str],
+    control: &[bool],
+    ids: WordPieceIds,
+) -> Result<Loaded, TokenizerError> {
+    let texts: Vec<String> = tokens
+        .iter()
+        .map(|t| {
+            if let Some(word) = t.strip_prefix('▁') {
+                word.to_owned()
+            } else if t.starts_with('[') && t.ends_with(']') {
+                (*t).to_owned()
+            } else {
+                format!("##{t}")
+            }
+        })
+        .collect();
+    let name = |id: u32, what: &str| -> Result<String, TokenizerError> {
+        texts
+            .get(id as usize)
+            .cloned()
+            .ok_or_else(|| hf_error(source, format!("the {what} id {id} is out of range")))
+    };
+    let (cls, sep, unk) = (
+        name(ids.cls, "CLS")?,
+        name(ids.sep, "SEP")?,
+        name(ids.unk, "unknown-token")?,
+    );
+    let vocab: serde_json::Map<String, serde_json::Value> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), serde_json::Value::from(i)))
+        .collect();
+    let added: Vec<serde_json::Value> = texts
+        .iter()
+        .zip(control)
+        .enumerate()
+        .filter(|(_, (_, c))| **c)
+        .map(|(i, (t, _))| {
+            serde_json::json!({"id": i, "content": t, "single_word": false, "lstrip": false,
+                "rstrip": false, "normalized": false, "special": true})
+        })
+        .collect();
+    let special = |t: &str, id: u32| serde_json::json!({"id": t, "ids": [id], "tokens": [t]});
+    let json = serde_json::json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": {"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true,
+            "strip_accents": null, "lowercase": true},
+        "pre_tokenizer": {"type": "BertPreTokenizer"},
+        "post_processor": {
+            "type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": cls, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                {"SpecialToken": {"id": sep, "type_id": 0}}],
+            "pair": [{"SpecialToken": {"id": cls, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                {"SpecialToken": {"id": sep, "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}},
+                {"SpecialToken": {"id": sep, "type_id": 1}}],
+            "special_tokens": {cls.clone(): special(&cls, ids.cls), sep.clone(): special(&sep, ids.sep)}
+        },
+        "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": true},
+        "model": {"type": "WordPiece", "unk_token": unk, "continuing_subword_prefix": "##",
+            "max_input_chars_per_word": 100, "vocab": vocab}
+    });
+    let config = Config {
+        unk_token: Some(TokenSpec::Text(unk)),
+        ..Config::default()
+    };
+    load_json(&json.to_string(), source, config, None)
+}
+
+/// The special ids a GGUF WordPiece vocabulary names.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WordPieceIds {
+    pub cls: u32,
+    pub sep: u32,
+    pub unk: u32,
+}
+
+fn load_json(
+    json: &str,
+    json_path: &Path,
+    config: Config,
+    config_path: Option<&Path>,
+) -> Result<Loaded, TokenizerError> {
+    let mut parse: HfTokenizer = json.parse().map_err(|e| hf_error(json_path, e))?;
+    // Some files fix a length for training batches (all-MiniLM pads and cuts
+    // every input to 128); lucid cuts where the model's use says, and never
+    // pads.
+    parse.with_padding(None);
+    parse
+        .with_truncation(None)
+        .map_err(|e| hf_error(json_path, e))?;
+    let raw: serde_json::Value = serde_json::from_str(json).map_err(|e| hf_error(json_path, e))?;
 
     let (style, leading_space) = piece_style(raw.get("decoder"));
 
@@ -291,6 +437,10 @@ fn piece_style(decoder: Option<&serde_json::Value>) -> (PieceStyle, LeadingSpace
                 if matches!(scheme, Some("first" | "always")) || old == Some(true) {
                     leading = LeadingSpace::StripAtStart;
                 }
+            }
+            "WordPiece" => {
+                style = PieceStyle::WordPiece;
+                leading = LeadingSpace::StripAtStart;
             }
             "Strip" if d.get("start").and_then(|s| s.as_u64()).unwrap_or(0) > 0 => {
                 leading = LeadingSpace::StripAtStart;

@@ -68,6 +68,24 @@ impl std::fmt::Debug for Tokenizer {
     }
 }
 
+/// A text's ids cut to a length ([`Tokenizer::encode_truncated`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Truncated {
+    pub ids: Vec<u32>,
+    /// Whether the end of the text was dropped.
+    pub truncated: bool,
+}
+
+/// A text pair as one input ([`Tokenizer::encode_pair`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodedPair {
+    pub ids: Vec<u32>,
+    /// The segment of each token: 0 for the first text, 1 for the second.
+    pub types: Vec<u32>,
+    /// Whether either text was cut.
+    pub truncated: bool,
+}
+
 /// The algorithm that tokenizes the text between special tokens.
 #[derive(Debug)]
 enum Model {
@@ -88,6 +106,9 @@ enum PieceStyle {
     ByteLevel,
     /// The text is what it says.
     Raw,
+    /// BERT's WordPiece: `##ing` continues a word, any other piece starts
+    /// one (after a space).
+    WordPiece,
 }
 
 /// Whether decoding drops the space that encoding put in front of the text.
@@ -219,6 +240,65 @@ impl Tokenizer {
         Ok(out)
     }
 
+    /// The ids of `text` with special tokens added and parsed (as
+    /// [`Tokenizer::encode`] with both on), cut to at most `max_tokens`: the
+    /// end of the text is dropped and the tokens the model adds around it
+    /// (`[CLS]` … `[SEP]`, BOS) are kept, as `tokenizers`' truncation does.
+    pub fn encode_truncated(
+        &self,
+        text: &str,
+        max_tokens: usize,
+    ) -> Result<Truncated, TokenizerError> {
+        let full = self.encode(text, true, true)?;
+        if full.len() <= max_tokens {
+            return Ok(Truncated {
+                ids: full,
+                truncated: false,
+            });
+        }
+        let plain = self.encode(text, false, true)?;
+        let added = full.len().saturating_sub(plain.len());
+        if max_tokens < added || full.len() != plain.len() + added {
+            return Err(TokenizerError::TooShortToTruncate { max_tokens, added });
+        }
+        // The added tokens before the text: where `plain` starts in `full`.
+        let prefix = (0..=added)
+            .find(|&k| full[k..k + plain.len()] == plain[..])
+            .unwrap_or(0);
+        let keep = max_tokens - added;
+        let mut ids = Vec::with_capacity(max_tokens);
+        ids.extend_from_slice(&full[..prefix]);
+        ids.extend_from_slice(&plain[..keep]);
+        ids.extend_from_slice(&full[prefix + plain.len()..]);
+        Ok(Truncated {
+            ids,
+            truncated: true,
+        })
+    }
+
+    /// The ids and segment of each token of a text pair joined as the
+    /// model's tokenizer joins them (`[CLS] a [SEP] b [SEP]`), cut to
+    /// `max_tokens` longest text first: what a cross-encoder reads. Only
+    /// Hugging Face `tokenizer.json` pipelines know how to join a pair.
+    pub fn encode_pair(
+        &self,
+        a: &str,
+        b: &str,
+        max_tokens: usize,
+    ) -> Result<EncodedPair, TokenizerError> {
+        match &self.model {
+            Model::Hf(hf) => {
+                let (ids, types, truncated) = hf.encode_pair(a, b, max_tokens)?;
+                Ok(EncodedPair {
+                    ids,
+                    types,
+                    truncated,
+                })
+            }
+            _ => Err(TokenizerError::NoPairTemplate),
+        }
+    }
+
     /// The text of `ids`, with invalid UTF-8 replaced by U+FFFD.
     ///
     /// `skip_special` leaves out control tokens (BOS, `<|im_end|>`...);
@@ -318,6 +398,13 @@ impl Tokenizer {
             }
             PieceStyle::ByteLevel => bytelevel::decode_into(text, out),
             PieceStyle::Raw => out.extend_from_slice(text.as_bytes()),
+            PieceStyle::WordPiece => match text.strip_prefix("##") {
+                Some(rest) => out.extend_from_slice(rest.as_bytes()),
+                None => {
+                    out.push(b' ');
+                    out.extend_from_slice(text.as_bytes());
+                }
+            },
         }
     }
 

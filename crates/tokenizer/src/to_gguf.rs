@@ -49,6 +49,12 @@ fn open_error(path: &Path, message: &str) -> TokenizerError {
 pub fn metadata(dir: &Path, n_vocab: Option<usize>, model_ids: ModelIds) -> Result<Metadata> {
     let specials = SpecialTokens::read(dir)?;
     let json_path = dir.join("tokenizer.json");
+    if json_path.is_file() {
+        let json = read_json(&json_path)?;
+        if json.pointer("/model/type").and_then(Json::as_str) == Some("WordPiece") {
+            return wordpiece_metadata(&json_path, &json, n_vocab);
+        }
+    }
     let bpe = if json_path.is_file() {
         BpeVocab::from_tokenizer_json(&json_path)?
     } else {
@@ -126,6 +132,102 @@ pub fn metadata(dir: &Path, n_vocab: Option<usize>, model_ids: ModelIds) -> Resu
     if let Some(t) = specials.config.get("chat_template").and_then(Json::as_str) {
         meta.insert("tokenizer.chat_template", Value::String(t.to_string()));
     }
+    Ok(meta)
+}
+
+/// A BERT WordPiece `tokenizer.json` as llama.cpp's converter writes it
+/// (`tokenizer.ggml.model = bert`): a word's first piece gets a `▁` in
+/// front, a continuation piece loses its `##`, `[…]` tokens stay as they
+/// are; added special tokens are control tokens; CLS, SEP, UNK, PAD and MASK
+/// by their ids. llama.cpp's WordPiece tokenizer always lowercases, so a
+/// cased vocabulary is refused rather than written to tokenize differently.
+fn wordpiece_metadata(path: &Path, json: &Json, n_vocab: Option<usize>) -> Result<Metadata> {
+    if json
+        .pointer("/normalizer/lowercase")
+        .and_then(Json::as_bool)
+        == Some(false)
+    {
+        return Err(open_error(
+            path,
+            "a cased WordPiece vocabulary (normalizer.lowercase = false) cannot be \
+             written as GGUF: llama.cpp's WordPiece tokenizer lowercases",
+        ));
+    }
+    let vocab = json
+        .pointer("/model/vocab")
+        .and_then(Json::as_object)
+        .ok_or_else(|| open_error(path, "model.vocab is not an object"))?;
+    let mut by_id: Vec<Option<String>> = Vec::new();
+    for (text, id) in vocab {
+        let id = id
+            .as_u64()
+            .and_then(|i| usize::try_from(i).ok())
+            .filter(|&i| i < 1 << 24)
+            .ok_or_else(|| open_error(path, &format!("token {text:?} has a bad id")))?;
+        if by_id.len() <= id {
+            by_id.resize(id + 1, None);
+        }
+        by_id[id] = Some(text.clone());
+    }
+    let mut special = vec![false; by_id.len()];
+    for added in json
+        .get("added_tokens")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let id = added.get("id").and_then(Json::as_u64).map(|i| i as usize);
+        let is_special = added.get("special").and_then(Json::as_bool) == Some(true);
+        if let (Some(id), true) = (id, is_special)
+            && id < special.len()
+        {
+            special[id] = true;
+        }
+    }
+    let n = n_vocab.unwrap_or(by_id.len()).max(by_id.len());
+    let mut texts = Vec::with_capacity(n);
+    let mut kinds = Vec::with_capacity(n);
+    for i in 0..n {
+        match by_id.get(i).cloned().flatten() {
+            Some(t) => {
+                let phantom = if t.starts_with('[') && t.ends_with(']') {
+                    t
+                } else if let Some(rest) = t.strip_prefix("##") {
+                    rest.to_owned()
+                } else {
+                    format!("\u{2581}{t}")
+                };
+                texts.push(phantom);
+                kinds.push(if special.get(i) == Some(&true) {
+                    gguf_type::CONTROL
+                } else {
+                    gguf_type::NORMAL
+                });
+            }
+            None => {
+                texts.push(format!("[PAD{i}]"));
+                kinds.push(gguf_type::UNUSED);
+            }
+        }
+    }
+    let id_of = |text: &str| by_id.iter().position(|t| t.as_deref() == Some(text));
+    let mut meta = Metadata::new();
+    meta.insert("tokenizer.ggml.model", Value::String("bert".into()));
+    meta.insert("tokenizer.ggml.tokens", Value::from(texts));
+    meta.insert("tokenizer.ggml.token_type", Value::Array(Array::I32(kinds)));
+    for (key, text) in [
+        ("tokenizer.ggml.cls_token_id", "[CLS]"),
+        ("tokenizer.ggml.seperator_token_id", "[SEP]"),
+        ("tokenizer.ggml.unknown_token_id", "[UNK]"),
+        ("tokenizer.ggml.padding_token_id", "[PAD]"),
+        ("tokenizer.ggml.mask_token_id", "[MASK]"),
+    ] {
+        if let Some(id) = id_of(text).and_then(|i| u32::try_from(i).ok()) {
+            meta.insert(key, Value::U32(id));
+        }
+    }
+    meta.insert("tokenizer.ggml.add_bos_token", Value::Bool(true));
+    meta.insert("tokenizer.ggml.add_eos_token", Value::Bool(true));
     Ok(meta)
 }
 
