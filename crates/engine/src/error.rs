@@ -11,6 +11,21 @@ pub enum EngineError {
     #[error(transparent)]
     Tokenizer(#[from] lucid_tokenizer::TokenizerError),
 
+    #[error(
+        "{arch} is an encoder: it turns text into embeddings and does not predict \
+         tokens, so it cannot generate or score text (embed with it instead)"
+    )]
+    NotAGenerator { arch: &'static str },
+
+    #[error("{arch} has no classification head: it cannot score or rerank")]
+    NotAClassifier { arch: &'static str },
+
+    #[error(
+        "an encoder reads each sequence whole in one pass, but a sequence came with \
+         {cached} tokens already in its cache"
+    )]
+    EncoderContinuation { cached: usize },
+
     #[error("{path}: {message}")]
     Open { path: String, message: String },
 

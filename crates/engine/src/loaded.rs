@@ -8,9 +8,10 @@ use lucid_tensor::DType;
 use lucid_tokenizer::Tokenizer;
 
 use crate::chat::ChatTemplate;
+use crate::embed::{Embedding, EmbeddingConfig};
 use crate::error::{EngineError, Result};
 use crate::hf::HfCheckpoint;
-use crate::model::Model;
+use crate::model::{ForwardCtx, Model};
 use crate::prompt::ModelDefaults;
 
 /// How to load a model.
@@ -39,6 +40,17 @@ pub struct ModelMeta {
     pub general: Vec<(String, String)>,
 }
 
+/// A cross-encoder's score of one document ([`LoadedModel::rerank`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Score {
+    /// The head's first output, before any activation.
+    pub score: f32,
+    /// Tokens of the joined pair the model read.
+    pub n_tokens: usize,
+    /// Whether the pair was cut to fit.
+    pub truncated: bool,
+}
+
 /// A model ready to run: its forward pass, tokenizer and chat template.
 pub struct LoadedModel {
     pub model: Box<dyn Model>,
@@ -49,6 +61,8 @@ pub struct LoadedModel {
     /// loads the model knows them, e.g. from the catalog); see
     /// [`crate::prompt`].
     pub defaults: ModelDefaults,
+    /// How the model turns text into one vector ([`crate::embed`]).
+    pub embedding: EmbeddingConfig,
 }
 
 impl std::fmt::Debug for LoadedModel {
@@ -113,12 +127,15 @@ impl LoadedModel {
         tokenizer.mark_input_markers(arch.input_markers());
         check_vocab(&ckpt.source_name(), &tokenizer, model.as_ref())?;
         let template = chat_template(&tokenizer)?;
+        let embedding = EmbeddingConfig::from_sentence_transformers(ckpt.dir())?
+            .unwrap_or_else(|| EmbeddingConfig::default_for(model.role()));
         Ok(LoadedModel {
             meta: ckpt.meta(),
             model,
             tokenizer,
             template,
             defaults: ModelDefaults::default(),
+            embedding,
         })
     }
 
@@ -133,12 +150,15 @@ impl LoadedModel {
             .map_or_else(String::new, |p| p.display().to_string());
         check_vocab(&source_name, &tokenizer, model.as_ref())?;
         let template = chat_template(&tokenizer)?;
+        let embedding = EmbeddingConfig::from_gguf(file.metadata())?
+            .unwrap_or_else(|| EmbeddingConfig::default_for(model.role()));
         Ok(LoadedModel {
             meta: gguf_meta(file),
             model,
             tokenizer,
             template,
             defaults: ModelDefaults::default(),
+            embedding,
         })
     }
 }
@@ -160,6 +180,70 @@ fn check_vocab(source_name: &str, tokenizer: &Tokenizer, model: &dyn Model) -> R
 }
 
 impl LoadedModel {
+    /// One vector per text, as the model's embedding configuration says
+    /// ([`crate::embed`]): each text tokenized with special tokens, cut to
+    /// the configured length, the texts sharing forward passes.
+    pub fn embed(&self, ctx: &mut ForwardCtx, texts: &[&str]) -> Result<Vec<Embedding>> {
+        let tokenized = texts
+            .iter()
+            .map(|t| {
+                crate::embed::tokenize(&self.tokenizer, self.model.as_ref(), &self.embedding, t)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let ids: Vec<&[u32]> = tokenized.iter().map(|t| t.ids.as_slice()).collect();
+        let vectors = crate::embed::embed_ids(self.model.as_ref(), ctx, &self.embedding, &ids)?;
+        Ok(vectors
+            .into_iter()
+            .zip(&tokenized)
+            .map(|(vector, t)| Embedding {
+                vector,
+                n_tokens: t.ids.len(),
+                truncated: t.truncated,
+            })
+            .collect())
+    }
+
+    /// A cross-encoder's relevance score of each document for `query`: the
+    /// classification head's first output on the `[CLS]` row of the joined
+    /// pair, before any activation (as llama-server's `/v1/rerank` reports
+    /// it). Pairs are cut to the configured length, longest text first.
+    pub fn rerank(
+        &self,
+        ctx: &mut ForwardCtx,
+        query: &str,
+        documents: &[&str],
+    ) -> Result<Vec<Score>> {
+        if self.model.n_labels().is_none() {
+            return Err(EngineError::NotAClassifier {
+                arch: self.model.info().architecture,
+            });
+        }
+        let limit = crate::embed::max_tokens(self.model.as_ref(), &self.embedding);
+        let pairs = documents
+            .iter()
+            .map(|d| Ok(self.tokenizer.encode_pair(query, d, limit)?))
+            .collect::<Result<Vec<_>>>()?;
+        let ids: Vec<&[u32]> = pairs.iter().map(|p| p.ids.as_slice()).collect();
+        let types: Vec<&[u32]> = pairs.iter().map(|p| p.types.as_slice()).collect();
+        let d = self.model.info().d_model;
+        let mut cls = Vec::with_capacity(documents.len() * d);
+        crate::embed::hidden_states(self.model.as_ref(), ctx, &ids, &types, |_, rows, d| {
+            cls.extend_from_slice(&rows[..d]);
+        })?;
+        let mut logits = Vec::new();
+        self.model.classify(ctx, &cls, &mut logits)?;
+        let labels = logits.len() / documents.len().max(1);
+        Ok(pairs
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Score {
+                score: logits[i * labels],
+                n_tokens: p.ids.len(),
+                truncated: p.truncated,
+            })
+            .collect())
+    }
+
     /// Replaces the chat template with `source` (a user's model file gives
     /// one), checked as a model file's own template is.
     pub fn set_chat_template(&mut self, source: &str) -> Result<()> {

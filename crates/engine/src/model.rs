@@ -32,9 +32,40 @@ pub struct ModelInfo {
     pub kv_precision: KvPrecision,
 }
 
+/// What a model's forward pass yields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelRole {
+    /// A decoder: next-token logits, each token seeing those before it (and
+    /// its hidden states, for embedding).
+    Generator,
+    /// An encoder: hidden states only, each sequence read whole with every
+    /// token seeing all of it.
+    Encoder,
+}
+
 /// A loaded model of some family: its weights and its forward pass.
 pub trait Model: Send + Sync {
     fn info(&self) -> &ModelInfo;
+
+    /// Whether the model generates or only encodes.
+    fn role(&self) -> ModelRole {
+        ModelRole::Generator
+    }
+
+    /// The classification head of a cross-encoder or sequence classifier
+    /// applied to pooled rows `[n, d_model]`, leaving `[n, labels]` scores
+    /// (logits, before any activation) in `out`.
+    fn classify(&self, ctx: &mut ForwardCtx, pooled: &[f32], out: &mut Vec<f32>) -> Result<()> {
+        let _ = (ctx, pooled, out);
+        Err(EngineError::NotAClassifier {
+            arch: self.info().architecture,
+        })
+    }
+
+    /// The number of outputs of the classification head, if the model has one.
+    fn n_labels(&self) -> Option<usize> {
+        None
+    }
 
     /// Runs the tokens of every sequence through the model, appending to each
     /// sequence's cache, and leaves the requested logits in `ctx`. On error no
@@ -117,10 +148,17 @@ pub struct ForwardCtx {
     pub tokens: Vec<u32>,
     pub spans: Vec<SeqSpan>,
     pub positions: Vec<usize>,
+    /// Each token's segment (0 for the first text of a pair, 1 for the
+    /// second) for encoders that embed them; empty means all 0. Set by the
+    /// caller before the pass, in batch order.
+    pub token_types: Vec<u32>,
     logit_rows: Vec<LogitRow>,
     logits: Vec<f32>,
     final_rows: Vec<f32>,
     vocab: usize,
+    /// Whether passes keep every token's final hidden state in `hidden`.
+    keep_hidden: bool,
+    hidden: Vec<f32>,
 }
 
 impl ForwardCtx {
@@ -131,10 +169,13 @@ impl ForwardCtx {
             tokens: Vec::new(),
             spans: Vec::new(),
             positions: Vec::new(),
+            token_types: Vec::new(),
             logit_rows: Vec::new(),
             logits: Vec::new(),
             final_rows: Vec::new(),
             vocab: 0,
+            keep_hidden: false,
+            hidden: Vec::new(),
         }
     }
 
@@ -156,6 +197,49 @@ impl ForwardCtx {
     pub fn last_logits(&self, seq: usize) -> Option<&[f32]> {
         let i = self.logit_rows.iter().rposition(|r| r.seq == seq)?;
         Some(&self.logits[i * self.vocab..(i + 1) * self.vocab])
+    }
+
+    /// Makes the following passes keep the final hidden state of every token
+    /// (after the final norm), `[tokens, d_model]` in batch order, for
+    /// [`ForwardCtx::hidden`]: what embedding pools. Off by default, as it
+    /// costs a norm per token that generation does not need.
+    pub fn keep_hidden(&mut self, on: bool) {
+        self.keep_hidden = on;
+    }
+
+    /// The final hidden states of the last pass, when asked for with
+    /// [`ForwardCtx::keep_hidden`]: one row of `d_model` per token, the
+    /// sequences one after another as [`ForwardCtx::spans`] lays them out.
+    pub fn hidden(&self) -> &[f32] {
+        &self.hidden
+    }
+
+    /// The last rows of an encoder's pass: `x` (`[tokens, d_model]`, already
+    /// normed by the last block) becomes the hidden states, reported at
+    /// [`HookPoint::FinalNorm`] for every token. Encoders have no logits.
+    pub fn encoder_output(&mut self, x: &[f32], d: usize, hooks: &mut Hooks<'_>) {
+        self.hidden.clear();
+        self.hidden.extend_from_slice(x);
+        self.logits.clear();
+        hooks.rows(HookPoint::FinalNorm, &self.spans, d, &self.hidden);
+    }
+
+    /// [`ForwardCtx::begin`] for an encoder: every sequence must be read
+    /// whole (an empty cache) and ask for no logits.
+    pub fn begin_encoder(&mut self, info: &ModelInfo, seqs: &mut [SeqInput<'_>]) -> Result<usize> {
+        for s in seqs.iter() {
+            if !s.cache.is_empty() {
+                return Err(EngineError::EncoderContinuation {
+                    cached: s.cache.len(),
+                });
+            }
+            if !matches!(s.logits, LogitsFor::None) {
+                return Err(EngineError::NotAGenerator {
+                    arch: info.architecture,
+                });
+            }
+        }
+        self.begin(info, seqs)
     }
 
     /// Row `i` of the logits.
@@ -245,6 +329,12 @@ impl ForwardCtx {
         hooks: &mut Hooks<'_>,
     ) {
         let d = norm.width();
+        if self.keep_hidden {
+            self.hidden.resize(x.len(), 0.0);
+            norm.forward_on(&self.compute.pool, x, &mut self.hidden);
+        } else {
+            self.hidden.clear();
+        }
         let n = self.logit_rows.len();
         self.final_rows.resize(n * d, 0.0);
         for (r, row) in self

@@ -716,10 +716,17 @@ fn files_written_by_llama_cpp() {
 /// fixture for it fails here.
 #[test]
 fn every_family_with_hugging_face_names_has_a_fixture() {
+    // The encoders' and embedders' fixtures (tests/embeddings.rs) count too.
+    let encoders = fixtures_dir().join("../encoders");
+    let encoder_dirs = std::fs::read_dir(&encoders)
+        .expect("tests/fixtures/encoders")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.join("config.json").is_file());
     let classes: Vec<String> = fixtures()
-        .iter()
+        .into_iter()
+        .chain(encoder_dirs)
         .map(|d| {
-            let ckpt = HfCheckpoint::open(d).expect("fixture opens");
+            let ckpt = HfCheckpoint::open(&d).expect("fixture opens");
             ckpt.architecture().expect("architecture").to_string()
         })
         .collect();
@@ -727,8 +734,8 @@ fn every_family_with_hugging_face_names_has_a_fixture() {
         for hf_name in a.hf_names() {
             assert!(
                 classes.iter().any(|c| c == hf_name),
-                "family {} reads {hf_name} checkpoints but tests/fixtures/families has none; \
-                 add it to scripts/fixtures/make_fixtures.py",
+                "family {} reads {hf_name} checkpoints but tests/fixtures has none; add it to \
+                 scripts/fixtures/make_fixtures.py (or make_encoder_fixtures.py)",
                 a.name()
             );
         }

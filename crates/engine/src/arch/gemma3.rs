@@ -207,6 +207,7 @@ impl GemmaModel {
                         scale: c.attention_scale,
                         window: if local { c.sliding_window } else { None },
                         softcap: c.attn_softcap,
+                        bidirectional: false,
                     },
                     local,
                     ffn_norm: rms(format!("{p}.ffn_norm"), c.d_model)?,

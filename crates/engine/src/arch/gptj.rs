@@ -222,6 +222,7 @@ impl GptJModel {
                         scale: 1.0 / (shape.head_dim as f32).sqrt(),
                         window: None,
                         softcap: None,
+                        bidirectional: false,
                     },
                     mlp: Mlp {
                         up: Linear::load(loader, &format!("{p}.ffn_up"), d, c.d_ff)?,

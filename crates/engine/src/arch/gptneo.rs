@@ -269,6 +269,7 @@ impl GptNeoModel {
                         scale: 1.0,
                         window: c.local[i].then_some(c.window),
                         softcap: None,
+                        bidirectional: false,
                     },
                     ffn_norm: Norm::layer(loader, &format!("{p}.ffn_norm"), d, c.norm_eps)?,
                     mlp: Mlp {

@@ -274,6 +274,7 @@ impl GptNeoXModel {
                         scale: 1.0 / (shape.head_dim as f32).sqrt(),
                         window: None,
                         softcap: None,
+                        bidirectional: false,
                     },
                     ffn_norm: Norm::layer(loader, &format!("{p}.ffn_norm"), d, c.norm_eps)?,
                     mlp: Mlp {

@@ -724,6 +724,7 @@ impl LlamaModel {
                         scale: 1.0 / (c.head_dim as f32).sqrt(),
                         window: c.sliding_window,
                         softcap: None,
+                        bidirectional: false,
                     },
                     ffn_norm: rms(format!("{p}.ffn_norm"), c.d_model)?,
                     ffn,

@@ -4,6 +4,7 @@
 //! [`ARCHITECTURES`]; the rest of the engine (loading, cache, sampling,
 //! hooks, server) is untouched. ARCHITECTURE.md has the recipe.
 
+pub mod bert;
 pub mod gemma2;
 pub mod gemma3;
 pub mod gpt2;
@@ -91,6 +92,7 @@ pub static ARCHITECTURES: &[&dyn Architecture] = &[
     &gptneo::GptNeo,
     &gptj::GptJ,
     &gptneox::GptNeoX,
+    &bert::Bert,
 ];
 
 /// The family of a GGUF file, by its `general.architecture`.

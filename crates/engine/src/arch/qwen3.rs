@@ -45,7 +45,7 @@ impl Architecture for Qwen3 {
     }
 
     fn hf_names(&self) -> &'static [&'static str] {
-        &["Qwen3ForCausalLM"]
+        &["Qwen3ForCausalLM", "Qwen3Model"]
     }
 
     fn load_gguf(&self, file: &GgufFile) -> Result<Box<dyn Model>> {

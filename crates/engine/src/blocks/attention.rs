@@ -1,9 +1,11 @@
-//! Causal self-attention against a sequence's KV cache.
+//! Self-attention against a sequence's KV cache: causal for the decoders,
+//! bidirectional for the encoders.
 //!
 //! The projections and position embeddings are the family's business; this
 //! block appends the new keys and values to the cache and computes, for each
 //! sequence, head and new token, `softmax(q·Kᵀ · scale) · V` over the
-//! positions the token may see (all before it, or a sliding window).
+//! positions the token may see (all before it, or a sliding window; for an
+//! encoder, every token of its sequence).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -45,6 +47,10 @@ pub struct Attention {
     pub window: Option<usize>,
     /// Scores become `cap * tanh(score / cap)` before the softmax.
     pub softcap: Option<f32>,
+    /// Each token also sees the later tokens of its sequence (encoders such
+    /// as BERT). Only meaningful when every sequence is read whole in one
+    /// pass, which the encoders' forward pass checks.
+    pub bidirectional: bool,
 }
 
 /// Per-thread score buffers, kept between calls.
@@ -139,6 +145,7 @@ impl Attention {
                 let pos = span.start_pos + t;
                 let row = span.offset + t;
                 let first_key = self.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+                let last_key = self.last_key(span, pos);
                 let cache = &caches[seq].cache.layers[layer];
                 let query = GroupQuery {
                     q: &q[row * qw + kv_head * gw..][..gw],
@@ -147,7 +154,7 @@ impl Attention {
                     stride: kvw,
                     offset: kv_head * s.head_dim,
                     head_dim: s.head_dim,
-                    keys: first_key..=pos,
+                    keys: first_key..=last_key,
                     scale: self.scale,
                     softcap: self.softcap,
                 };
@@ -159,6 +166,16 @@ impl Attention {
 
         if hooks.wants(HookPoint::AttnPattern(layer)) {
             self.report_patterns(layer, q, caches, spans, scratch, hooks);
+        }
+    }
+
+    /// The last position the token at `pos` of `span` sees: itself, or with
+    /// bidirectional attention the span's last token.
+    fn last_key(&self, span: SeqSpan, pos: usize) -> usize {
+        if self.bidirectional {
+            span.start_pos + span.len - 1
+        } else {
+            pos
         }
     }
 
@@ -186,9 +203,10 @@ impl Attention {
                 for t in 0..span.len {
                     let pos = span.start_pos + t;
                     let first_key = self.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+                    let last_key = self.last_key(*span, pos);
                     let qv = &q[(span.offset + t) * qw + head * s.head_dim..][..s.head_dim];
                     let row = &mut pattern[(head * span.len + t) * n_keys..][..n_keys];
-                    for j in first_key..=pos {
+                    for j in first_key..=last_key {
                         let mut x = caches[seq].cache.layers[layer]
                             .k
                             .dot(j * kvw + (head / group) * s.head_dim, qv)
@@ -198,7 +216,7 @@ impl Attention {
                         }
                         row[j] = x;
                     }
-                    ops::softmax(&mut row[first_key..=pos]);
+                    ops::softmax(&mut row[first_key..=last_key]);
                 }
             }
             hooks.tensor(
