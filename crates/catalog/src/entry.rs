@@ -29,7 +29,11 @@ pub struct ModelEntry {
     /// where a file's own `general.name` is a mangled file name.
     #[serde(default)]
     pub display_name: Option<String>,
-    /// Whether the model was trained to chat or only to continue text.
+    /// What the model computes: text (the default) or embeddings.
+    #[serde(default)]
+    pub task: Task,
+    /// Whether a text-generation model was trained to chat or only to
+    /// continue text.
     #[serde(default)]
     pub tuning: Option<Tuning>,
     pub kind: ModelKind,
@@ -137,7 +141,36 @@ impl Upstream {
     }
 }
 
-/// What a model was trained to do.
+/// What a model computes from its input, as Hugging Face's pipeline tags
+/// and Ollama's capabilities tell models apart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Task {
+    /// A language model: logits for the next token, sampled into text.
+    #[default]
+    TextGeneration,
+    /// A sentence encoder: one vector per input text (a bi-encoder such as
+    /// sentence-transformers' models), for search and similarity. It does
+    /// not generate text, so chat settings and tuning do not apply.
+    Embedding,
+}
+
+impl Task {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Task::TextGeneration => "text-generation",
+            Task::Embedding => "embedding",
+        }
+    }
+}
+
+impl fmt::Display for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a text-generation model was trained to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Tuning {
@@ -273,15 +306,20 @@ impl fmt::Display for Sha256Digest {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelFile {
-    /// The file's name in the store: a plain file name, no directories.
+    /// The file's path in the model's directory in the store: a plain file
+    /// name, or `/`-separated names for a file in a subdirectory
+    /// (`1_Pooling/config.json`, as sentence-transformers lays models out).
+    /// Never absolute, never `..`, never hidden.
     pub name: String,
     pub sha256: Sha256Digest,
     pub size: u64,
 }
 
 /// A place a model file can be fetched from. Each names the file of the entry
-/// it provides (`provides`), which may be left out when the entry has exactly
-/// one file.
+/// it provides (`provides`). That may be left out when the entry has exactly
+/// one file, or when the source finds every file by its own name (a `local`
+/// source without `path`, a `huggingface` source without `file`): such a
+/// source provides every file of the entry.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Source {
@@ -304,6 +342,16 @@ impl Source {
         }
     }
 
+    /// Whether the source finds a file by the file's own name, and so can
+    /// provide every file of an entry when it does not name one.
+    pub fn finds_files_by_name(&self) -> bool {
+        match self {
+            Source::Local(s) => s.path.is_none(),
+            Source::HuggingFace(s) => s.file.is_none(),
+            Source::Pypi(_) => false,
+        }
+    }
+
     /// A short name for the kind of source, for messages.
     pub fn kind_name(&self) -> &'static str {
         match self {
@@ -317,18 +365,26 @@ impl Source {
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Source::Local(s) => match &s.path {
-                Some(path) => write!(f, "local {}", path.display()),
-                None => f.write_str("local"),
+            Source::Local(s) => match (&s.path, &s.dir) {
+                (Some(path), _) => write!(f, "local {}", path.display()),
+                (None, Some(dir)) => write!(f, "local {}/", dir.display()),
+                (None, None) => f.write_str("local"),
             },
             Source::HuggingFace(s) => {
-                write!(f, "huggingface {}@{}/{}", s.repo, s.revision, s.file)
+                write!(f, "huggingface {}@{}", s.repo, s.revision)?;
+                match &s.file {
+                    Some(file) => write!(f, "/{file}"),
+                    None => Ok(()),
+                }
             }
             Source::Pypi(s) => {
                 f.write_str("pypi")?;
                 for (i, part) in s.parts.iter().enumerate() {
                     let sep = if i == 0 { " " } else { " + " };
                     write!(f, "{sep}{}=={}", part.package, part.version)?;
+                    if let Some(inner) = &part.inner {
+                        write!(f, " ({inner} in {})", part.member)?;
+                    }
                 }
                 Ok(())
             }
@@ -338,14 +394,21 @@ impl fmt::Display for Source {
 
 /// A file on this machine.
 ///
-/// A relative `path` (or, when `path` is left out, the provided file's name) is
-/// looked up in each directory of `LUCID_LOCAL_MODELS`, in order; an absolute
-/// `path` is used as it is.
+/// Where the file is looked for: `path` when given; else the file's name
+/// (`1_Pooling/config.json`) under `dir` when given; else the file's name.
+/// A relative result is looked up in each directory of `LUCID_LOCAL_MODELS`,
+/// in order; an absolute one is used as it is. So a checkpoint directory
+/// `<mirror>/all-MiniLM-L6-v2/` serves every file of an entry through one
+/// source with `dir = "all-MiniLM-L6-v2"`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LocalSource {
+    /// The one file this source provides.
     #[serde(default)]
     pub path: Option<PathBuf>,
+    /// A directory that holds the entry's files under their names.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
     #[serde(default)]
     pub provides: Option<String>,
 }
@@ -359,10 +422,19 @@ pub struct HuggingFaceSource {
     /// A branch, tag or commit; `main` when left out.
     #[serde(default = "default_revision")]
     pub revision: String,
-    /// The file's path inside the repository.
-    pub file: String,
+    /// The file's path inside the repository; when left out, the provided
+    /// file's name is its path there.
+    #[serde(default)]
+    pub file: Option<String>,
     #[serde(default)]
     pub provides: Option<String>,
+}
+
+impl HuggingFaceSource {
+    /// The path inside the repository of `file` of the entry.
+    pub fn path_of<'a>(&'a self, file: &'a ModelFile) -> &'a str {
+        self.file.as_deref().unwrap_or(&file.name)
+    }
 }
 
 fn default_revision() -> String {
@@ -379,7 +451,8 @@ pub struct PypiSource {
     pub provides: Option<String>,
 }
 
-/// One member of the `py3-none-any` wheel of `package==version`.
+/// One member of the `py3-none-any` wheel of `package==version`, or one
+/// member of a zip archive that is itself a member of the wheel.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WheelPart {
@@ -387,6 +460,10 @@ pub struct WheelPart {
     pub version: String,
     /// The member's path inside the wheel (a zip archive).
     pub member: String,
+    /// When `member` is itself a zip archive (a model directory zipped into
+    /// a wheel), the path of the member inside it that is the data.
+    #[serde(default)]
+    pub inner: Option<String>,
 }
 
 impl ModelEntry {
@@ -414,9 +491,10 @@ impl ModelEntry {
     /// The sources that provide `file`, in the order they are to be tried.
     pub fn sources_for<'a>(&'a self, file: &'a ModelFile) -> impl Iterator<Item = &'a Source> {
         let only_file = self.files.len() == 1;
-        self.sources
-            .iter()
-            .filter(move |s| s.provides().map_or(only_file, |p| p == file.name))
+        self.sources.iter().filter(move |s| {
+            s.provides()
+                .map_or(only_file || s.finds_files_by_name(), |p| p == file.name)
+        })
     }
 
     /// Checks that the entry holds together; the error is a sentence saying
@@ -449,6 +527,17 @@ impl ModelEntry {
         }
         if self.context_length == Some(0) {
             return Err("context_length is 0".to_owned());
+        }
+        if self.task == Task::Embedding {
+            if self.tuning.is_some() {
+                return Err(
+                    "tuning (base or instruct) is for text-generation models, not embedding models"
+                        .to_owned(),
+                );
+            }
+            if self.defaults.is_some() {
+                return Err("an embedding model has no chat defaults".to_owned());
+            }
         }
         if let Some(endpoint) = &self.endpoint
             && !endpoint.starts_with("https://")
@@ -487,6 +576,17 @@ impl ModelEntry {
             if self.files[..i].iter().any(|f| f.name == file.name) {
                 return Err(format!("file `{}` is listed twice", file.name));
             }
+            // `a` and `a/b` cannot both be files of one directory.
+            if let Some(other) = self.files.iter().find(|f| {
+                file.name
+                    .strip_prefix(f.name.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+            }) {
+                return Err(format!(
+                    "file `{}` is inside `{}`, which is also a file of the model",
+                    file.name, other.name
+                ));
+            }
         }
         for source in &self.sources {
             self.check_source(source)?;
@@ -506,7 +606,7 @@ impl ModelEntry {
                     "source `{source}` provides `{p}`, which is not a file of the model"
                 ));
             }
-            None if self.files.len() > 1 => {
+            None if self.files.len() > 1 && !source.finds_files_by_name() => {
                 return Err(format!(
                     "source `{source}` must say which file it `provides`, since the model has several"
                 ));
@@ -514,7 +614,13 @@ impl ModelEntry {
             _ => {}
         }
         match source {
-            Source::Local(_) => {}
+            Source::Local(s) => {
+                if s.path.is_some() && s.dir.is_some() {
+                    return Err(format!(
+                        "local source `{source}` gives both `path` and `dir`; a `path` names the file itself"
+                    ));
+                }
+            }
             Source::HuggingFace(s) => {
                 check_repo(&s.repo)?;
                 if s.revision.is_empty() || s.revision.contains("..") {
@@ -523,10 +629,11 @@ impl ModelEntry {
                         s.revision
                     ));
                 }
-                if s.file.is_empty() || s.file.split('/').any(|p| p.is_empty() || p == "..") {
+                if let Some(file) = &s.file
+                    && !is_relative_path(file)
+                {
                     return Err(format!(
-                        "Hugging Face file `{}` is not a path in the repo",
-                        s.file
+                        "Hugging Face file `{file}` is not a path in the repo"
                     ));
                 }
             }
@@ -548,6 +655,20 @@ impl ModelEntry {
                             part.package, part.version
                         ));
                     }
+                    if !is_relative_path(&part.member) {
+                        return Err(format!(
+                            "pypi member `{}` is not a path inside the wheel",
+                            part.member
+                        ));
+                    }
+                    if let Some(inner) = &part.inner
+                        && !is_relative_path(inner)
+                    {
+                        return Err(format!(
+                            "pypi inner member `{inner}` is not a path inside `{}`",
+                            part.member
+                        ));
+                    }
                 }
             }
         }
@@ -564,7 +685,7 @@ fn check_upstream(upstream: &Upstream) -> Result<(), String> {
         ));
     }
     for (i, file) in upstream.files.iter().enumerate() {
-        if file.path.is_empty() || file.path.split('/').any(|p| p.is_empty() || p == "..") {
+        if !is_relative_path(&file.path) {
             return Err(format!(
                 "upstream file `{}` is not a path in the repo",
                 file.path
@@ -605,19 +726,36 @@ fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// A file name lands in the store as it is, so it must be a plain name, and
-/// must never look like the store's own in-progress files.
+/// A `/`-separated path inside a repository or an archive: not empty, not
+/// absolute, no empty, `.` or `..` parts, no backslashes or NULs.
+fn is_relative_path(path: &str) -> bool {
+    !path.is_empty()
+        && !path.contains(['\\', '\0'])
+        && path
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..")
+}
+
+/// A file name lands in the store as it is (under the model's directory), so
+/// it must be a relative path of plain names that cannot climb out of that
+/// directory, and no part of it may look like the store's own files.
 fn check_file_name(name: &str) -> Result<(), String> {
     let plain = !name.is_empty()
-        && !name.starts_with('.')
-        && !name.contains(['/', '\\', '\0'])
-        && name != "manifest.json";
+        && !name.contains(['\\', '\0', ':'])
+        && name
+            .split('/')
+            .all(|part| !part.is_empty() && !part.starts_with('.'))
+        && name.split('/').next() != Some("manifest.json");
     if !plain {
         return Err(format!(
-            "file name `{name}` must be a plain file name (no directories, not hidden, not `manifest.json`)"
+            "file name `{name}` must be a relative path of plain names \
+             (no `..`, no hidden or empty parts, not under `manifest.json`)"
         ));
     }
-    if name.ends_with(".partial") || name.ends_with(".whl") {
+    if name
+        .split('/')
+        .any(|part| part.ends_with(".partial") || part.ends_with(".whl"))
+    {
         return Err(format!(
             "file name `{name}` ends like the store's in-progress downloads"
         ));

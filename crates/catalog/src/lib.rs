@@ -33,7 +33,7 @@ pub use catalog::Catalog;
 pub use check::{Subject, Verdict, check};
 pub use entry::{
     Format, HuggingFaceSource, LicenseId, LocalSource, ModelEntry, ModelFile, ModelKind,
-    PypiSource, RunDefaults, Sha256Digest, Source, Tuning, Upstream, UpstreamFile, WheelPart,
+    PypiSource, RunDefaults, Sha256Digest, Source, Task, Tuning, Upstream, UpstreamFile, WheelPart,
 };
 pub use error::{CatalogError, DescribeError, LicenseError, PolicyError, UseParseError};
 pub use license::{

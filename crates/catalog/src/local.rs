@@ -260,17 +260,18 @@ fn describe_dir(dir: &Path, path: &Path) -> Result<LocalDescription, DescribeErr
     })
 }
 
-/// The catalog entry a local model is a copy of: one of its files has the
-/// same name and size as a catalog file, or a name in its metadata is one the
-/// catalog answers to.
+/// The catalog entry a local model is a copy of: one of its weight files has
+/// the same name and size as a catalog file, or a name in its metadata is one
+/// the catalog answers to. Only weight files count: a checkpoint's
+/// `config.json` or `tokenizer_config.json` of a few hundred bytes can have
+/// the size of another model's by chance.
 fn match_entry(catalog: &'static Catalog, d: &LocalDescription) -> Option<&'static ModelEntry> {
     let by_file = catalog.models().iter().find(|entry| {
         d.files.iter().any(|local| {
             let name = local.path.file_name().and_then(|n| n.to_str());
-            entry
-                .files
-                .iter()
-                .any(|f| Some(f.name.as_str()) == name && f.size == local.size)
+            entry.files.iter().any(|f| {
+                is_weights(&f.name) && Some(f.name.as_str()) == name && f.size == local.size
+            })
         })
     });
     if by_file.is_some() {
@@ -298,6 +299,11 @@ fn match_entry(catalog: &'static Catalog, d: &LocalDescription) -> Option<&'stat
         names.push(dir.to_owned());
     }
     names.iter().find_map(|n| catalog.find(n))
+}
+
+/// Whether a catalog file holds weights (a GGUF or safetensors file).
+fn is_weights(name: &str) -> bool {
+    name.ends_with(".gguf") || name.ends_with(".safetensors")
 }
 
 /// The scalar and list values of the YAML front matter of a model card (the

@@ -1,6 +1,7 @@
-//! Local models described from their own metadata: the two real test models
-//! (their GGUF files say `general.license = apache-2.0` and `gemma`), and
-//! Hugging Face directories made here.
+//! Local models described from their own metadata: the real test models
+//! (two GGUF files that say `general.license = apache-2.0` and `gemma`, and
+//! the all-MiniLM-L6-v2 checkpoint directory), and Hugging Face directories
+//! made here.
 
 // A failure is a test failure.
 #![allow(clippy::unwrap_used)]
@@ -54,6 +55,39 @@ fn gemma3_resolves_from_its_gguf_metadata() {
     assert_eq!(license.name, "Gemma Terms of Use");
     let v = check(d.license_id().as_deref().unwrap(), &[Use::Distill]).remove(0);
     assert_eq!(v.verdict, VerdictKind::Conditional);
+}
+
+#[test]
+fn all_minilm_checkpoint_directory_resolves_to_its_entry() {
+    let dir = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../.cache/models/all-MiniLM-L6-v2"
+    ));
+    assert!(
+        dir.is_dir(),
+        "{} is missing; run scripts/fetch-test-models.sh first",
+        dir.display()
+    );
+    let d = describe_local(&dir).unwrap();
+    assert_eq!(d.format, Some(Format::Safetensors));
+    assert_eq!(d.architecture.as_deref(), Some("bert"));
+    assert_eq!(d.context_length, Some(512));
+    // config.json names the base model it was fine-tuned from; the weights
+    // file is what ties the directory to its catalog entry.
+    assert_eq!(d.name.as_deref(), Some("nreimers/MiniLM-L6-H384-uncased"));
+    assert_eq!(d.entry.map(|e| e.name.as_str()), Some("all-minilm"));
+    assert_eq!(d.license_id().as_deref(), Some("apache-2.0"));
+}
+
+#[test]
+fn a_config_of_the_same_size_is_not_a_catalog_model() {
+    // all-minilm's config.json is 612 bytes; another model's may be too.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = r#"{"model_type": "llama", "_name_or_path": "someone/other"}"#.to_owned();
+    config.push_str(&" ".repeat(612 - config.len()));
+    std::fs::write(dir.path().join("config.json"), config).unwrap();
+    let d = describe_local(dir.path()).unwrap();
+    assert!(d.entry.is_none(), "{:?}", d.entry.map(|e| &e.name));
 }
 
 #[test]

