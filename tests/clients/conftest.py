@@ -3,8 +3,13 @@
 The binary comes from $LUCID_BIN (run.sh builds it); the model is SmolLM2
 from .cache/models (scripts/fetch-test-models.sh), served as `smollm2`
 through the catalog's local source, exactly as a user's `--model smollm2`.
+The embedding tests' server (`embed_server`) serves all-MiniLM-L6-v2 the
+same way, as `all-minilm`, and the random-weight cross-encoder fixture
+tests/fixtures/encoders/bert-reranker by its path (answering to
+`bert-reranker`).
 """
 
+import json
 import os
 import re
 import shutil
@@ -21,15 +26,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / ".cache" / "models"
 MODEL_FILE = MODELS / "SmolLM2-135M-Instruct.Q4_1.gguf"
+MINILM_DIR = MODELS / "all-MiniLM-L6-v2"
+RERANKER_DIR = ROOT / "tests" / "fixtures" / "encoders" / "bert-reranker"
 API_KEY = "test-key"
 
 
 class Server:
     """A running `lucid serve`: its base URL, process and output."""
 
-    def __init__(self, *extra_args: str):
-        if not MODEL_FILE.is_file():
+    def __init__(self, *extra_args: str, models: tuple[str, ...] = ("smollm2",)):
+        if "smollm2" in models and not MODEL_FILE.is_file():
             pytest.fail(f"{MODEL_FILE} is missing: run scripts/fetch-test-models.sh")
+        if "all-minilm" in models and not (MINILM_DIR / "model.safetensors").is_file():
+            pytest.fail(f"{MINILM_DIR} is missing: run scripts/fetch-test-models.sh")
         binary = os.environ.get("LUCID_BIN") or shutil.which("lucid")
         if not binary:
             pytest.fail("set LUCID_BIN to the lucid binary (run.sh does)")
@@ -45,8 +54,11 @@ class Server:
             GEMINI_API_KEY="",
             XDG_CONFIG_HOME=self.home,
         )
+        self.env = env
+        self.binary = binary
+        model_args = [arg for m in models for arg in ("--model", m)]
         args = [
-            binary, "serve", "--model", "smollm2", "--port", "0", "--api-key", API_KEY,
+            binary, "serve", *model_args, "--port", "0", "--api-key", API_KEY,
             "--threads", "2", "--ctx-size", "1024", *extra_args,
         ]
         self.proc = subprocess.Popen(
@@ -105,9 +117,28 @@ class Server:
         return self.proc.returncode
 
 
+def lucid_embed(server: Server, model: str, texts: list[str]) -> dict:
+    """What `lucid embed MODEL --json TEXTS` prints, with the server's
+    store and models: the vectors every embedding route must give."""
+    out = subprocess.run(
+        [server.binary, "embed", model, "--json", "--threads", "2", *texts],
+        env=server.env, capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
 @pytest.fixture(scope="session")
 def server():
     s = Server("--max-sequences", "8", "--max-queue", "64")
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def embed_server():
+    """A server of embedding models: all-MiniLM-L6-v2 and the reranker fixture."""
+    s = Server(models=("all-minilm", str(RERANKER_DIR)))
     yield s
     s.stop()
 
@@ -116,8 +147,8 @@ def server():
 def make_server():
     started = []
 
-    def make(*args):
-        s = Server(*args)
+    def make(*args, **kw):
+        s = Server(*args, **kw)
         started.append(s)
         return s
 

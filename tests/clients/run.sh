@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the client test suite: the official `openai`, `ollama` and `anthropic` Python SDKs,
 # and LiteLLM, LangChain, instructor, llm and DSPy on top of them,
-# against a `lucid serve` that the tests start on loopback ports.
+# against a `lucid serve` that the tests start on loopback ports (generation
+# on SmolLM2, embeddings on all-MiniLM-L6-v2).
 #
 # Creates a virtual environment under .cache/ (gitignored), installs the
 # pinned requirements, builds the lucid binary (cargo's test profile, which
@@ -11,11 +12,14 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 venv="$root/.cache/clients-venv"
-model="$root/.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf"
-if [ ! -f "$model" ]; then
-  echo "missing $model: run scripts/fetch-test-models.sh" >&2
-  exit 1
-fi
+# SmolLM2 for the generation tests, all-MiniLM-L6-v2 for the embedding tests.
+for model in "$root/.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf" \
+    "$root/.cache/models/all-MiniLM-L6-v2/model.safetensors"; do
+  if [ ! -f "$model" ]; then
+    echo "missing $model: run scripts/fetch-test-models.sh" >&2
+    exit 1
+  fi
+done
 # The SDKs' tests and the tests of the libraries built on them (LiteLLM,
 # LangChain, instructor, llm, DSPy) need different versions of shared
 # packages, so each set has its own environment.

@@ -11,9 +11,13 @@ compared with the same request without the field). A row with no sample
 here, or a sample here with no row, fails, so the tables and the server
 cannot drift apart.
 
-Generations are greedy and short (SmolLM2-135M on two shared cores).
+Generations are greedy and short (SmolLM2-135M on two shared cores). The
+embedding routes' rows go to a server of all-MiniLM-L6-v2 and the reranker
+fixture (`embed_server`), where an output is the vectors or the ranking.
 """
 
+import array
+import base64
 import copy
 import json
 import re
@@ -131,13 +135,15 @@ class Api:
     output_tokens: Callable[[dict], int]
     finish: Callable[[dict], str]
     """The finish reason, as `stop`, `length` or `tool_calls`."""
-    limit: str = "max_tokens"
-    """The field that limits the reply's tokens."""
+    limit: str | None = "max_tokens"
+    """The field that limits the reply's tokens (none for the embedding routes)."""
     repeat: dict = dc_field(default_factory=dict)
     """A prompt whose greedy reply repeats itself (for the penalties)."""
     sampling: Callable[[dict], dict] = lambda fields: fields
     """Where sampling fields go in a request (Ollama: `options`)."""
     seed: bool = True
+    fixture: str = "server"
+    """The server the route is sent to (a fixture of conftest.py)."""
 
 
 def _responses_text(j):
@@ -216,7 +222,45 @@ OLLAMA_GENERATE = Api(
     lambda j: j["prompt_eval_count"], lambda j: j["eval_count"], lambda j: j["done_reason"],
     limit="options.num_predict", sampling=_options, repeat={"prompt": REPEAT},
 )
-APIS = {a.path: a for a in (CHAT, COMPLETIONS, RESPONSES, MESSAGES, OLLAMA_CHAT, OLLAMA_GENERATE)}
+
+
+# The embedding routes: an output is the vectors (rounded, so that a
+# comparison reads as equal what the same forward pass gives) or the ranking.
+EMBED_TEXT = "The cat sits on the mat."
+
+
+def _vectors(vs) -> str:
+    return json.dumps([[round(x, 5) for x in v] if isinstance(v, list) else v for v in vs])
+
+
+def _embed_api(path, base, errors, vectors, tokens) -> Api:
+    return Api(path, base, errors, vectors, tokens, lambda j: 0, lambda j: "stop",
+               limit=None, seed=False, fixture="embed_server")
+
+
+EMBEDDINGS = _embed_api(
+    "/v1/embeddings", {"model": "all-minilm", "input": EMBED_TEXT, "encoding_format": "float"},
+    "openai", lambda j: _vectors([d["embedding"] for d in j["data"]]),
+    lambda j: j["usage"]["prompt_tokens"])
+OLLAMA_EMBED = _embed_api(
+    "/api/embed", {"model": "all-minilm", "input": EMBED_TEXT},
+    "ollama", lambda j: _vectors(j["embeddings"]), lambda j: j["prompt_eval_count"])
+OLLAMA_EMBEDDINGS = _embed_api(
+    "/api/embeddings", {"model": "all-minilm", "prompt": EMBED_TEXT},
+    "ollama", lambda j: _vectors([j["embedding"]]), lambda j: 0)
+RERANK_DOCUMENTS = ["The train station is two streets north of the café.",
+                    "Crème brûlée is a dessert of custard and burnt sugar.",
+                    "Paris has about two million inhabitants."]
+RERANK = _embed_api(
+    "/v1/rerank", {"model": "bert-reranker", "query": "Where is the nearest train station?",
+                   "documents": RERANK_DOCUMENTS},
+    "openai",
+    lambda j: json.dumps([[r["index"], round(r["relevance_score"], 5), r.get("document")]
+                          for r in j["results"]]),
+    lambda j: j["usage"]["prompt_tokens"])
+
+APIS = {a.path: a for a in (CHAT, COMPLETIONS, RESPONSES, MESSAGES, OLLAMA_CHAT, OLLAMA_GENERATE,
+                            EMBEDDINGS, OLLAMA_EMBED, OLLAMA_EMBEDDINGS, RERANK)}
 
 
 class Ctx:
@@ -250,7 +294,8 @@ class Ctx:
     def short(self, fields: dict | None = None) -> dict:
         """The base request limited to 4 tokens, with `fields`: enough to
         see that metadata changes nothing, quickly."""
-        return with_fields(self.api.base, {self.api.limit: SHORT, **(fields or {})})
+        limit = {self.api.limit: SHORT} if self.api.limit else {}
+        return with_fields(self.api.base, {**limit, **(fields or {})})
 
     @property
     def short_baseline(self) -> dict:
@@ -747,9 +792,11 @@ FIELDS["/v1/messages"] = {
 def keeps_alive(c: Ctx, r: dict):
     """`keep_alive` sets when the idle model is unloaded (`/api/ps`
     `expires_at`); a negative one keeps it for as long as the server runs."""
+    name = f"{c.api.base['model']}:latest"
+
     def expires():
         ps = CLIENT.get(f"{c.server.base}/api/ps").json()
-        return [m.get("expires_at") for m in ps["models"] if m["name"] == "smollm2:latest"]
+        return [m.get("expires_at") for m in ps["models"] if m["name"] == name]
     at = expires()
     c.ask({"keep_alive": -1})
     forever = expires()
@@ -856,6 +903,93 @@ FIELDS["options"] = {
     "options.penalize_newline": refused(True),
 }
 
+# --- The embedding routes' probes ----------------------------------------------
+
+# Longer than all-MiniLM-L6-v2's 256 tokens.
+LONG_TEXT = "Embeddings turn a text into a vector. " * 60
+
+
+def one_embedding_of(width: int):
+    def effect(c: Ctx, r: dict):
+        vectors = json.loads(c.api.text(r))
+        assert len(vectors) == 1 and len(vectors[0]) == width, r
+    return effect
+
+
+def base64_floats(c: Ctx, r: dict):
+    """The vector as the base64 of its little-endian float32 bytes: the
+    same numbers as the float reply."""
+    data = base64.b64decode(r["data"][0]["embedding"])
+    floats = array.array("f", data).tolist()
+    plain = c.baseline["data"][0]["embedding"]
+    assert floats == array.array("f", plain).tolist()
+
+
+def truncates(c: Ctx, r: dict):
+    """`truncate: true` (the default) cuts a long text to the model's 256
+    tokens; `false` refuses it, naming `input`."""
+    assert c.api.prompt_tokens(r) == 256, r
+    bad = c.send(with_fields(c.api.base, {"input": LONG_TEXT, "truncate": False}))
+    assert bad.status == 400 and "input" in bad.body["error"], bad.body
+
+
+def tokens_cut_to(n: int):
+    def effect(c: Ctx, r: dict):
+        assert c.api.prompt_tokens(r) == n, r
+    return effect
+
+
+def top_one(c: Ctx, r: dict):
+    """Only the best result, the one the full ranking has first."""
+    full = c.baseline["results"]
+    assert [x["index"] for x in r["results"]] == [full[0]["index"]], (r, full)
+
+
+def with_documents(c: Ctx, r: dict):
+    """Each result carries its document's text; without the field none does."""
+    for x in r["results"]:
+        assert x["document"] == {"text": RERANK_DOCUMENTS[x["index"]]}, x
+    assert all("document" not in x for x in c.baseline["results"])
+
+
+FIELDS["/v1/embeddings"] = {
+    "model": applied("all-minilm", names_model),
+    "input": applied("Stock markets fell sharply.", differs),
+    "encoding_format": applied("base64", base64_floats),
+    "dimensions": applied(64, one_embedding_of(64)),
+    "user": accepted("user-1"),
+    "truncate_prompt_tokens": refused(8),
+}
+
+FIELDS["/api/embed"] = {
+    "model": applied("all-minilm", names_model),
+    "input": applied("Stock markets fell sharply.", differs),
+    "truncate": applied(True, truncates, input=LONG_TEXT),
+    "dimensions": applied(64, one_embedding_of(64)),
+    "keep_alive": applied("10m", keeps_alive),
+    "options.num_ctx": applied(5, tokens_cut_to(5)),
+    "options.temperature": accepted(0.5),
+    "options.num_thread": accepted(2),
+}
+
+FIELDS["/api/embeddings"] = {
+    "model": applied("all-minilm", names_model),
+    "prompt": applied("Stock markets fell sharply.", differs),
+    "keep_alive": applied("10m", keeps_alive),
+    "options.num_ctx": applied(5, differs),
+    "options.temperature": accepted(0.5),
+}
+
+FIELDS["/v1/rerank"] = {
+    "model": applied("bert-reranker", names_model),
+    "query": applied("How many people live in Paris?", differs),
+    "documents": applied(RERANK_DOCUMENTS[::-1], differs),
+    "top_n": applied(1, top_one),
+    "return_documents": applied(True, with_documents),
+    "rank_fields": refused(["text"]),
+    "max_chunks_per_doc": refused(4),
+}
+
 # Where each table's rows are sent.
 TABLE_ROUTES = {name: [name] for name in FIELDS}
 TABLE_ROUTES["options"] = ["/api/chat", "/api/generate"]
@@ -902,14 +1036,14 @@ def error_names(api: Api, reply: Reply, name: str) -> bool:
 
 
 @pytest.mark.parametrize("table,route,name", list(_cases()))
-def test_field(server, table, route, name):
+def test_field(request, table, route, name):
     assert TABLE_ERROR is None, TABLE_ERROR
     verdict = TABLES.get(table, {}).get(name)
     probe = FIELDS.get(table, {}).get(name)
     assert verdict, f"`{name}` has no row in SERVER.md's table for {table}"
     assert probe, f"the row `{name}` of {table} has no sample in this test"
     assert route in APIS, f"SERVER.md has a table for {route}, which this test does not know"
-    c = Ctx(server, APIS[route])
+    c = Ctx(request.getfixturevalue(APIS[route].fixture), APIS[route])
     if probe.body:
         body = probe.body(c)
     else:
@@ -961,12 +1095,14 @@ NESTED = [
     ("/api/chat",
      {"messages": [{"role": "assistant", "content": "Hi", "thinking": "Hmm."},
                    {"role": "user", "content": "Hi"}]}, "messages[].thinking"),
+    ("/api/embed", {"options": {"num_gpu_layers": 3}}, "options.num_gpu_layers"),
+    ("/v1/rerank", {"documents": [{"text": "a", "title": "t"}]}, "documents[].title"),
 ]
 
 
 @pytest.mark.parametrize("route,fields,named", NESTED)
-def test_nested_unknown_keys_are_refused(server, route, fields, named):
-    c = Ctx(server, APIS[route])
+def test_nested_unknown_keys_are_refused(request, route, fields, named):
+    c = Ctx(request.getfixturevalue(APIS[route].fixture), APIS[route])
     reply = c.send(c.short(fields))
     assert reply.status == 400, (route, fields, reply.status, reply.body)
     assert error_names(c.api, reply, named), reply.body

@@ -28,6 +28,15 @@ pub enum SchedulerError {
     )]
     PromptTooLong { prompt_tokens: usize, limit: usize },
 
+    /// An input to embed is longer than the model reads.
+    #[error("an input is {tokens} tokens, but this model reads at most {limit}")]
+    InputTooLong { tokens: usize, limit: usize },
+
+    /// The model cannot do what was asked (generate with an encoder, rerank
+    /// without a classification head).
+    #[error("{0}")]
+    Unsupported(String),
+
     /// The prompt has no tokens.
     #[error("the prompt is empty")]
     EmptyPrompt,

@@ -36,4 +36,6 @@ pub use json::{Grammar, Json, JsonState, TokenTable};
 pub use request::{
     CancelHandle, Event, Finished, Generation, Request, Timings, Token, TokenLogprobs, Usage,
 };
-pub use scheduler::{DRAFT_MAX_DECODERS, Scheduler, SchedulerConfig, Stats};
+pub use scheduler::{
+    DRAFT_MAX_DECODERS, EmbedRequest, EmbedResult, EmbedTask, Scheduler, SchedulerConfig, Stats,
+};

@@ -43,10 +43,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use lucid_engine::{
-    DraftPace, Drafting, ForwardCtx, GenerateParams, Hooks, LoadedModel, SeqInput, Sequence,
-    StopReason,
+    DraftPace, Drafting, ForwardCtx, GenerateParams, Hooks, LoadedModel, ModelRole, SeqInput,
+    Sequence, StopReason,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::error::SchedulerError;
 use crate::json::{JsonConstraint, TokenTable};
@@ -145,9 +145,39 @@ struct Pending {
     submitted: Instant,
 }
 
+/// What to compute for each input of an [`EmbedRequest`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmbedTask {
+    /// One vector per input, pooled and normalized as the model's
+    /// embedding configuration says.
+    Embed,
+    /// The classification head's outputs on each input's `[CLS]` row: a
+    /// cross-encoder's relevance scores for query/document pairs.
+    Classify,
+}
+
+/// Inputs to embed or score, already tokenized. Inputs of every queued
+/// request share forward passes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EmbedRequest {
+    pub task: EmbedTask,
+    pub inputs: Vec<Vec<u32>>,
+    /// Each input's token segments (text pairs); empty for single texts.
+    pub types: Vec<Vec<u32>>,
+}
+
+/// One vector per input: the embedding, or the classifier's outputs.
+pub type EmbedResult = Result<Vec<Vec<f32>>, SchedulerError>;
+
+struct EmbedJob {
+    req: EmbedRequest,
+    tx: oneshot::Sender<EmbedResult>,
+}
+
 #[derive(Default)]
 struct Inbox {
     queue: VecDeque<Pending>,
+    embeds: VecDeque<EmbedJob>,
     /// Admitted and not yet finished.
     active: usize,
     stopping: bool,
@@ -297,6 +327,13 @@ impl Scheduler {
     /// cache than the budget) or the queue is full.
     pub fn submit(&self, req: Request) -> Result<Generation, SchedulerError> {
         let s = self.shared();
+        if s.model.model.role() == ModelRole::Encoder {
+            return Err(SchedulerError::Unsupported(format!(
+                "{} is an embedding model ({}): it does not generate text",
+                s.model.meta.name,
+                s.model.model.info().architecture
+            )));
+        }
         let n = req.prompt.len();
         if n == 0 {
             return Err(SchedulerError::EmptyPrompt);
@@ -368,6 +405,64 @@ impl Scheduler {
             cancel,
             prompt_tokens: n,
         })
+    }
+
+    /// Queues inputs to embed or score; the answer comes on the returned
+    /// channel once they have run, in passes shared with other queued
+    /// embedding requests, between generation steps. Fails at once for an
+    /// empty or too long input, an id outside the vocabulary, or a full
+    /// queue.
+    pub fn embed(
+        &self,
+        req: EmbedRequest,
+    ) -> Result<oneshot::Receiver<EmbedResult>, SchedulerError> {
+        let s = self.shared();
+        let vocab = s.table.len();
+        if !req.types.is_empty() && req.types.len() != req.inputs.len() {
+            return Err(SchedulerError::InvalidParams(format!(
+                "{} token-type lists for {} inputs",
+                req.types.len(),
+                req.inputs.len()
+            )));
+        }
+        for input in &req.inputs {
+            if input.is_empty() {
+                return Err(SchedulerError::EmptyPrompt);
+            }
+            if input.len() > s.limit {
+                return Err(SchedulerError::InputTooLong {
+                    tokens: input.len(),
+                    limit: s.limit,
+                });
+            }
+            if let Some(bad) = input.iter().find(|&&t| t as usize >= vocab) {
+                return Err(SchedulerError::InvalidParams(format!(
+                    "token id {bad} is outside the vocabulary of {vocab} tokens"
+                )));
+            }
+        }
+        if req.task == EmbedTask::Classify && s.model.model.n_labels().is_none() {
+            return Err(SchedulerError::Unsupported(format!(
+                "{} has no classification head: it cannot rerank",
+                s.model.meta.name
+            )));
+        }
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut inbox = s.inbox();
+            if inbox.stopping {
+                return Err(SchedulerError::Stopped);
+            }
+            if inbox.embeds.len() >= s.config.max_sequences + s.config.max_queue {
+                return Err(SchedulerError::Busy {
+                    retry_after: Duration::from_secs(1),
+                    queued: inbox.embeds.len(),
+                });
+            }
+            inbox.embeds.push_back(EmbedJob { req, tx });
+        }
+        s.wake.notify_one();
+        Ok(rx)
     }
 
     /// The current load.
@@ -469,7 +564,7 @@ fn run(s: &Shared) {
                     seq.cancel.cancel();
                 }
             }
-            while active.is_empty() && inbox.queue.is_empty() {
+            while active.is_empty() && inbox.queue.is_empty() && inbox.embeds.is_empty() {
                 if inbox.stopping {
                     tracing::debug!(model = %model.meta.name, "scheduler stopped");
                     return;
@@ -525,6 +620,12 @@ fn run(s: &Shared) {
             }
         }
 
+        // Embedding requests run whole, all together, between steps.
+        let jobs: Vec<EmbedJob> = s.inbox().embeds.drain(..).collect();
+        if !jobs.is_empty() {
+            run_embeds(s, model, &mut ctx, jobs);
+        }
+
         // Consumers that went away: stop within this step.
         let mut i = 0;
         while i < active.len() {
@@ -542,6 +643,103 @@ fn run(s: &Shared) {
 
         step(s, model, &mut ctx, &mut active, &mut prefix, &mut reserved);
         publish(s, &active, &prefix, reserved);
+    }
+}
+
+/// Runs the inputs of every job in shared passes and answers each job.
+fn run_embeds(s: &Shared, model: &LoadedModel, ctx: &mut ForwardCtx, jobs: Vec<EmbedJob>) {
+    let jobs: Vec<EmbedJob> = jobs.into_iter().filter(|j| !j.tx.is_closed()).collect();
+    let inputs: Vec<&[u32]> = jobs
+        .iter()
+        .flat_map(|j| j.req.inputs.iter().map(Vec::as_slice))
+        .collect();
+    if inputs.is_empty() {
+        return;
+    }
+    let with_types = jobs.iter().any(|j| !j.req.types.is_empty());
+    let zeros: Vec<Vec<u32>> = if with_types {
+        jobs.iter()
+            .filter(|j| j.req.types.is_empty())
+            .flat_map(|j| j.req.inputs.iter().map(|i| vec![0; i.len()]))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut zero_rows = zeros.iter();
+    let types: Vec<&[u32]> = if with_types {
+        jobs.iter()
+            .flat_map(|j| {
+                if j.req.types.is_empty() {
+                    j.req
+                        .inputs
+                        .iter()
+                        .map(|_| zero_rows.next().map_or(&[][..], Vec::as_slice))
+                        .collect::<Vec<_>>()
+                } else {
+                    j.req.types.iter().map(Vec::as_slice).collect()
+                }
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    // Which job each input belongs to, and what it asked for.
+    let owners: Vec<(usize, EmbedTask)> = jobs
+        .iter()
+        .enumerate()
+        .flat_map(|(j, job)| std::iter::repeat_n((j, job.req.task), job.req.inputs.len()))
+        .collect();
+    let config = &model.embedding;
+    let mut results: Vec<Vec<Vec<f32>>> = jobs.iter().map(|_| Vec::new()).collect();
+    let n_tokens: usize = inputs.iter().map(|i| i.len()).sum();
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let mut cls_rows: Vec<Vec<f32>> = jobs.iter().map(|_| Vec::new()).collect();
+        lucid_engine::embed::hidden_states(
+            model.model.as_ref(),
+            ctx,
+            &inputs,
+            &types,
+            |i, rows, d| {
+                let (job, task) = owners[i];
+                match task {
+                    EmbedTask::Embed => results[job].push(lucid_engine::embed::pool(
+                        rows,
+                        d,
+                        config.pooling,
+                        config.normalize,
+                    )),
+                    EmbedTask::Classify => cls_rows[job].extend_from_slice(&rows[..d]),
+                }
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        for (j, rows) in cls_rows.iter().enumerate() {
+            if jobs[j].req.task != EmbedTask::Classify {
+                continue;
+            }
+            let mut out = Vec::new();
+            model
+                .model
+                .classify(ctx, rows, &mut out)
+                .map_err(|e| e.to_string())?;
+            let labels = out.len() / jobs[j].req.inputs.len().max(1);
+            results[j] = out.chunks(labels.max(1)).map(<[f32]>::to_vec).collect();
+        }
+        Ok::<(), String>(())
+    }));
+    s.steps.fetch_add(1, Ordering::Relaxed);
+    s.batch_tokens.fetch_add(n_tokens as u64, Ordering::Relaxed);
+    let failure = match outcome {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e),
+        Err(_) => Some("the forward pass panicked".to_string()),
+    };
+    for (job, result) in jobs.into_iter().zip(results) {
+        let answer = match &failure {
+            Some(e) => Err(SchedulerError::Engine(e.clone())),
+            None => Ok(result),
+        };
+        let _ = job.tx.send(answer);
     }
 }
 

@@ -38,7 +38,12 @@ pub fn layer(origins: &[String]) -> Result<Option<CorsLayer>, String> {
             // The SDKs send headers of their own (`x-stainless-…`,
             // `openai-organization`): allow what the preflight asks for.
             .allow_headers(AllowHeaders::mirror_request())
-            .expose_headers([header::RETRY_AFTER])
+            // What a page may read besides the body: when to retry, and
+            // how many embedding inputs were cut.
+            .expose_headers([
+                header::RETRY_AFTER,
+                header::HeaderName::from_static(crate::embed::TRUNCATED_HEADER),
+            ])
             .max_age(Duration::from_secs(600)),
     ))
 }

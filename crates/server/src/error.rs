@@ -175,6 +175,16 @@ impl ApiError {
                 ..ApiError::invalid(prompt_param, e.to_string())
             },
             SchedulerError::EmptyPrompt => ApiError::invalid(prompt_param, e.to_string()),
+            SchedulerError::InputTooLong { .. } => ApiError {
+                code: Some("context_length_exceeded"),
+                ..ApiError::invalid(prompt_param, e.to_string())
+            },
+            // The model cannot do what the route asks (an embedding model
+            // asked to generate): the request's `model` is at fault.
+            SchedulerError::Unsupported(_) => ApiError {
+                code: Some("model_not_supported"),
+                ..ApiError::invalid("model", e.to_string())
+            },
             SchedulerError::TooLarge { .. } => ApiError::invalid("max_tokens", e.to_string()),
             SchedulerError::InvalidParams(_) => ApiError::bad_request(e.to_string()),
             SchedulerError::Schema(s) => ApiError::invalid("response_format", s.to_string()),

@@ -23,7 +23,10 @@
 //! | `GET /metrics` | Prometheus text |
 //! | `GET /v1/models`, `GET /v1/models/{id}` | local models |
 //! | `POST /v1/chat/completions`, `POST /v1/completions`, `POST /v1/responses` | OpenAI, SSE when `stream` |
+//! | `POST /v1/embeddings` | OpenAI embeddings, floats or base64 |
+//! | `POST /v1/rerank`, `POST /rerank` | a cross-encoder's ranking (llama-server's, Jina's and Cohere's shape) |
 //! | `POST /api/generate`, `POST /api/chat` | Ollama, NDJSON unless `"stream": false` |
+//! | `POST /api/embed`, `POST /api/embeddings` | Ollama embeddings |
 //! | `POST /v1/messages`, `POST /v1/messages/count_tokens` | Anthropic Messages, SSE when `stream` |
 //! | `GET /api/tags`, `POST /api/show`, `GET /api/version` | Ollama model info |
 //!
@@ -37,6 +40,7 @@
 pub mod anthropic;
 pub mod body;
 pub mod cors;
+pub mod embed;
 pub mod error;
 pub mod generate;
 pub mod library;
@@ -48,6 +52,7 @@ pub mod openai;
 pub mod origin;
 pub mod policy;
 pub mod prompt;
+pub mod rerank;
 pub mod state;
 pub mod tokens;
 
@@ -113,6 +118,7 @@ impl ServerBuilder {
             .merge(ollama::routes())
             .merge(anthropic::routes())
             .merge(tokens::routes())
+            .merge(rerank::routes())
             .merge(self.extra)
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)

@@ -105,6 +105,14 @@ impl Provider for LocalProvider {
                     message: e.to_string(),
                 }
             }
+            // An embedding model asked to generate: the model is at fault.
+            lucid_scheduler::SchedulerError::Unsupported(_) => {
+                ProviderError::UnsupportedParameter {
+                    provider: "local".into(),
+                    param: "model".into(),
+                    reason: e.to_string(),
+                }
+            }
             other => ProviderError::UnsupportedParameter {
                 provider: "local".into(),
                 param: "messages".into(),

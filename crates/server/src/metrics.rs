@@ -70,6 +70,9 @@ struct Inner {
     finished: BTreeMap<(String, &'static str), u64>,
     ttft: BTreeMap<String, Histogram>,
     token_latency: BTreeMap<String, Histogram>,
+    /// (model, task) → inputs embedded or documents scored, and their tokens.
+    embedding_inputs: BTreeMap<(String, &'static str), u64>,
+    embedding_tokens: BTreeMap<(String, &'static str), u64>,
     /// Connections turned away at the connection limit.
     connections_refused: u64,
 }
@@ -126,6 +129,18 @@ impl Metrics {
             .or_default() += 1;
     }
 
+    /// Inputs embedded (`task` "embed") or documents scored ("rerank") by
+    /// `model`, and the tokens they were.
+    pub fn embedded(&self, model: &str, task: &'static str, inputs: usize, tokens: usize) {
+        let mut m = self.lock();
+        *m.embedding_inputs
+            .entry((model.to_owned(), task))
+            .or_default() += inputs as u64;
+        *m.embedding_tokens
+            .entry((model.to_owned(), task))
+            .or_default() += tokens as u64;
+    }
+
     /// A connection turned away at the connection limit.
     pub fn connection_refused(&self) {
         self.lock().connections_refused += 1;
@@ -179,6 +194,27 @@ impl Metrics {
                 "lucid_generations_total{{model=\"{}\",reason=\"{reason}\"}} {n}",
                 esc(model)
             );
+        }
+        for (name, help, map) in [
+            (
+                "lucid_embedding_inputs_total",
+                "Inputs embedded (task embed) and documents scored (task rerank).",
+                &m.embedding_inputs,
+            ),
+            (
+                "lucid_embedding_tokens_total",
+                "Tokens of the inputs embedded and the query-document pairs scored.",
+                &m.embedding_tokens,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for ((model, task), n) in map {
+                let _ = writeln!(
+                    out,
+                    "{name}{{model=\"{}\",task=\"{task}\"}} {n}",
+                    esc(model)
+                );
+            }
         }
         out.push_str("# HELP lucid_time_to_first_token_seconds From request to first generated token.\n# TYPE lucid_time_to_first_token_seconds histogram\n");
         for (model, h) in &m.ttft {

@@ -302,6 +302,7 @@ async fn ollama_endpoints() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["model_info"]["general.architecture"], "llama");
     assert!(v["template"].as_str().unwrap().contains("im_start"));
+    assert_eq!(v["capabilities"], json!(["completion"]));
     // Errors in Ollama's shape.
     let (s, v) = post_json(app(), "/api/chat", json!({"model": "nope", "messages": []})).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
@@ -731,6 +732,9 @@ async fn cors_only_for_listed_origins_and_the_key_still_applies() {
     .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(allow_origin(&h).as_deref(), Some(PAGE));
+    // The page may read the headers lucid adds (embedding inputs cut).
+    let exposed = h["access-control-expose-headers"].to_str().unwrap();
+    assert!(exposed.contains("x-lucid-truncated"), "{exposed}");
     // The key still applies, and the page can read the refusal.
     let (s, h) = with_headers(
         keyed.clone(),
@@ -854,4 +858,40 @@ async fn tokenize_detokenize_and_apply_template() {
         v["error"]["message"].as_str().unwrap().contains("tokenz"),
         "{v}"
     );
+}
+
+/// A generator embeds too (its last token's hidden state, normalized, as
+/// Ollama and llama-server do for a model that names no pooling), between
+/// its generations; it cannot rerank.
+#[tokio::test]
+async fn a_generator_embeds_and_cannot_rerank() {
+    let (s, v) = post_json(
+        app(),
+        "/v1/embeddings",
+        json!({"model": "smollm2", "input": ["Hello there", "General Kenobi"]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let data = v["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2);
+    for d in data {
+        let e: Vec<f64> = d["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert_eq!(e.len(), 576);
+        let norm = e.iter().map(|x| x * x).sum::<f64>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "{norm}");
+    }
+    let (s, v) = post_json(
+        app(),
+        "/v1/rerank",
+        json!({"model": "smollm2", "query": "q", "documents": ["a"]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"]["param"], "model");
+    assert_eq!(v["error"]["code"], "model_not_supported");
 }

@@ -1,6 +1,8 @@
 """lucid serve against the libraries people build on the SDKs: LiteLLM,
 LangChain (OpenAI and Ollama chat models), instructor and Simon Willison's
-`llm`, each through its tool-calling path, unmodified.
+`llm`, each through its tool-calling path, unmodified; and LangChain's and
+LiteLLM's embeddings on all-MiniLM-L6-v2, which must give the vectors
+`lucid embed` gives.
 
 The model is SmolLM2-135M-Instruct: its chat template has no tools, so lucid
 shows them with its generic rendering (SERVER.md). Left to choose (`auto`),
@@ -19,7 +21,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from conftest import API_KEY
+from conftest import API_KEY, lucid_embed
 
 QUESTION = "What is the weather in Paris?"
 PARAMS = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30}},
@@ -152,6 +154,58 @@ def test_langchain_ollama_bind_tools_agent_loop(server):
                      client_kwargs={"headers": headers})
     answer = llm.bind_tools([weather]).invoke(messages + [asked, result])
     assert answer.content and not answer.tool_calls
+
+
+# --- Embeddings -----------------------------------------------------------
+
+EMBED_TEXTS = ["The cat sits on the mat.", "A kitten is lying on a rug.",
+               "Stock markets fell sharply after the announcement."]
+
+
+@pytest.fixture(scope="module")
+def embed_reference(embed_server):
+    out = lucid_embed(embed_server, "all-minilm", EMBED_TEXTS)
+    return [e["embedding"] for e in out["embeddings"]]
+
+
+def assert_vectors(got, want, tol=1e-6):
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert len(g) == len(w) == 384
+        assert max(abs(a - b) for a, b in zip(g, w)) <= tol
+
+
+def test_langchain_openai_embeddings(embed_server, embed_reference):
+    from langchain_openai import OpenAIEmbeddings
+
+    # `check_embedding_ctx_length=False` sends the texts as they are. Left
+    # on (the default), LangChain first tokenizes them with tiktoken's
+    # cl100k_base, which tiktoken downloads on first use (no network here),
+    # and would send OpenAI's token ids, which mean nothing to another
+    # model's vocabulary; LangChain's own docs say to turn it off for
+    # OpenAI-compatible servers.
+    emb = OpenAIEmbeddings(model="all-minilm", base_url=f"{embed_server.base}/v1",
+                           api_key=API_KEY, check_embedding_ctx_length=False, max_retries=0)
+    assert_vectors(emb.embed_documents(EMBED_TEXTS), embed_reference)
+    assert_vectors([emb.embed_query(EMBED_TEXTS[1])], embed_reference[1:2])
+
+
+def test_langchain_ollama_embeddings(embed_server, embed_reference):
+    from langchain_ollama import OllamaEmbeddings
+
+    emb = OllamaEmbeddings(model="all-minilm", base_url=embed_server.base,
+                           client_kwargs={"headers": {"Authorization": f"Bearer {API_KEY}"}})
+    assert_vectors(emb.embed_documents(EMBED_TEXTS), embed_reference)
+    assert_vectors([emb.embed_query(EMBED_TEXTS[2])], embed_reference[2:])
+
+
+def test_litellm_embedding(embed_server, embed_reference):
+    import litellm
+
+    r = litellm.embedding(model="openai/all-minilm", api_base=f"{embed_server.base}/v1",
+                          api_key=API_KEY, input=EMBED_TEXTS)
+    assert_vectors([d["embedding"] for d in r.data], embed_reference)
+    assert r.usage.prompt_tokens > 0
 
 
 # --- instructor -----------------------------------------------------------

@@ -1,15 +1,17 @@
 //! The Ollama-compatible API: `/api/generate`, `/api/chat`, `/api/tags`,
-//! `/api/ps`, `/api/show` and `/api/version`, and the model management
+//! `/api/ps`, `/api/show` and `/api/version`, the embedding routes of
+//! `embed.rs` (`/api/embed`, `/api/embeddings`), and the model management
 //! routes of `manage.rs` (`/api/pull`, `/api/delete`, `/api/copy`,
-//! `/api/create`), streamed as NDJSON (one JSON
-//! object per line, the last with `"done": true` and the timing
-//! statistics), with Ollama's error shape `{"error": "..."}`. Models are
+//! `/api/create`). Generations are streamed as NDJSON (one JSON object per
+//! line, the last with `"done": true` and the timing statistics); errors
+//! have Ollama's shape `{"error": "..."}`. Models are
 //! listed as `name:latest` and answer with or without the tag.
 //!
 //! Ollama's sampling defaults apply (temperature 0.8, top-k 40, top-p 0.9,
 //! repeat penalty 1.1 over the last 64 tokens), so an Ollama client gets the
 //! behaviour it expects.
 
+mod embed;
 mod manage;
 pub mod wire;
 
@@ -40,6 +42,8 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/generate", post(generate_handler))
         .route("/api/chat", post(chat_handler))
+        .route("/api/embed", post(embed::embed_handler))
+        .route("/api/embeddings", post(embed::embeddings_handler))
         .route("/api/tags", get(tags))
         .route("/api/ps", get(ps))
         .route("/api/show", post(show))
@@ -203,7 +207,11 @@ async fn show(
         license: m.model.meta.license.clone().unwrap_or_default(),
         details: details(&m.facts),
         model_info,
-        capabilities: vec!["completion"],
+        // What Ollama's clients check before they embed or generate.
+        capabilities: match m.model.model.role() {
+            lucid_engine::ModelRole::Encoder => vec!["embedding"],
+            lucid_engine::ModelRole::Generator => vec!["completion"],
+        },
         modified_at: rfc3339(m.created as f64),
     })
     .into_response())

@@ -1,5 +1,6 @@
 //! Ollama's JSON, as its API documentation (`docs/api.md`) has it: request
-//! bodies of `/api/generate`, `/api/chat` and `/api/show`, and the objects
+//! bodies of `/api/generate`, `/api/chat`, `/api/show`, `/api/embed` and
+//! `/api/embeddings`, and the objects
 //! sent back, one per line when streaming.
 
 use lucid_scheduler::Json;
@@ -225,4 +226,85 @@ pub struct Show {
     pub model_info: serde_json::Map<String, serde_json::Value>,
     pub capabilities: Vec<&'static str>,
     pub modified_at: String,
+}
+
+/// `input` of `/api/embed`: a text or texts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "serde_json::Value")]
+pub enum EmbedInput {
+    Text(String),
+    Texts(Vec<String>),
+}
+
+/// Read by hand, for an error that says what `input` may be.
+impl TryFrom<serde_json::Value> for EmbedInput {
+    type Error = String;
+
+    fn try_from(v: serde_json::Value) -> Result<EmbedInput, String> {
+        let what = "input must be a string or an array of strings";
+        match v {
+            serde_json::Value::String(s) => Ok(EmbedInput::Text(s)),
+            serde_json::Value::Array(items) => items
+                .into_iter()
+                .map(|x| match x {
+                    serde_json::Value::String(s) => Some(s),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()
+                .map(EmbedInput::Texts)
+                .ok_or_else(|| what.to_owned()),
+            _ => Err(what.to_owned()),
+        }
+    }
+}
+
+/// `POST /api/embed`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EmbedRequest {
+    pub model: String,
+    #[serde(default)]
+    pub input: Option<EmbedInput>,
+    /// Cut a text that is too long (the default) instead of refusing it.
+    #[serde(default)]
+    pub truncate: Option<bool>,
+    #[serde(default)]
+    pub dimensions: Option<i64>,
+    #[serde(default)]
+    pub options: Option<Options>,
+    #[serde(default)]
+    pub keep_alive: Option<serde_json::Value>,
+    /// Every other field, refused by name.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The answer of `/api/embed` (durations in nanoseconds).
+#[derive(Debug, Clone, Serialize)]
+pub struct EmbedResponse {
+    pub model: String,
+    pub embeddings: Vec<Vec<f32>>,
+    pub total_duration: u64,
+    pub load_duration: u64,
+    pub prompt_eval_count: usize,
+}
+
+/// `POST /api/embeddings`, the older route: one text as `prompt`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EmbeddingsRequest {
+    pub model: String,
+    #[serde(default)]
+    pub prompt: Option<String>,
+    #[serde(default)]
+    pub options: Option<Options>,
+    #[serde(default)]
+    pub keep_alive: Option<serde_json::Value>,
+    /// Every other field, refused by name.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The answer of `/api/embeddings`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EmbeddingsResponse {
+    pub embedding: Vec<f32>,
 }

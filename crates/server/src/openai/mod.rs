@@ -1,19 +1,22 @@
 //! The OpenAI-compatible API: `GET /v1/models`, `POST /v1/chat/completions`,
-//! `POST /v1/completions` and `POST /v1/responses`, streamed as OpenAI streams them (SSE `data:`
-//! chunks, a final chunk with the finish reason, a usage chunk when
+//! `POST /v1/completions`, `POST /v1/responses` and `POST /v1/embeddings`;
+//! generations are streamed as OpenAI streams them (SSE `data:` chunks, a
+//! final chunk with the finish reason, a usage chunk when
 //! `stream_options.include_usage` is set, then `data: [DONE]`).
 //!
 //! Local model names run on the scheduler here; `provider:model` names go
 //! through the provider router (chat only), so a client can reach OpenAI,
 //! Anthropic, Gemini or a compatible endpoint through lucid.
 //!
-//! By route: `chat`, `completions` and `responses` run local models, `remote`
+//! By route: `chat`, `completions` and `responses` run local models,
+//! `embeddings` turns texts into vectors (through [`crate::embed`]), `remote`
 //! translates a chat for the providers, `params` checks OpenAI's request
 //! parameters, [`wire`] holds the JSON shapes; this file lists the models
 //! and holds what the routes share (usage, log-probabilities, SSE).
 
 mod chat;
 mod completions;
+mod embeddings;
 mod params;
 pub(crate) use params::{compile, messages, sampling};
 mod remote;
@@ -50,6 +53,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/completions", post(completions::completions))
         .route("/v1/responses", post(responses::responses))
+        .route("/v1/embeddings", post(embeddings::embeddings))
 }
 
 async fn list_models(State(state): State<AppState>) -> impl IntoResponse {

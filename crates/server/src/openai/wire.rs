@@ -698,3 +698,114 @@ impl ResponseEvent {
         }
     }
 }
+
+/// `input` of `/v1/embeddings`: a text, texts, token ids, or lists of ids.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "serde_json::Value")]
+pub enum EmbeddingInput {
+    Text(String),
+    Texts(Vec<String>),
+    Tokens(Vec<u32>),
+    TokenLists(Vec<Vec<u32>>),
+}
+
+/// Read by hand rather than as an untagged enum, whose error ("did not
+/// match any variant") says nothing of what `input` may be.
+impl TryFrom<serde_json::Value> for EmbeddingInput {
+    type Error = String;
+
+    fn try_from(v: serde_json::Value) -> Result<EmbeddingInput, String> {
+        use serde_json::Value;
+        let what = "input must be a string, an array of strings, an array of token ids or an \
+                    array of arrays of token ids";
+        let ids = |v: &[Value]| -> Option<Vec<u32>> {
+            v.iter()
+                .map(|x| x.as_u64().and_then(|n| u32::try_from(n).ok()))
+                .collect()
+        };
+        match v {
+            Value::String(s) => Ok(EmbeddingInput::Text(s)),
+            Value::Array(items) => match items.first() {
+                None => Ok(EmbeddingInput::Texts(Vec::new())),
+                Some(Value::String(_)) => items
+                    .into_iter()
+                    .map(|x| match x {
+                        Value::String(s) => Some(s),
+                        _ => None,
+                    })
+                    .collect::<Option<Vec<_>>>()
+                    .map(EmbeddingInput::Texts)
+                    .ok_or_else(|| format!("{what}: an array of strings holds only strings")),
+                Some(Value::Number(_)) => ids(&items)
+                    .map(EmbeddingInput::Tokens)
+                    .ok_or_else(|| format!("{what}: token ids are integers from 0 to 4294967295")),
+                Some(Value::Array(_)) => items
+                    .iter()
+                    .map(|x| x.as_array().and_then(|a| ids(a)))
+                    .collect::<Option<Vec<_>>>()
+                    .map(EmbeddingInput::TokenLists)
+                    .ok_or_else(|| {
+                        format!("{what}: each inner array holds token ids, integers from 0")
+                    }),
+                Some(_) => Err(what.to_owned()),
+            },
+            _ => Err(what.to_owned()),
+        }
+    }
+}
+
+/// `encoding_format` of `/v1/embeddings`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EncodingFormat {
+    #[default]
+    Float,
+    /// Each vector as the base64 of its little-endian float32 bytes.
+    Base64,
+}
+
+/// `POST /v1/embeddings`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EmbeddingRequest {
+    pub model: String,
+    pub input: EmbeddingInput,
+    #[serde(default)]
+    pub encoding_format: Option<EncodingFormat>,
+    #[serde(default)]
+    pub dimensions: Option<i64>,
+    /// Who asks: metadata.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Every other field, refused by name.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A vector as numbers or as base64.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum EmbeddingVector {
+    Float(Vec<f32>),
+    Base64(String),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EmbeddingObject {
+    pub object: &'static str,
+    pub index: usize,
+    pub embedding: EmbeddingVector,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EmbeddingUsage {
+    pub prompt_tokens: usize,
+    pub total_tokens: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EmbeddingList {
+    pub object: &'static str,
+    pub data: Vec<EmbeddingObject>,
+    pub model: String,
+    pub usage: EmbeddingUsage,
+}
