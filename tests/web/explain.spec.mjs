@@ -1,6 +1,7 @@
 // The glass-box page in a real headless Chromium (Debian's, never a
-// downloaded one), against the lucid-glass-web harness serving SmolLM2 and
-// Gemma 3. Run through tests/web/run.sh, which starts the harness and sets:
+// downloaded one), against the lucid-glass-web harness serving SmolLM2,
+// Gemma 3 and all-MiniLM-L6-v2. Run through tests/web/run.sh, which starts
+// the harness and sets:
 //
 //   GLASS_URL        the harness's base URL
 //   SCREENSHOTS      where screenshots and timings.json go (an artifact)
@@ -12,7 +13,10 @@
 // chosen head, (layers + 1) × positions logit-lens cells. It then explains
 // a 200-token prompt with the lens on and measures what the page costs:
 // parsing, rendering, redrawing the heatmap for another head, scrolling the
-// lens grid, and the longest main-thread task.
+// lens grid, and the longest main-thread task. Then it compares three
+// sentences with the embedding model (the semantic view) and checks that
+// every number the page shows (the similarity grid, the nearest
+// neighbours, the token contributions of the selected pair) is the API's.
 
 import { chromium } from 'playwright-core';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -46,6 +50,16 @@ async function api(body) {
     body: JSON.stringify(body),
   });
   if (!res.ok) throw new Error(`POST /v1/explain: ${res.status} ${await res.text()}`);
+  return res.json();
+}
+
+async function apiSemantic(body) {
+  const res = await fetch(base + '/v1/explain/semantic', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  if (!res.ok) throw new Error(`POST /v1/explain/semantic: ${res.status} ${await res.text()}`);
   return res.json();
 }
 
@@ -212,6 +226,75 @@ try {
   check(scrollMs < 50, `the lens grid redraws on scroll in ${scrollMs.toFixed(1)} ms (< 50)`);
   check(longest < 500, `no main-thread task over 500 ms (longest ${longest.toFixed(0)} ms)`);
   await page.screenshot({ path: join(shots, 'smollm2-200-tokens.png'), fullPage: true });
+
+  // The semantic view: an embedding model and three sentences.
+  {
+    const sentences = ['A man is eating food.', 'A man is eating a piece of bread.', 'The new movie is awesome.'];
+    await page.selectOption('#model', 'all-minilm');
+    check(await page.isChecked('#semantic') && (await page.isDisabled('#semantic')), 'an embedding model turns the semantic view on, for good');
+    check((await page.getAttribute('body', 'data-view')) === 'semantic', 'the page shows the semantic view');
+    check((await page.isVisible('#texts')) && !(await page.isVisible('#prompt')) && !(await page.isVisible('#steps-section')), 'the texts box replaces the prompt and the trace');
+    await page.fill('#texts', sentences.join('\n') + '\n');
+    const t0 = Date.now();
+    await page.click('#run');
+    await page.waitForSelector('body[data-state="done"], body[data-state="error"]');
+    const state = await page.getAttribute('body', 'data-state');
+    if (state !== 'done') throw new Error(`semantic view: the page says ${await page.textContent('#status')}`);
+    const wall = Date.now() - t0;
+    const ref = await apiSemantic({ model: 'all-minilm', texts: sentences, pairs: 'all', precision: 4 });
+    const n = sentences.length;
+
+    const cells = await page.$$eval('#similarity .sim-cell', (cs) => cs.map((c) => ({ i: +c.dataset.i, j: +c.dataset.j, text: c.textContent, bg: getComputedStyle(c).backgroundColor })));
+    check(cells.length === n * n, `similarity grid has ${cells.length} cells for ${n}×${n}`);
+    const wrong = cells.filter((c) => c.text !== ref.similarity[c.i][c.j].toFixed(4) || Number(c.text) !== ref.similarity[c.i][c.j]);
+    check(wrong.length === 0, `every grid cell shows the API's similarity (${wrong.map((c) => `${c.i},${c.j}: ${c.text}`).join('; ') || 'all equal'})`);
+    const diag = cells.find((c) => c.i === 0 && c.j === 0);
+    const far = cells.find((c) => c.i === 0 && c.j === 2);
+    check(diag.bg !== far.bg && diag.bg !== 'rgba(0, 0, 0, 0)', `the grid is a heat map (${diag.bg} on the diagonal, ${far.bg} for #0↔#2)`);
+
+    const firsts = await page.$$eval('#neighbours li', (lis) => lis.map((li) => {
+      const f = li.querySelector('.nb-first');
+      return { index: +f.dataset.index, text: f.textContent };
+    }));
+    const nbOk = firsts.length === n && firsts.every((f, i) => {
+      const want = ref.texts[i].neighbours[0];
+      return f.index === want.index && f.text === `#${want.index} ${want.similarity.toFixed(4)}`;
+    });
+    check(nbOk, `nearest neighbours are the API's (${firsts.map((f) => f.text).join(', ')})`);
+
+    // The strip of a pair: two rows, one chip per token, each number the API's.
+    const readStrip = () => page.$$eval('#strip .strip-row', (rows) => rows.map((r) => ({
+      text: +r.dataset.text,
+      chips: [...r.querySelectorAll('.ctok')].map((c) => c.querySelector('.c').textContent),
+    })));
+    const checkStrip = async (p, what) => {
+      const strip = await readStrip();
+      check(strip.length === 2 && strip[0].text === p.a && strip[1].text === p.b, `${what}: the strip shows texts #${p.a} and #${p.b}`);
+      for (const [row, cs] of [[strip[0], p.a_contributions], [strip[1], p.b_contributions]]) {
+        if (!row) continue;
+        const tokens = ref.texts[row.text].tokens.length;
+        check(row.chips.length === tokens && cs.length === tokens, `${what}: #${row.text} has ${row.chips.length} chips for ${tokens} tokens`);
+        const same = row.chips.every((c, k) => Number(c) === cs[k] && c.replace(/^\+/, '') === cs[k].toFixed(4));
+        check(same, `${what}: #${row.text}'s contributions are the API's (${row.chips.join(' ')})`);
+        const sum = row.chips.reduce((s, c) => s + Number(c), 0);
+        check(Math.abs(sum - p.similarity) <= 0.5e-4 * (tokens + 1), `${what}: #${row.text}'s contributions sum to ${sum.toFixed(4)}, the similarity ${p.similarity}`);
+      }
+    };
+    // At first the most similar pair, then the one clicked.
+    await checkStrip(ref.pairs[0], 'most similar pair');
+    check(ref.pairs[0].a === 0 && ref.pairs[0].b === 1, 'the two eating sentences are the most similar pair');
+    await page.click('#similarity .sim-cell[data-i="2"][data-j="0"]');
+    const clicked = ref.pairs.find((p) => p.a === 0 && p.b === 2);
+    await checkStrip(clicked, 'clicked pair');
+    const selected = await page.$$eval('#similarity .sim-cell.selected', (cs) => cs.map((c) => `${c.dataset.i},${c.dataset.j}`).sort());
+    check(JSON.stringify(selected) === JSON.stringify(['0,2', '2,0']), `the clicked pair's cells are outlined (${selected})`);
+    timings['all-minilm-semantic'] = { texts: n, wall_ms: wall, page: await page.evaluate(() => window.glass.timings) };
+    await page.screenshot({ path: join(shots, 'all-minilm-semantic.png'), fullPage: true });
+
+    // Back to a generator: the trace view returns.
+    await page.selectOption('#model', 'smollm2');
+    check((await page.getAttribute('body', 'data-view')) === 'explain' && !(await page.isChecked('#semantic')), 'a generator goes back to the trace view');
+  }
 
   // The chat playground, against a stand-in for the main server's
   // /v1/models and streaming /v1/chat/completions (OpenAI SSE): the

@@ -3,8 +3,9 @@
 #
 # Installs what it needs (Debian's chromium through apt-get when missing,
 # playwright-core into tests/web/node_modules with `npm ci`; no browser is
-# ever downloaded), builds the lucid-glass-web harness, serves SmolLM2 and
-# Gemma 3 from .cache/models on an ephemeral loopback port, runs
+# ever downloaded), builds the lucid-glass-web harness, serves SmolLM2,
+# Gemma 3 and all-MiniLM-L6-v2 (an embedding model, for the semantic view)
+# from .cache/models on an ephemeral loopback port, runs
 # explain.spec.mjs against it and stops the server. Screenshots and
 # timings.json land in target/web-screenshots/ (an artifact).
 #
@@ -31,7 +32,7 @@ setup_only=""
 die() { echo "tests/web/run.sh: $*" >&2; exit 1; }
 step() { echo "== $* ($(date +%T))"; }
 
-[ -n "$setup_only" ] || for f in SmolLM2-135M-Instruct.Q4_1.gguf gemma-3-270m-q4_k_m.gguf; do
+[ -n "$setup_only" ] || for f in SmolLM2-135M-Instruct.Q4_1.gguf gemma-3-270m-q4_k_m.gguf all-MiniLM-L6-v2/model.safetensors; do
   [ -f "$models/$f" ] || die "$models/$f is missing: run scripts/fetch-test-models.sh first"
 done
 
@@ -78,6 +79,7 @@ threads=$(nproc 2>/dev/null || echo 2)
 "$bin" --addr 127.0.0.1:0 --threads "$threads" \
   smollm2="$models/SmolLM2-135M-Instruct.Q4_1.gguf" \
   gemma3="$models/gemma-3-270m-q4_k_m.gguf" \
+  all-minilm="$models/all-MiniLM-L6-v2" \
   >"$log/out" 2>"$log/err" &
 server_pid=$!
 url=""

@@ -3,7 +3,9 @@
 //! SmolLM2 is found by its catalog name through a private store whose only
 //! source is that directory; its `--json` trace has the keys other tools
 //! read, and " Paris" ranks near the top after "The capital of France is";
-//! the terminal view has every section and no colour when piped.
+//! the terminal view has every section and no colour when piped. An
+//! embedding model (all-MiniLM-L6-v2) gets the semantic view of several
+//! texts instead.
 
 // Test helpers unwrap: a failure is a test failure.
 #![allow(clippy::unwrap_used)]
@@ -213,4 +215,96 @@ fn a_bad_attention_choice_is_explained() {
     assert!(!output.status.success());
     let err = String::from_utf8_lossy(&output.stderr);
     assert!(err.contains("LAYER.HEAD"), "{err}");
+}
+
+/// The semantic view: an embedding model (all-MiniLM-L6-v2, by path) and
+/// three texts; the JSON has the keys of the wire format and the terminal
+/// view every section, without colour when piped.
+#[test]
+fn an_embedding_model_gets_the_semantic_view() {
+    let home = Home::new("semantic");
+    let dir = models_dir().join("all-MiniLM-L6-v2");
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "{} is missing: run scripts/fetch-test-models.sh first",
+        dir.display()
+    );
+    let model = dir.to_str().unwrap();
+    let texts = [
+        "A man is eating food.",
+        "A man is eating a piece of bread.",
+        "The new movie is awesome.",
+    ];
+    let mut args = vec![model];
+    args.extend(texts);
+    args.push("--json");
+    let v = json(&explain(&home, &args));
+    assert_eq!(v["model"]["role"], "encoder");
+    assert_eq!(v["embedding"]["pooling"], "mean");
+    assert_eq!(v["texts"].as_array().unwrap().len(), 3);
+    assert_eq!(v["texts"][0]["tokens"][0]["text"], "[CLS]");
+    assert_eq!(v["texts"][0]["neighbours"][0]["index"], 1);
+    let sim = v["similarity"][0][1].as_f64().unwrap();
+    assert!((sim - 0.7553).abs() < 1e-3, "{sim}");
+    let pair = &v["pairs"][0];
+    let sum: f64 = pair["a_contributions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_f64().unwrap())
+        .sum();
+    assert!((sum - pair["similarity"].as_f64().unwrap()).abs() < 1e-5);
+
+    let mut args = vec![model];
+    args.extend(texts);
+    let text = String::from_utf8(explain(&home, &args).stdout).unwrap();
+    for part in [
+        "mean pooling, normalized",
+        "Texts",
+        "#2  \"The new movie is awesome.\"",
+        "Similarity",
+        "0.7553",
+        "Nearest neighbours",
+        "#0 → #1 0.7553",
+        "Why #0 and #1 are similar (0.7553)",
+        "·eating +0.",
+        "(sum 0.7553)",
+    ] {
+        assert!(text.contains(part), "missing {part:?} in:\n{text}");
+    }
+    assert!(
+        !text.contains('\x1b'),
+        "colour codes in piped output:\n{text}"
+    );
+}
+
+#[test]
+fn several_texts_on_a_generator_ask_for_semantic() {
+    let home = Home::new("several");
+    let output = Command::new(env!("CARGO_BIN_EXE_lucid"))
+        .args(["explain", "smollm2", "one text", "another"])
+        .env("LUCID_HOME", &home.0)
+        .env("LUCID_LOCAL_MODELS", models_dir())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("--semantic"), "{err}");
+    // With it, a generator is compared by its own pooling (the last token).
+    let v = json(&explain(
+        &home,
+        &[
+            "smollm2",
+            "cats are nice",
+            "dogs are nice",
+            "--semantic",
+            "--json",
+        ],
+    ));
+    assert_eq!(v["model"]["role"], "generator");
+    assert_eq!(v["embedding"]["pooling"], "last");
+    let a = v["pairs"][0]["a_contributions"].as_array().unwrap();
+    let last = a.last().unwrap().as_f64().unwrap();
+    assert!((last - v["pairs"][0]["similarity"].as_f64().unwrap()).abs() < 1e-6);
+    assert!(a[..a.len() - 1].iter().all(|c| c.as_f64() == Some(0.0)));
 }

@@ -45,6 +45,25 @@ pub enum GlassError {
 
     #[error("the model's forward pass did not report {point}")]
     MissingHook { point: String },
+
+    #[error(
+        "{architecture} is an embedding model (an encoder): it predicts no tokens; \
+         give it two texts or more to compare them (the semantic view)"
+    )]
+    NotAGenerator { architecture: String },
+
+    #[error("the semantic view compares texts: give at least 2, not {given}")]
+    TooFewTexts { given: usize },
+
+    #[error("pair ({a}, {b}) names a text that does not exist: there are {texts} (0 to {})", texts.saturating_sub(1))]
+    PairOutOfRange { a: usize, b: usize, texts: usize },
+
+    #[error("the model's pass gave {got} hidden-state values for text {index}, not {expected}")]
+    HiddenStates {
+        index: usize,
+        got: usize,
+        expected: usize,
+    },
 }
 
 impl From<EngineError> for GlassError {

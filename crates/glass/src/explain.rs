@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use lucid_engine::{
-    ChatMessage, ForwardCtx, GenerateParams, Hooks, LoadedModel, Role, Sequence,
+    ChatMessage, ForwardCtx, GenerateParams, Hooks, LoadedModel, ModelRole, Role, Sequence,
     StopReason as EngineStop,
 };
 
@@ -41,6 +41,17 @@ pub fn prompt_tokens(model: &LoadedModel, text: &str, chat: bool) -> Result<Vec<
 /// The text a token stands for.
 pub fn token_text(model: &LoadedModel, id: u32) -> String {
     String::from_utf8_lossy(&model.tokenizer.token_bytes(id)).into_owned()
+}
+
+/// Refuses an encoder, which predicts no tokens: its glass box is the
+/// semantic view ([`crate::semantic()`]).
+pub fn check_generator(model: &LoadedModel) -> Result<()> {
+    match model.model.role() {
+        ModelRole::Generator => Ok(()),
+        ModelRole::Encoder => Err(GlassError::NotAGenerator {
+            architecture: model.model.info().architecture.to_string(),
+        }),
+    }
 }
 
 /// What the caller hears while a run goes on.
@@ -80,6 +91,7 @@ pub fn explain_with(
 ) -> Result<Trace> {
     let start = Instant::now();
     let info = model.model.info();
+    check_generator(model)?;
     options.check(info, prompt.len(), limits)?;
     let heads = options.heads(info.n_heads);
     let mut recorder = Recorder::new(
@@ -179,7 +191,7 @@ pub fn explain_with(
     });
     timings.total_ms = ms(start);
     Ok(Trace {
-        model: ModelSummary::of(info),
+        model: ModelSummary::of(model.model.as_ref()),
         tokens: prompt
             .iter()
             .map(|&id| Token {

@@ -9,9 +9,16 @@
 //! logit lens (every layer's residual stream through the final norm and the
 //! unembedding, [`lucid_engine::Model::unembed`]).
 //!
+//! [`semantic()`] is the glass box of an embedding model: several texts, the
+//! cosine similarity of every pair, each text's nearest neighbours, and
+//! for chosen pairs what each token adds to their similarity (a
+//! [`Semantic`] view, from the final hidden states of the same forward pass
+//! that [`lucid_engine::LoadedModel::embed`] runs).
+//!
 //! This crate knows nothing of terminals or HTTP: the CLI's `lucid explain`
-//! and the `lucid-web` routes render and serve its [`Trace`], whose serde
-//! form ([`trace`]) is the one wire format of the glass box. The recorder
+//! and the `lucid-web` routes render and serve its [`Trace`] and
+//! [`Semantic`], whose serde form ([`trace`]) is the one wire format of the
+//! glass box. The recorder
 //! asks only for the hook points a request needs, so a run that wants no
 //! attention and no lens costs what a plain forward pass costs.
 
@@ -20,13 +27,16 @@ pub mod error;
 pub mod explain;
 pub mod options;
 pub mod recorder;
+pub mod semantic;
 pub mod trace;
 
 pub use error::{GlassError, Result};
-pub use explain::{Event, explain, explain_with, prompt_tokens, token_text};
-pub use options::{ExplainOptions, Limits};
+pub use explain::{Event, check_generator, explain, explain_with, prompt_tokens, token_text};
+pub use options::{ExplainOptions, Limits, Pairs, SemanticOptions};
 pub use recorder::Recorder;
+pub use semantic::semantic;
 pub use trace::{
-    Attended, AttentionMap, Chosen, Lens, LensColumn, ModelSummary, Step, StopReason, Timings,
-    Token, TokenProb, Trace,
+    Attended, AttentionMap, Chosen, EmbeddingSummary, Lens, LensColumn, ModelKind, ModelSummary,
+    Neighbour, PairContributions, PoolingKind, Semantic, SemanticTimings, Step, StopReason,
+    TextEmbedding, Timings, Token, TokenProb, Trace,
 };

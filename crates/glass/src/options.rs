@@ -49,6 +49,29 @@ impl Default for ExplainOptions {
     }
 }
 
+/// What the semantic view of several texts computes besides their
+/// similarities ([`crate::semantic()`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SemanticOptions {
+    /// The pairs whose per-token contributions to the similarity to give.
+    pub pairs: Pairs,
+    /// Include each text's embedding (as the model returns it: pooled, and
+    /// normalized when the model normalizes).
+    pub vectors: bool,
+}
+
+/// Which pairs of texts get per-token contributions.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Pairs {
+    /// Each text with its nearest neighbour (each pair once).
+    #[default]
+    Nearest,
+    /// Every pair of different texts.
+    All,
+    /// These pairs `(a, b)` of text indices, in this order.
+    These(Vec<(usize, usize)>),
+}
+
 /// Upper bounds on a request, checked before running.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -65,6 +88,12 @@ pub struct Limits {
     /// product of the model's width, so this bounds the lens's time on
     /// models with a large vocabulary, where cells alone would not.
     pub max_lens_logits: usize,
+    /// Texts in one semantic view.
+    pub max_texts: usize,
+    /// Tokens of all a semantic view's texts together (each text is cut to
+    /// the model's embedding length first). This also bounds the token
+    /// contributions of every pair: at most (texts + 1) × this many.
+    pub max_semantic_tokens: usize,
 }
 
 /// The server's bound on lens logits: about 10,900 cells of a 49k-token
@@ -86,6 +115,11 @@ impl Limits {
             max_attention_values: 4 << 20,
             max_lens_cells: 32_000,
             max_lens_logits: LENS_LOGITS_SERVER,
+            max_texts: 32,
+            // 32 texts of 512 tokens (BERT's context); all their pairs'
+            // contributions are then at most 31 × 16,384 numbers (33 ×
+            // with every text paired with itself too).
+            max_semantic_tokens: 16_384,
         }
     }
 
@@ -100,6 +134,8 @@ impl Limits {
             max_attention_values: usize::MAX,
             max_lens_cells: usize::MAX,
             max_lens_logits: usize::MAX,
+            max_texts: usize::MAX,
+            max_semantic_tokens: usize::MAX,
         }
     }
 }

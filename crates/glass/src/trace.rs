@@ -1,14 +1,18 @@
-//! The trace of one explained run, and its JSON form.
+//! The trace of one explained run, the semantic view of several texts, and
+//! their JSON form.
 //!
 //! These types are the glass box's wire format: the CLI's `--json`, the
 //! HTTP endpoint and the web page all read and write exactly these (the
 //! engine's own types are not serializable on purpose). Other tools depend on
-//! the key names `tokens`, `steps`, `top`, `chosen`, `id`, `text` and `prob`;
-//! renaming a field is a breaking change.
+//! the key names `tokens`, `steps`, `top`, `chosen`, `id`, `text` and `prob`,
+//! and of the semantic view `texts`, `similarity`, `neighbours`, `pairs`,
+//! `index`, `a`, `b`, `a_contributions` and `b_contributions`; renaming a
+//! field is a breaking change, adding one is not.
 //!
 //! Probabilities are the model's own distribution, the softmax of the raw
 //! logits at temperature 1, whatever sampling chose the token. Entropies are
-//! in nats. Positions count tokens from 0, prompt first.
+//! in nats. Positions count tokens from 0, prompt first; texts of a semantic
+//! view count from 0 in the order given.
 
 use serde::{Deserialize, Serialize};
 
@@ -49,12 +53,36 @@ pub struct ModelSummary {
     pub d_model: usize,
     pub vocab_size: usize,
     pub context_length: usize,
+    /// What the model's forward pass yields: `generator` (next-token
+    /// logits: [`Trace`]) or `encoder` (hidden states only: [`Semantic`]).
+    /// Absent in traces written before it existed, which were all
+    /// generators'.
+    #[serde(default)]
+    pub role: ModelKind,
+}
+
+/// What a model's forward pass yields ([`lucid_engine::ModelRole`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// Next-token logits: explained with a [`Trace`] (and, as an embedder,
+    /// with a [`Semantic`] view).
+    #[default]
+    Generator,
+    /// Hidden states only (BERT and the sentence-transformers models on
+    /// it): a [`Semantic`] view.
+    Encoder,
 }
 
 impl ModelSummary {
     /// The summary of a model's shape.
-    pub fn of(info: &lucid_engine::ModelInfo) -> ModelSummary {
+    pub fn of(model: &dyn lucid_engine::Model) -> ModelSummary {
+        let info = model.info();
         ModelSummary {
+            role: match model.role() {
+                lucid_engine::ModelRole::Generator => ModelKind::Generator,
+                lucid_engine::ModelRole::Encoder => ModelKind::Encoder,
+            },
             architecture: info.architecture.to_string(),
             n_layers: info.n_layers,
             n_heads: info.n_heads,
@@ -225,6 +253,170 @@ impl AttentionMap {
     /// Rounds the weights (see [`Trace::round`]).
     pub fn round(&mut self, decimals: i32) {
         self.weights.iter_mut().for_each(rounder(decimals));
+    }
+}
+
+/// The semantic view of several texts: how an embedding model places them
+/// relative to each other, and which tokens made two of them similar.
+///
+/// A text's embedding is its final hidden states pooled into one vector
+/// ([`EmbeddingSummary::pooling`]); similarities are cosines, which for a
+/// model that normalizes its vectors is their dot product. Every number is
+/// computed from the hidden states in f64 (and written as f32), so a pair's
+/// contributions sum to its similarity to within f32 rounding.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Semantic {
+    /// The shape of the model that ran.
+    pub model: ModelSummary,
+    /// How the model turns a text into one vector.
+    pub embedding: EmbeddingSummary,
+    /// The texts, in the order given.
+    pub texts: Vec<TextEmbedding>,
+    /// `similarity[i][j]` is the cosine of texts `i` and `j`: symmetric,
+    /// 1 on the diagonal (0 for a text whose vector is zero).
+    pub similarity: Vec<Vec<f32>>,
+    /// The pairs asked for (by default each text with its nearest
+    /// neighbour, each pair once), most similar first unless given.
+    pub pairs: Vec<PairContributions>,
+    /// Where the time went.
+    pub timings: SemanticTimings,
+}
+
+/// How a model turns a text into one vector
+/// ([`lucid_engine::EmbeddingConfig`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmbeddingSummary {
+    pub pooling: PoolingKind,
+    /// Whether the model scales its vectors to length 1. It does not change
+    /// a cosine.
+    pub normalized: bool,
+    /// Texts are cut to this many tokens (special tokens included).
+    pub max_tokens: usize,
+}
+
+impl EmbeddingSummary {
+    /// The summary of how `model` embeds.
+    pub fn of(model: &lucid_engine::LoadedModel) -> EmbeddingSummary {
+        let config = &model.embedding;
+        EmbeddingSummary {
+            pooling: PoolingKind::of(config.pooling),
+            normalized: config.normalize,
+            max_tokens: lucid_engine::embed::max_tokens(model.model.as_ref(), config),
+        }
+    }
+}
+
+/// Which hidden states make a text's vector ([`lucid_engine::Pooling`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolingKind {
+    /// The mean of every token's row, special tokens included: every token
+    /// contributes.
+    Mean,
+    /// The first token's row: only it contributes.
+    Cls,
+    /// The last token's row: only it contributes.
+    Last,
+}
+
+impl PoolingKind {
+    /// Its name in the JSON: `mean`, `cls` or `last`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PoolingKind::Mean => "mean",
+            PoolingKind::Cls => "cls",
+            PoolingKind::Last => "last",
+        }
+    }
+
+    pub fn of(pooling: lucid_engine::Pooling) -> PoolingKind {
+        match pooling {
+            lucid_engine::Pooling::Mean => PoolingKind::Mean,
+            lucid_engine::Pooling::Cls => PoolingKind::Cls,
+            lucid_engine::Pooling::LastToken => PoolingKind::Last,
+        }
+    }
+}
+
+/// One text of a semantic view.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TextEmbedding {
+    /// The text as given.
+    pub text: String,
+    /// Its tokens as the model read them (special tokens included).
+    pub tokens: Vec<Token>,
+    /// Whether the text was cut to [`EmbeddingSummary::max_tokens`].
+    pub truncated: bool,
+    /// The length of the pooled vector before any normalization.
+    pub norm: f32,
+    /// The embedding as the model returns it (`lucid embed`'s vector), when
+    /// asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector: Option<Vec<f32>>,
+    /// Every other text, most similar first (lower index first on ties).
+    pub neighbours: Vec<Neighbour>,
+}
+
+/// Another text and its similarity.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Neighbour {
+    pub index: usize,
+    pub similarity: f32,
+}
+
+/// What each token of two texts adds to their similarity.
+///
+/// With mean pooling, text `a`'s vector is `A = (1/n) Σ h_i` over its token
+/// rows `h_i`, so `cos(a, b) = Σ_i (h_i · B̂) / (n |A|)` with `B̂ = B / |B|`:
+/// token `i` contributes `(h_i · B̂) / (n |A|)`, and a text's contributions
+/// sum to the similarity. With CLS or last-token pooling the one pooled
+/// token contributes all of it and the others 0. A token can contribute
+/// less than 0: it points away from the other text.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PairContributions {
+    /// Indices of the two texts.
+    pub a: usize,
+    pub b: usize,
+    /// `similarity[a][b]`.
+    pub similarity: f32,
+    /// One per token of text `a`, in order; they sum to `similarity`.
+    pub a_contributions: Vec<f32>,
+    /// One per token of text `b`, in order; they sum to `similarity`.
+    pub b_contributions: Vec<f32>,
+}
+
+/// Time spent, in milliseconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SemanticTimings {
+    /// Tokenizing and the forward passes.
+    pub forward_ms: f64,
+    /// Pooling, similarities and contributions.
+    pub analysis_ms: f64,
+    pub total_ms: f64,
+}
+
+impl Semantic {
+    /// Rounds similarities, contributions and norms to `decimals` places
+    /// (see [`Trace::round`]); vectors are left as they are.
+    pub fn round(&mut self, decimals: i32) {
+        let r = rounder(decimals);
+        self.similarity.iter_mut().flatten().for_each(&r);
+        for t in &mut self.texts {
+            r(&mut t.norm);
+            t.neighbours.iter_mut().for_each(|n| r(&mut n.similarity));
+        }
+        for p in &mut self.pairs {
+            r(&mut p.similarity);
+            p.a_contributions.iter_mut().for_each(&r);
+            p.b_contributions.iter_mut().for_each(&r);
+        }
+    }
+
+    /// The pair `(a, b)` or `(b, a)`, if it was computed.
+    pub fn pair(&self, a: usize, b: usize) -> Option<&PairContributions> {
+        self.pairs
+            .iter()
+            .find(|p| (p.a, p.b) == (a, b) || (p.a, p.b) == (b, a))
     }
 }
 

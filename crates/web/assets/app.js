@@ -3,7 +3,10 @@
 //
 // It talks to POST /v1/explain (streamed as NDJSON: a `start` line with the
 // tokens, a `step` line per predicted token, each followed by a `lens` line
-// when the lens is on, a `done` line with the whole trace), GET /v1/explain/models for the models it can explain, and the main
+// when the lens is on, a `done` line with the whole trace), POST
+// /v1/explain/semantic for the semantic view of several texts (an
+// embedding model's only view, a generator's on request), GET
+// /v1/explain/models for the models it can explain, and the main
 // server's GET /v1/models and POST /v1/chat/completions (OpenAI SSE) for
 // the chat playground, which says so when the server has none.
 //
@@ -24,7 +27,10 @@
   // State of the page, exposed for tests and curious users as `window.glass`.
   const glass = {
     models: new Map(), // name -> model summary (null when unknown)
+    embedding: new Map(), // name -> how the model embeds (null when unknown)
     trace: null, // the last `done` trace
+    semantic: null, // the last semantic view, as the API sent it
+    wantSemantic: false, // the semantic checkbox, for generators
     tokens: [], // prompt tokens of the current run
     steps: [],
     lens: [], // lens columns as they arrive
@@ -87,7 +93,10 @@
       const res = await fetch('/v1/explain/models', { headers: headers() });
       if (res.ok) {
         const body = await res.json();
-        for (const m of body.data) glass.models.set(m.id, m.explain || null);
+        for (const m of body.data) {
+          glass.models.set(m.id, m.explain || null);
+          glass.embedding.set(m.id, m.embedding || null);
+        }
         names = body.data.map((m) => m.id);
       }
     } catch (_) { /* fall back */ }
@@ -129,10 +138,31 @@
 
   function updateModelInfo() {
     const m = glass.models.get($('model').value);
-    $('model-info').textContent = m
-      ? `${m.architecture} · ${m.n_layers} layers · ${m.n_heads} heads · d_model ${m.d_model} · vocabulary ${m.vocab_size.toLocaleString()}`
-      : '';
+    const e = glass.embedding.get($('model').value);
+    const encoder = !!(m && m.role === 'encoder');
+    if (encoder && e) {
+      $('model-info').textContent = `${m.architecture} · embedding model · ${m.n_layers} layers · d_model ${m.d_model} · ${e.pooling} pooling${e.normalized ? ', normalized' : ''} · at most ${e.max_tokens} tokens a text`;
+    } else {
+      $('model-info').textContent = m
+        ? `${m.architecture} · ${m.n_layers} layers · ${m.n_heads} heads · d_model ${m.d_model} · vocabulary ${m.vocab_size.toLocaleString()}`
+        : '';
+    }
     if (m) fillLayerHead(m);
+    // An encoder predicts nothing: the semantic view is its only one.
+    const box = $('semantic');
+    box.checked = encoder || glass.wantSemantic;
+    box.disabled = encoder;
+    setView();
+  }
+
+  function semanticView() {
+    return $('semantic').checked;
+  }
+
+  function setView() {
+    const semantic = semanticView();
+    document.body.dataset.view = semantic ? 'semantic' : 'explain';
+    $('run').textContent = semantic ? 'Compare' : 'Explain';
   }
 
   function fillLayerHead(m) {
@@ -272,6 +302,188 @@
       `model ${glass.trace.timings.total_ms.toFixed(0)} ms (forward ${glass.trace.timings.forward_ms.toFixed(0)} ms, lens ${glass.trace.timings.lens_ms.toFixed(0)} ms) · ` +
       `page: parse ${parseMs.toFixed(0)} ms, render ${renderMs.toFixed(0)} ms · total ${totalMs.toFixed(0)} ms`;
     document.body.dataset.state = 'done';
+  }
+
+  // ---- semantic view ------------------------------------------------------
+
+  // Decimals the page asks for and shows: every number on the page is the
+  // API's, written with exactly this many places.
+  const SEMANTIC_PRECISION = 4;
+  const fixed = (x) => x.toFixed(SEMANTIC_PRECISION);
+  const signed = (x) => (x >= 0 ? '+' : '') + fixed(x);
+
+  async function compare() {
+    const model = $('model').value;
+    const texts = $('texts').value.split('\n').map((t) => t.trim()).filter((t) => t.length > 0);
+    if (texts.length < 2) return fail('Give two texts or more, one per line.');
+    const t0 = performance.now();
+    document.body.dataset.state = 'running';
+    $('run').disabled = true;
+    setStatus('Comparing…');
+    glass.semantic = null;
+    // Every pair: the analysis is cheap and bounded, and any cell can then
+    // show its tokens without asking again.
+    const request = { model, texts, pairs: 'all', precision: SEMANTIC_PRECISION };
+    let res;
+    try {
+      res = await fetch('/v1/explain/semantic', { method: 'POST', headers: headers(true), body: JSON.stringify(request) });
+    } catch (e) {
+      return fail('Cannot reach the server: ' + e);
+    }
+    if (!res.ok) return fail(await errorText(res));
+    const a = performance.now();
+    const view = await res.json();
+    const parseMs = performance.now() - a;
+    glass.semantic = view;
+    const b = performance.now();
+    renderSemantic(view);
+    const renderMs = performance.now() - b;
+    const totalMs = performance.now() - t0;
+    glass.timings = { serverMs: view.timings.total_ms, forwardMs: view.timings.forward_ms, parseMs, renderMs, totalMs };
+    $('run').disabled = false;
+    const tokens = view.texts.reduce((n, t) => n + t.tokens.length, 0);
+    setStatus(`${view.texts.length} texts, ${tokens} tokens`);
+    $('footer').textContent =
+      `model ${view.timings.total_ms.toFixed(0)} ms (forward ${view.timings.forward_ms.toFixed(0)} ms, analysis ${view.timings.analysis_ms.toFixed(1)} ms) · ` +
+      `page: parse ${parseMs.toFixed(0)} ms, render ${renderMs.toFixed(0)} ms · total ${totalMs.toFixed(0)} ms`;
+    document.body.dataset.state = 'done';
+  }
+
+  const label = (i) => '#' + i;
+
+  function renderSemantic(view) {
+    const e = view.embedding;
+    $('semantic-info').textContent = `(${view.texts.length} texts · ${e.pooling} pooling${e.normalized ? ', normalized' : ''})`;
+    $('pair-hint').textContent = {
+      mean: "What each token adds to the pair's similarity. A text's vector is the mean of its tokens' final hidden states, so the similarity splits exactly over them: each text's numbers sum to it. Green adds, red takes away.",
+      cls: "This model's vector is the first token's ([CLS]) final hidden state alone: that token holds all of the similarity, the others none.",
+      last: "This model's vector is the last token's final hidden state alone: that token holds all of the similarity, the others none.",
+    }[e.pooling] || '';
+    renderSimilarity(view);
+    renderNeighbours(view);
+    const select = $('pair');
+    select.replaceChildren(...view.pairs.map((p, k) => {
+      const o = el('option', '', `${label(p.a)} ↔ ${label(p.b)}  ${fixed(p.similarity)}`);
+      o.value = String(k);
+      return o;
+    }));
+    selectPair(0);
+  }
+
+  // Similarity to colour: white through blue; below 0 a light red.
+  function simShade(x) {
+    if (x < 0) return `hsl(0, 70%, ${97 - 20 * Math.min(1, -x)}%)`;
+    const t = Math.min(1, x);
+    return `hsl(212, 70%, ${97 - 60 * t}%)`;
+  }
+
+  function renderSimilarity(view) {
+    const n = view.texts.length;
+    const grid = $('similarity');
+    grid.style.gridTemplateColumns = `auto repeat(${n}, minmax(4.6em, 1fr))`;
+    const frag = document.createDocumentFragment();
+    frag.append(el('span', 'corner'));
+    for (let j = 0; j < n; j++) {
+      const c = el('span', 'col-label', label(j));
+      c.title = view.texts[j].text;
+      frag.append(c);
+    }
+    for (let i = 0; i < n; i++) {
+      const rowLabel = el('span', 'row-label');
+      rowLabel.append(el('b', '', label(i)), view.texts[i].text);
+      rowLabel.title = `${view.texts[i].text}\n${view.texts[i].tokens.length} tokens · norm ${view.texts[i].norm}`;
+      frag.append(rowLabel);
+      for (let j = 0; j < n; j++) {
+        const x = view.similarity[i][j];
+        const cell = el('span', 'sim-cell' + (i === j ? ' diag' : ''), fixed(x));
+        cell.dataset.i = i;
+        cell.dataset.j = j;
+        cell.style.background = simShade(x);
+        cell.style.color = x > 0.6 ? '#fff' : '#1b1f24';
+        cell.title = `${label(i)} ${JSON.stringify(view.texts[i].text)}\n${label(j)} ${JSON.stringify(view.texts[j].text)}\nsimilarity ${fixed(x)}`;
+        frag.append(cell);
+      }
+    }
+    grid.replaceChildren(frag);
+    grid.dataset.texts = n;
+    grid.dataset.cells = n * n;
+  }
+
+  function renderNeighbours(view) {
+    const list = $('neighbours');
+    list.replaceChildren(...view.texts.map((t, i) => {
+      const li = el('li');
+      li.dataset.i = i;
+      li.append(el('span', 'who', label(i)), '→');
+      t.neighbours.slice(0, 3).forEach((nb, k) => {
+        const span = el('span', 'nb' + (k === 0 ? ' nb-first' : ''), `${label(nb.index)} ${fixed(nb.similarity)}`);
+        span.dataset.index = nb.index;
+        span.title = view.texts[nb.index].text;
+        li.append(span);
+      });
+      return li;
+    }));
+  }
+
+  // Shows the `k`th pair of the view: its cell outlined, its tokens coloured.
+  function selectPair(k) {
+    const view = glass.semantic;
+    const p = view && view.pairs[k];
+    for (const c of document.querySelectorAll('#similarity .sim-cell.selected')) c.classList.remove('selected');
+    if (!p) {
+      $('strip').replaceChildren();
+      $('pair-info').textContent = '';
+      return;
+    }
+    $('pair').value = String(k);
+    for (const [i, j] of [[p.a, p.b], [p.b, p.a]]) {
+      const cell = document.querySelector(`#similarity .sim-cell[data-i="${i}"][data-j="${j}"]`);
+      if (cell) cell.classList.add('selected');
+    }
+    $('pair-info').textContent = `similarity ${fixed(p.similarity)}`;
+    renderStrip(view, p);
+  }
+
+  function contribShade(share) {
+    const t = Math.min(1, Math.abs(share));
+    return share < 0 ? `hsl(0, 75%, ${97 - 37 * t}%)` : `hsl(140, 55%, ${97 - 50 * t}%)`;
+  }
+
+  function renderStrip(view, p) {
+    const all = p.a_contributions.concat(p.b_contributions);
+    const max = Math.max(1e-12, ...all.map(Math.abs));
+    const rows = [[p.a, p.a_contributions], [p.b, p.b_contributions]].map(([index, cs], side) => {
+      const text = view.texts[index];
+      const row = el('div', 'strip-row');
+      row.dataset.text = index;
+      row.dataset.side = side === 0 ? 'a' : 'b';
+      const head = el('div', 'strip-head');
+      head.append(el('b', '', label(index)), text.text);
+      const tokens = el('div', 'strip-tokens');
+      text.tokens.forEach((t, pos) => {
+        const c = cs[pos];
+        const chip = el('span', 'ctok');
+        chip.dataset.pos = pos;
+        chip.style.background = contribShade(c / max);
+        chip.title = `${JSON.stringify(t.text)} · id ${t.id} · adds ${signed(c)} of ${fixed(p.similarity)}`;
+        chip.append(el('span', 't', show(t.text)), el('span', 'c', signed(c)));
+        tokens.append(chip);
+      });
+      row.append(head, tokens);
+      return row;
+    });
+    $('strip').replaceChildren(...rows);
+  }
+
+  function similarityClick(ev) {
+    const cell = ev.target.closest('.sim-cell');
+    const view = glass.semantic;
+    if (!cell || !view) return;
+    const i = +cell.dataset.i;
+    const j = +cell.dataset.j;
+    if (i === j) return;
+    const k = view.pairs.findIndex((p) => (p.a === i && p.b === j) || (p.a === j && p.b === i));
+    if (k >= 0) selectPair(k);
   }
 
   function fail(message) {
@@ -709,7 +921,16 @@
       loadModels();
     });
     $('model').addEventListener('change', updateModelInfo);
-    $('run').addEventListener('click', () => explain().catch((e) => fail(String(e))));
+    $('semantic').addEventListener('change', () => {
+      glass.wantSemantic = $('semantic').checked;
+      setView();
+    });
+    $('run').addEventListener('click', () => (semanticView() ? compare() : explain()).catch((e) => fail(String(e))));
+    $('texts').addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) $('run').click();
+    });
+    $('similarity').addEventListener('click', similarityClick);
+    $('pair').addEventListener('change', () => selectPair(+$('pair').value));
     $('prompt').addEventListener('keydown', (e) => {
       if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) $('run').click();
     });

@@ -107,6 +107,9 @@ impl From<GlassError> for WebError {
             }
             GlassError::EmptyPrompt | GlassError::Tokenizer(_) => Some("prompt"),
             GlassError::ContextTooSmall { .. } => Some("max_tokens"),
+            GlassError::NotAGenerator { .. } => Some("model"),
+            GlassError::TooFewTexts { .. } => Some("texts"),
+            GlassError::PairOutOfRange { .. } => Some("pairs"),
             _ => None,
         };
         let client_side = match &e {
@@ -118,7 +121,9 @@ impl From<GlassError> for WebError {
                     | EngineError::Sampling(_)
                     | EngineError::Template(_)
             ),
-            GlassError::NoLogits | GlassError::MissingHook { .. } => false,
+            GlassError::NoLogits
+            | GlassError::MissingHook { .. }
+            | GlassError::HiddenStates { .. } => false,
             _ => true,
         };
         if client_side {

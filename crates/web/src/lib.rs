@@ -1,4 +1,5 @@
-//! The glass box over HTTP: `POST /v1/explain` and the web page, as an
+//! The glass box over HTTP: `POST /v1/explain`, `POST /v1/explain/semantic`
+//! (an embedding model's view of several texts) and the web page, as an
 //! [`axum::Router`] that `lucid serve` mounts beside its OpenAI and Ollama
 //! routes (or that the `lucid-glass-web` harness serves alone).
 //!
@@ -31,12 +32,17 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use lucid_engine::{LoadedModel, SamplingParams};
-use lucid_glass::{Event, ExplainOptions, Limits, ModelSummary, Token, Trace};
+use lucid_glass::{
+    EmbeddingSummary, Event, ExplainOptions, Limits, ModelSummary, SemanticOptions, Token, Trace,
+};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tracing::Instrument;
 
 pub use error::WebError;
-use wire::{ExplainRequest, ExplainResponse, ModelEntry, ModelList, StreamEvent};
+use wire::{
+    ExplainRequest, ExplainResponse, ModelEntry, ModelList, SemanticRequest, SemanticResponse,
+    StreamEvent,
+};
 
 /// Where the glass box finds models by name.
 pub trait ModelProvider: Send + Sync + 'static {
@@ -183,6 +189,7 @@ impl Drop for Gone {
 ///
 /// - `GET /` — the page; `GET /glass/app.js`, `GET /glass/app.css` — its assets;
 /// - `POST /v1/explain` — a trace as JSON, or streamed as NDJSON ([`wire`]);
+/// - `POST /v1/explain/semantic` — the semantic view of several texts as JSON;
 /// - `GET /v1/explain/models` — the models `models` offers, with their shapes.
 ///
 /// The router carries its own state and has no fallback, so it fits into
@@ -208,6 +215,10 @@ where
         .route(
             "/v1/explain",
             post(explain).layer(DefaultBodyLimit::max(MAX_BODY)),
+        )
+        .route(
+            "/v1/explain/semantic",
+            post(semantic).layer(DefaultBodyLimit::max(MAX_BODY)),
         )
         .with_state(web)
 }
@@ -251,7 +262,8 @@ async fn list_models(State(web): State<Web>) -> Response {
                 id,
                 object: "model".into(),
                 owned_by: "lucid".into(),
-                explain: ModelSummary::of(m.model.info()),
+                explain: ModelSummary::of(m.model.as_ref()),
+                embedding: EmbeddingSummary::of(&m),
             })
         })
         .collect();
@@ -279,6 +291,13 @@ fn prepare(web: &Web, body: &[u8]) -> Result<Prepared, WebError> {
         .models
         .model(&req.model)
         .ok_or_else(|| WebError::model_not_found(&req.model, &web.models.names()))?;
+    // An encoder predicts nothing: say so before tokenizing.
+    if let Err(e) = lucid_glass::check_generator(&model) {
+        return Err(WebError::invalid(
+            Some("model"),
+            format!("{e}: POST them as \"texts\" to /v1/explain/semantic"),
+        ));
+    }
     let info = model.model.info();
     let tokens = match (&req.prompt, &req.tokens) {
         (Some(p), None) => lucid_glass::prompt_tokens(&model, p, req.chat)?,
@@ -479,7 +498,7 @@ async fn stream_explain(web: Web, p: Prepared) -> Response {
     } = p;
     let start = line(&StreamEvent::Start {
         model_name: &name,
-        model: ModelSummary::of(model.model.info()),
+        model: ModelSummary::of(model.model.as_ref()),
         tokens: tokens
             .iter()
             .map(|&id| Token {
@@ -559,4 +578,106 @@ async fn stream_explain(web: Web, p: Prepared) -> Response {
 
 fn done(trace: &Trace) -> Bytes {
     line(&StreamEvent::Done { trace })
+}
+
+/// A semantic request read and checked.
+struct SemanticPrepared {
+    name: String,
+    model: Arc<LoadedModel>,
+    texts: Vec<String>,
+    options: SemanticOptions,
+    precision: Option<i32>,
+}
+
+fn prepare_semantic(web: &Web, body: &[u8]) -> Result<SemanticPrepared, WebError> {
+    let req: SemanticRequest = serde_json::from_slice(body)
+        .map_err(|e| WebError::invalid(None, format!("the request is not valid: {e}")))?;
+    let model = web
+        .models
+        .model(&req.model)
+        .ok_or_else(|| WebError::model_not_found(&req.model, &web.models.names()))?;
+    let pairs = req.pairs.resolve().ok_or_else(|| {
+        WebError::invalid(
+            Some("pairs"),
+            "pairs is \"nearest\", \"all\" or a list of [a, b] text indices",
+        )
+    })?;
+    if req.precision.is_some_and(|p| p > 9) {
+        return Err(WebError::invalid(
+            Some("precision"),
+            "precision is at most 9 decimals (or null for all)",
+        ));
+    }
+    let options = SemanticOptions {
+        pairs,
+        vectors: req.vectors,
+    };
+    // Refuse what is too big before waiting for a turn (the token count is
+    // checked once the texts are tokenized, before the forward pass).
+    lucid_glass::semantic::check_texts(req.texts.len(), &options, &web.config.limits)?;
+    Ok(SemanticPrepared {
+        name: req.model,
+        model,
+        texts: req.texts,
+        options,
+        precision: req.precision.map(|p| p as i32),
+    })
+}
+
+/// `POST /v1/explain/semantic`: bounded like an explain (the same turns
+/// and queue), answered as one JSON object. It is not cancellable: its
+/// work is one bounded batch of forward passes.
+async fn semantic(State(web): State<Web>, req: Request) -> Response {
+    let body = match read_body(&web, req).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    // Parsed off the async threads, as an explain's request is.
+    let w = web.clone();
+    let p = match tokio::task::spawn_blocking(move || prepare_semantic(&w, &body)).await {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return e.into_response(),
+        Err(e) => {
+            return WebError::internal(format!("reading the request failed: {e}")).into_response();
+        }
+    };
+    let span = tracing::info_span!("explain_semantic", model = %p.name, texts = p.texts.len());
+    async move {
+        let permit = match web.turn().await {
+            Ok(p) => p,
+            Err(e) => return e.into_response(),
+        };
+        let (limits, threads) = (web.config.limits.clone(), web.config.threads);
+        let SemanticPrepared {
+            name,
+            model,
+            texts,
+            options,
+            precision,
+        } = p;
+        let span = tracing::Span::current();
+        let result = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let _enter = span.enter();
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            lucid_glass::semantic(&model, &refs, &options, &limits, threads)
+        })
+        .await;
+        match result {
+            Ok(Ok(mut view)) => {
+                if let Some(d) = precision {
+                    view.round(d);
+                }
+                tracing::info!(ms = view.timings.total_ms, "compared");
+                json_response(&SemanticResponse {
+                    model_name: &name,
+                    semantic: &view,
+                })
+            }
+            Ok(Err(e)) => WebError::from(e).into_response(),
+            Err(e) => WebError::internal(format!("the semantic view failed: {e}")).into_response(),
+        }
+    }
+    .instrument(span)
+    .await
 }

@@ -35,8 +35,54 @@
 //!   longer than the pass, so the step comes first);
 //! - `{"type":"done","trace":{…}}` with the whole trace (attention maps
 //!   included), or `{"type":"error","error":{"message":…}}`; either is last.
+//!
+//! An embedding model (an encoder, `"role": "encoder"` in the model list)
+//! predicts no tokens: `/v1/explain` answers it with a 400 that points to
+//! the semantic view.
+//!
+//! # `POST /v1/explain/semantic`
+//!
+//! The semantic view of several texts through any model's embedding (an
+//! encoder's, or a generator's as `/v1/embeddings` would pool it):
+//!
+//! ```json
+//! {
+//!   "model": "all-minilm",
+//!   "texts": ["A man is eating food.", "A man is eating bread.", "The movie was great."],
+//!   "pairs": "nearest",     // or "all", or [[0, 2], [1, 2]]: token contributions of these pairs
+//!   "vectors": false,       // include each text's embedding
+//!   "precision": 4          // decimals of similarities, contributions and norms (null: all)
+//! }
+//! ```
+//!
+//! From 2 to 32 texts, 16,384 tokens in all (each text cut to the model's
+//! embedding length first). The answer is `lucid-glass`'s
+//! [`Semantic`] with the model's name, never streamed:
+//!
+//! ```json
+//! {
+//!   "model_name": "all-minilm",
+//!   "model": {"architecture": "bert", "role": "encoder", "n_layers": 6, …},
+//!   "embedding": {"pooling": "mean", "normalized": true, "max_tokens": 256},
+//!   "texts": [{"text": "A man is eating food.", "tokens": [{"id": 101, "text": "[CLS]"}, …],
+//!              "truncated": false, "norm": 5.2174,
+//!              "neighbours": [{"index": 1, "similarity": 0.7553}, …]}, …],
+//!   "similarity": [[1.0, 0.7553, 0.0291], …],
+//!   "pairs": [{"a": 0, "b": 1, "similarity": 0.7553,
+//!              "a_contributions": [0.0712, …], "b_contributions": [0.0533, …]}],
+//!   "timings": {"forward_ms": 9.1, "analysis_ms": 0.2, "total_ms": 9.6}
+//! }
+//! ```
+//!
+//! `similarity[i][j]` is the cosine of texts `i` and `j`; `neighbours` lists
+//! every other text, most similar first; a pair's `a_contributions` has one
+//! number per token of text `a` (the same for `b`), what that token adds to
+//! the similarity: they sum to it (before rounding). The maths is in
+//! `lucid_glass::PairContributions`.
 
-use lucid_glass::{LensColumn, ModelSummary, Step, Token, Trace};
+use lucid_glass::{
+    EmbeddingSummary, LensColumn, ModelSummary, Pairs, Semantic, Step, Token, Trace,
+};
 use serde::{Deserialize, Serialize};
 
 /// A request to explain a prompt.
@@ -122,6 +168,52 @@ impl Select {
     }
 }
 
+/// A request for the semantic view of several texts.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SemanticRequest {
+    pub model: String,
+    pub texts: Vec<String>,
+    #[serde(default = "PairsRequest::nearest")]
+    pub pairs: PairsRequest,
+    #[serde(default)]
+    pub vectors: bool,
+    #[serde(default = "four")]
+    pub precision: Option<u32>,
+}
+
+/// `"nearest"`, `"all"`, or a list of `[a, b]` pairs.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum PairsRequest {
+    List(Vec<[usize; 2]>),
+    Word(String),
+}
+
+impl PairsRequest {
+    fn nearest() -> PairsRequest {
+        PairsRequest::Word("nearest".into())
+    }
+
+    /// The pairs asked for; `None` for a word other than `nearest` or `all`.
+    pub fn resolve(&self) -> Option<Pairs> {
+        match self {
+            PairsRequest::List(v) => Some(Pairs::These(v.iter().map(|&[a, b]| (a, b)).collect())),
+            PairsRequest::Word(w) if w == "nearest" => Some(Pairs::Nearest),
+            PairsRequest::Word(w) if w == "all" => Some(Pairs::All),
+            PairsRequest::Word(_) => None,
+        }
+    }
+}
+
+/// The answer of `/v1/explain/semantic`.
+#[derive(Serialize)]
+pub struct SemanticResponse<'a> {
+    pub model_name: &'a str,
+    #[serde(flatten)]
+    pub semantic: &'a Semantic,
+}
+
 /// The answer without streaming.
 #[derive(Serialize)]
 pub struct ExplainResponse<'a> {
@@ -178,5 +270,9 @@ pub struct ModelEntry {
     pub id: String,
     pub object: String,
     pub owned_by: String,
+    /// The model's shape; `role` says which view it has (`generator`: the
+    /// trace of `/v1/explain`; `encoder`: only the semantic view).
     pub explain: ModelSummary,
+    /// How the model embeds a text (for `/v1/explain/semantic`).
+    pub embedding: EmbeddingSummary,
 }

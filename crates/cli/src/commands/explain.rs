@@ -1,8 +1,12 @@
 //! `lucid explain`: show what the model does with a prompt: tokens, next-token probabilities, attention, logit lens.
+//! Given an embedding model (or `--semantic`) and several texts, it shows
+//! the semantic view instead: how similar the model finds the texts, each
+//! one's nearest neighbours, and what each token adds to a pair's
+//! similarity.
 //!
-//! The analysis is `lucid-glass`'s; this module only renders its trace for a
-//! terminal (or prints it as JSON with `--json`, the glass box's one wire
-//! format). Colours are used only when stdout is a terminal and `NO_COLOR`
+//! The analyses are `lucid-glass`'s; this module only renders their trace
+//! or semantic view for a terminal (or prints it as JSON with `--json`, the
+//! glass box's one wire format). Colours are used only when stdout is a terminal and `NO_COLOR`
 //! is not set; token texts are always shown escaped (`"\n"`), so a token can
 //! neither break the layout nor send escape sequences to the terminal.
 
@@ -10,18 +14,38 @@ use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 
 use anyhow::{Context, bail};
-use lucid_engine::{LoadedModel, SamplingParams};
-use lucid_glass::{AttentionMap, ExplainOptions, Lens, Limits, Step, Trace};
+use lucid_engine::{LoadedModel, ModelRole, SamplingParams};
+use lucid_glass::{
+    AttentionMap, ExplainOptions, Lens, Limits, PairContributions, Pairs, Semantic,
+    SemanticOptions, Step, Trace,
+};
 use serde::Serialize;
 
 use crate::local;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A catalog name (`smollm2`, `gemma3`) or a path to a model file.
+    /// A catalog name (`smollm2`, `gemma3`, `all-minilm`) or a path to a model file.
     model: String,
-    /// The text to explain, read as it is (see `--chat`).
-    prompt: String,
+    /// The text to explain, read as it is (see `--chat`); for an embedding
+    /// model (or with `--semantic`), two texts or more to compare.
+    #[arg(required = true, value_name = "TEXT")]
+    texts: Vec<String>,
+    /// Compare the texts as the model embeds them (the semantic view), for
+    /// a model that generates text; embedding models always do.
+    #[arg(long)]
+    semantic: bool,
+    /// Semantic view: show what each token adds to the similarity of texts
+    /// A and B (counted from 0, as `A,B`; repeatable) instead of the most
+    /// similar pair.
+    #[arg(long, value_name = "A,B")]
+    pair: Vec<String>,
+    /// Semantic view: token contributions of every pair of texts.
+    #[arg(long, conflicts_with = "pair")]
+    all_pairs: bool,
+    /// Semantic view: include each text's vector in the JSON.
+    #[arg(long)]
+    vectors: bool,
     /// How many tokens to predict, one step each.
     #[arg(long, default_value_t = 1)]
     max_tokens: usize,
@@ -67,15 +91,66 @@ struct JsonOutput<'a> {
     trace: &'a Trace,
 }
 
+/// The JSON printed by `--json` for the semantic view: the view, with the
+/// model's name.
+#[derive(Serialize)]
+struct SemanticJson<'a> {
+    model_name: &'a str,
+    #[serde(flatten)]
+    semantic: &'a Semantic,
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     let attention = args
         .attention
         .as_deref()
         .map(parse_layer_head)
         .transpose()?;
+    let pairs = args
+        .pair
+        .iter()
+        .map(|p| parse_pair(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let model = local::load(&args.model)?;
     let threads = args.threads.unwrap_or_else(local::default_threads);
-    let prompt = lucid_glass::prompt_tokens(&model, &args.prompt, args.chat)?;
+    if args.semantic || model.model.role() == ModelRole::Encoder {
+        for (flag, given) in [
+            ("--lens", args.lens),
+            ("--attention", args.attention.is_some()),
+            ("--chat", args.chat),
+        ] {
+            if given {
+                bail!("{flag} does not apply to the semantic view of several texts");
+            }
+        }
+        let pairs = if args.all_pairs {
+            Pairs::All
+        } else if pairs.is_empty() {
+            Pairs::Nearest
+        } else {
+            Pairs::These(pairs)
+        };
+        return run_semantic(&args, &model, pairs, threads);
+    }
+    if args.texts.len() > 1 {
+        bail!(
+            "explain reads one prompt, and {} generates text: to compare {} texts as it \
+             embeds them, add --semantic",
+            args.model,
+            args.texts.len()
+        );
+    }
+    for (flag, given) in [
+        ("--pair", !pairs.is_empty()),
+        ("--all-pairs", args.all_pairs),
+        ("--vectors", args.vectors),
+    ] {
+        if given {
+            bail!("{flag} belongs to the semantic view: add --semantic and give two texts or more");
+        }
+    }
+    let text = args.texts.first().map_or("", String::as_str);
+    let prompt = lucid_glass::prompt_tokens(&model, text, args.chat)?;
     let options = ExplainOptions {
         max_tokens: args.max_tokens,
         top_k: args.top_k,
@@ -102,7 +177,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             &mut out,
             &JsonOutput {
                 model_name: &args.model,
-                prompt: &args.prompt,
+                prompt: text,
                 trace: &trace,
             },
         )
@@ -112,10 +187,59 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let style = Style::detect();
         out.write_all(render(&args.model, &model, &trace, style, terminal_width()).as_bytes())
     };
+    finish(result)
+}
+
+fn finish(result: std::io::Result<()>) -> anyhow::Result<()> {
     match result {
         // A reader that went away (`lucid explain … | head`) is not an error.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         r => Ok(r?),
+    }
+}
+
+/// The semantic view of `args.texts`, printed.
+fn run_semantic(
+    args: &Args,
+    model: &LoadedModel,
+    pairs: Pairs,
+    threads: usize,
+) -> anyhow::Result<()> {
+    let texts: Vec<&str> = args.texts.iter().map(String::as_str).collect();
+    let options = SemanticOptions {
+        pairs,
+        vectors: args.vectors,
+    };
+    let view = lucid_glass::semantic(model, &texts, &options, &Limits::none(), threads)
+        .with_context(|| format!("cannot compare the texts with {}", args.model))?;
+    let mut out = std::io::stdout().lock();
+    let result = if args.json {
+        serde_json::to_writer_pretty(
+            &mut out,
+            &SemanticJson {
+                model_name: &args.model,
+                semantic: &view,
+            },
+        )
+        .map_err(std::io::Error::from)
+        .and_then(|()| writeln!(out))
+    } else {
+        // Every pair when they were asked for, else the most similar.
+        let all = args.all_pairs || !args.pair.is_empty();
+        let text = render_semantic(&args.model, &view, all, Style::detect(), terminal_width());
+        out.write_all(text.as_bytes())
+    };
+    finish(result)
+}
+
+/// `0,2` → texts 0 and 2.
+fn parse_pair(s: &str) -> anyhow::Result<(usize, usize)> {
+    let parsed = s
+        .split_once(',')
+        .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)));
+    match parsed {
+        Some(ab) => Ok(ab),
+        None => bail!("--pair takes A,B, two texts counted from 0 (like 0,2), not {s:?}"),
     }
 }
 
@@ -176,6 +300,17 @@ impl Style {
         } else {
             format!("[{text}]")
         }
+    }
+
+    /// A signed share as a colour: green for more of the similarity, red
+    /// for less (a token pointing away from the other text), brighter the
+    /// larger `share` (the value over the largest magnitude shown).
+    fn signed(&self, share: f32, text: &str) -> String {
+        const GREEN: [u8; 5] = [242, 108, 71, 41, 46];
+        const RED: [u8; 5] = [242, 131, 167, 203, 196];
+        let ramp = if share < 0.0 { RED } else { GREEN };
+        let i = (share.abs().clamp(0.0, 1.0) * (ramp.len() - 1) as f32).round() as usize;
+        self.paint(&format!("38;5;{}", ramp[i]), text)
     }
 
     /// A probability as a colour from dim grey to bright green.
@@ -439,6 +574,190 @@ fn render_lens(out: &mut String, trace: &Trace, lens: &Lens, style: Style, width
     }
 }
 
+/// The terminal view of a semantic analysis: the texts, the similarity
+/// matrix, each text's nearest neighbours, and what each token adds to the
+/// most similar pair's similarity (every computed pair with `all_pairs`).
+fn render_semantic(
+    name: &str,
+    view: &Semantic,
+    all_pairs: bool,
+    style: Style,
+    width: usize,
+) -> String {
+    let mut out = String::new();
+    let m = &view.model;
+    let e = &view.embedding;
+    let _ = writeln!(
+        out,
+        "{} {}",
+        style.bold(name),
+        style.dim(&format!(
+            "({}, {} pooling{}, at most {} tokens a text, {} layers, d_model {})",
+            m.architecture,
+            e.pooling.name(),
+            if e.normalized { ", normalized" } else { "" },
+            e.max_tokens,
+            m.n_layers,
+            m.d_model
+        ))
+    );
+    let _ = writeln!(out, "\n{}", style.bold("Texts"));
+    let snippet = width.saturating_sub(36).max(20);
+    for (i, t) in view.texts.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "  {:>3}  {}  {}",
+            label(i),
+            fit(&format!("{:?}", t.text), snippet),
+            style.dim(&format!(
+                "{} tokens{} · norm {:.4}",
+                t.tokens.len(),
+                if t.truncated { " (cut)" } else { "" },
+                t.norm
+            ))
+        );
+    }
+    render_matrix(&mut out, view, style, width);
+    let _ = writeln!(
+        out,
+        "\n{} {}",
+        style.bold("Nearest neighbours"),
+        style.dim("— most similar first")
+    );
+    for (i, t) in view.texts.iter().enumerate() {
+        let list: Vec<String> = t
+            .neighbours
+            .iter()
+            .take(3)
+            .map(|n| format!("{} {:.4}", label(n.index), n.similarity))
+            .collect();
+        let _ = writeln!(out, "  {:>3} → {}", label(i), list.join(", "));
+    }
+    let shown: &[PairContributions] = if all_pairs {
+        &view.pairs
+    } else {
+        view.pairs.get(..1).unwrap_or(&[])
+    };
+    for p in shown {
+        render_pair(&mut out, view, p, style, width);
+    }
+    if !all_pairs && view.pairs.len() > 1 {
+        let _ = writeln!(
+            out,
+            "  {}",
+            style
+                .dim("(--pair A,B or --all-pairs for other pairs; --json has every pair computed)")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n{}",
+        style.dim(&format!(
+            "{:.0} ms ({:.0} ms forward, {:.1} ms analysis)",
+            view.timings.total_ms, view.timings.forward_ms, view.timings.analysis_ms
+        ))
+    );
+    out
+}
+
+/// A text's short label: `#0`, `#1`, …
+fn label(i: usize) -> String {
+    format!("#{i}")
+}
+
+/// The similarity matrix as a table, in blocks of as many columns as fit.
+fn render_matrix(out: &mut String, view: &Semantic, style: Style, width: usize) {
+    const CELL: usize = 8;
+    let n = view.similarity.len();
+    let _ = writeln!(
+        out,
+        "\n{} {}",
+        style.bold("Similarity"),
+        style.dim("— cosine of the texts' vectors (1: same direction)")
+    );
+    let per_block = (width.saturating_sub(8) / CELL).max(1);
+    let mut first = 0;
+    while first < n {
+        let cols = first..(first + per_block).min(n);
+        let mut header = " ".repeat(7);
+        for j in cols.clone() {
+            header.push_str(&format!("{:>CELL$}", label(j)));
+        }
+        let _ = writeln!(out, "{}", style.bold(&header));
+        for (i, row) in view.similarity.iter().enumerate() {
+            let mut line = format!("  {:>4} ", label(i));
+            for j in cols.clone() {
+                let v = row.get(j).copied().unwrap_or(0.0);
+                let cell = format!("{v:>CELL$.4}");
+                line.push_str(&if i == j {
+                    style.dim(&cell)
+                } else {
+                    style.heat(v, &cell)
+                });
+            }
+            let _ = writeln!(out, "{line}");
+        }
+        first = cols.end;
+    }
+}
+
+/// Why two texts are similar: each one's tokens with what they add.
+fn render_pair(
+    out: &mut String,
+    view: &Semantic,
+    p: &PairContributions,
+    style: Style,
+    width: usize,
+) {
+    let _ = writeln!(
+        out,
+        "\n{} {}",
+        style.bold(&format!(
+            "Why {} and {} are similar ({:.4})",
+            label(p.a),
+            label(p.b),
+            p.similarity
+        )),
+        style.dim("— what each token adds; each text's tokens sum to the similarity")
+    );
+    let max = p
+        .a_contributions
+        .iter()
+        .chain(&p.b_contributions)
+        .fold(0f32, |m, c| m.max(c.abs()))
+        .max(1e-12);
+    for (index, contributions) in [(p.a, &p.a_contributions), (p.b, &p.b_contributions)] {
+        let Some(text) = view.texts.get(index) else {
+            continue;
+        };
+        let sum: f64 = contributions.iter().map(|&c| f64::from(c)).sum();
+        let _ = writeln!(
+            out,
+            "  {} {}",
+            style.bold(&label(index)),
+            style.dim(&format!("(sum {sum:.4})"))
+        );
+        let mut line = String::from("    ");
+        let mut len = 4;
+        for (t, &c) in text.tokens.iter().zip(contributions.iter()) {
+            let word = compact(&t.text);
+            let number = format!("{c:+.4}");
+            let cell_len = word.chars().count() + 1 + number.len() + 2;
+            if len + cell_len > width && len > 4 {
+                let _ = writeln!(out, "{}", line.trim_end());
+                line = String::from("    ");
+                len = 4;
+            }
+            len += cell_len;
+            line.push_str(&style.signed(c / max, &word));
+            line.push(' ');
+            line.push_str(&style.dim(&number));
+            line.push_str("  ");
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -448,6 +767,14 @@ mod tests {
         assert_eq!(parse_layer_head("3.5").ok(), Some((3, 5)));
         assert!(parse_layer_head("3").is_err());
         assert!(parse_layer_head("a.b").is_err());
+    }
+
+    #[test]
+    fn pairs_parse() {
+        assert_eq!(parse_pair("0,2").ok(), Some((0, 2)));
+        assert_eq!(parse_pair(" 1 , 3 ").ok(), Some((1, 3)));
+        assert!(parse_pair("1").is_err());
+        assert!(parse_pair("a,b").is_err());
     }
 
     #[test]

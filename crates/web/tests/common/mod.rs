@@ -1,6 +1,6 @@
-//! Shared by the glass-box route tests: the real SmolLM2, loaded once per
-//! test binary from `.cache/models` (put there by
-//! `scripts/fetch-test-models.sh`).
+//! Shared by the glass-box route tests: the real SmolLM2 and
+//! all-MiniLM-L6-v2, each loaded once per test binary from `.cache/models`
+//! (put there by `scripts/fetch-test-models.sh`).
 
 #![allow(dead_code, clippy::unwrap_used)]
 
@@ -21,6 +21,24 @@ pub fn smollm2() -> Arc<LoadedModel> {
                 path.display()
             );
             Arc::new(LoadedModel::load(&path).unwrap())
+        })
+        .clone()
+}
+
+/// all-MiniLM-L6-v2 (a sentence-transformers checkpoint directory), loaded
+/// once per test binary from `.cache/models`.
+pub fn minilm() -> Arc<LoadedModel> {
+    static MODEL: OnceLock<Arc<LoadedModel>> = OnceLock::new();
+    MODEL
+        .get_or_init(|| {
+            let dir =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/models/all-MiniLM-L6-v2");
+            assert!(
+                dir.join("model.safetensors").is_file(),
+                "{} is missing: run scripts/fetch-test-models.sh first",
+                dir.display()
+            );
+            Arc::new(LoadedModel::load(&dir).unwrap())
         })
         .clone()
 }
