@@ -36,6 +36,8 @@ enum Command {
     Rm(commands::rm::Args),
     /// Run a model on a prompt, or chat with it.
     Run(commands::run::Args),
+    /// Turn texts into vectors with an embedding model (or any local model).
+    Embed(commands::embed::Args),
     /// Describe a model: its architecture, sizes, tensors and license.
     Show(commands::show::Args),
     /// Show what the model does with a prompt: tokens, next-token probabilities, attention, logit lens.
@@ -102,6 +104,7 @@ fn main() -> anyhow::Result<()> {
         Command::Rm(args) => commands::rm::run(args),
         Command::Create(args) => commands::create::run(args),
         Command::Run(args) => commands::run::run(args),
+        Command::Embed(args) => commands::embed::run(args),
         Command::Show(args) => commands::show::run(args),
         Command::Explain(args) => commands::explain::run(args),
         Command::Serve(args) => commands::serve::run(args),

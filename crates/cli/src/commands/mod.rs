@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod bom;
 pub mod create;
+pub mod embed;
 pub mod explain;
 pub mod license;
 pub mod list;

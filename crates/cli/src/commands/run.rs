@@ -112,6 +112,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return run_remote(&args);
     }
     let local::Local { model, entry, .. } = local::load_local(&args.model)?;
+    anyhow::ensure!(
+        model.model.role() == lucid_engine::ModelRole::Generator,
+        "{} is an embedding model ({}): it turns text into vectors and does not generate; \
+         use `lucid embed {}` (or `lucid explain` to compare texts)",
+        args.model,
+        model.model.info().architecture,
+        args.model
+    );
     if !args.raw {
         warn_if_base(&model, entry);
     }
