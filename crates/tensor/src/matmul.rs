@@ -293,30 +293,35 @@ fn matmul_group(pool: &ThreadPool, isa: Isa, jobs: &mut [Option<MatmulJob<'_>>])
         while block < p.n_tokens {
             let block_end = (block + TOKEN_BLOCK).min(p.n_tokens);
             let mut r = r0;
-            // Two rows at a time where a kernel for that exists.
-            while r + 2 <= r1 {
-                let rows = [p.w.row(r), p.w.row(r + 1)];
-                let mut pair = [[0f32; 4]; 2];
-                let mut t = block;
-                let mut done = true;
-                while t < block_end {
-                    let nt = (block_end - t).min(4);
-                    if !kernels::dot_2rows_usable(isa, p.w.dtype, rows, p.x, t, nt, &mut pair) {
-                        done = false;
-                        break;
-                    }
-                    for (k, row) in pair.iter().enumerate() {
-                        for (j, v) in row[..nt].iter().enumerate() {
-                            // SAFETY: (t + j, r + k) is written by this chunk alone.
-                            unsafe { p.out.slice((t + j) * p.w.rows + r + k, 1)[0] = *v };
+            // Several rows at a time where a kernel for that exists.
+            let group = kernels::row_group(isa, p.w.dtype);
+            if group > 1 {
+                let mut tile = [[0f32; 4]; 4];
+                while r + group <= r1 {
+                    let rows: [&[u8]; 4] = std::array::from_fn(|k| p.w.row((r + k).min(r1 - 1)));
+                    let mut t = block;
+                    while t < block_end {
+                        let nt = (block_end - t).min(4);
+                        kernels::dot_row_group(
+                            isa,
+                            p.w.dtype,
+                            p.w.cols,
+                            &rows[..group],
+                            p.x,
+                            t,
+                            nt,
+                            &mut tile,
+                        );
+                        for (k, row) in tile[..group].iter().enumerate() {
+                            for (j, v) in row[..nt].iter().enumerate() {
+                                // SAFETY: (t + j, r + k) is written by this chunk alone.
+                                unsafe { p.out.slice((t + j) * p.w.rows + r + k, 1)[0] = *v };
+                            }
                         }
+                        t += nt;
                     }
-                    t += nt;
+                    r += group;
                 }
-                if !done {
-                    break;
-                }
-                r += 2;
             }
             for r in r..r1 {
                 let w_row = p.w.row(r);

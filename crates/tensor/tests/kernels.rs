@@ -179,6 +179,45 @@ fn matmul_on_the_pool_matches_row_by_row_dots() {
     }
 }
 
+/// f32 weights run several rows per kernel call (four on AVX-512, two on
+/// AVX2) and tokens in blocks of 64: each output must be the very value the
+/// one-row kernel of the same instruction set gives, whatever rows and
+/// tokens it was computed with, and close to the scalar reference. A row
+/// length that is no multiple of the vector width exercises the tails.
+#[test]
+fn grouped_f32_rows_give_the_one_row_kernels_bits() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let pool = ThreadPool::new(2);
+    let (rows, cols) = (37, 100);
+    let data: Vec<u8> = (0..rows)
+        .flat_map(|_| random_row(&mut rng, DType::F32, cols))
+        .collect();
+    let w = WeightMatrix {
+        dtype: DType::F32,
+        rows,
+        cols,
+        data: &data,
+    };
+    for n_tokens in [1, 3, 70] {
+        let x = random_f32(&mut rng, n_tokens * cols);
+        for isa in Isa::available() {
+            let acts = prepare(isa, DType::F32, &x, cols);
+            let mut y = vec![0f32; n_tokens * rows];
+            matmul(&pool, isa, w, &acts, &mut y);
+            for t in 0..n_tokens {
+                for r in 0..rows {
+                    let mut one = [0f32];
+                    kernels::dot_rows(isa, DType::F32, cols, w.row(r), acts.rows(), t, &mut one);
+                    let got = y[t * rows + r];
+                    assert_eq!(got.to_bits(), one[0].to_bits(), "{} {t},{r}", isa.name());
+                    let want = kernels::dot_scalar(DType::F32, cols, w.row(r), acts.rows(), t);
+                    assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()), "{t},{r}");
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn dot_types_are_what_llama_cpp_uses() {
     assert_eq!(dot_type(DType::Q4_1), DType::Q8_1);

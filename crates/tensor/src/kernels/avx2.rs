@@ -214,14 +214,14 @@ pub unsafe fn dot_f32<const NT: usize>(w: &[f32], a: [&[f32]; NT], out: &mut [f3
     }
 }
 
-/// `out[r][t] = dot(w[r], a[t])` for two f32 weight rows at once: each
+/// `out[r][t] = dot(w[r], a[t])` (`r` < 2) for two f32 weight rows at once: each
 /// activation load serves both rows. Every pair has its own accumulator,
 /// summed as [`dot_f32`] sums it, so the results are the same bits.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot_f32_2rows<const NT: usize>(
     w: [&[f32]; 2],
     a: [&[f32]; NT],
-    out: &mut [[f32; 4]; 2],
+    out: &mut [[f32; 4]; 4],
 ) {
     let n = w[0].len();
     let mut acc = [[_mm256_setzero_ps(); NT]; 2];

@@ -737,3 +737,41 @@ tile_xs!(tile_iq4xs_prepared, XsBlock, prepared_xs);
 pub fn prepare_iq4xs(row: &[BlockIQ4XS], out: &mut Vec<XsBlock>) {
     out.extend(row.iter().map(|b| prep_iq4xs(b)));
 }
+
+/// `out[r][t] = dot(w[r], a[t])` for `R` f32 weight rows and `T` tokens,
+/// sixteen lanes at a time: each activation load serves every row, each
+/// weight load every token. Each pair has its own accumulator, reduced and
+/// finished the same way whatever `R` and `T` are, so a row's value does
+/// not depend on which rows it was computed with.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c,fma,avx2")]
+pub unsafe fn dot_f32<const R: usize, const T: usize>(
+    w: [&[f32]; R],
+    a: [&[f32]; T],
+    out: &mut [[f32; 4]; 4],
+) {
+    let n = w[0].len();
+    let mut acc = [[_mm512_setzero_ps(); T]; R];
+    let mut i = 0;
+    while i + 16 <= n {
+        // SAFETY: i + 16 <= n and every row has n values.
+        let av: [__m512; T] =
+            std::array::from_fn(|t| unsafe { _mm512_loadu_ps(a[t].as_ptr().add(i)) });
+        for r in 0..R {
+            // SAFETY: as above.
+            let wv = unsafe { _mm512_loadu_ps(w[r].as_ptr().add(i)) };
+            for t in 0..T {
+                acc[r][t] = _mm512_fmadd_ps(wv, av[t], acc[r][t]);
+            }
+        }
+        i += 16;
+    }
+    for r in 0..R {
+        for t in 0..T {
+            let mut s = _mm512_reduce_add_ps(acc[r][t]);
+            for j in i..n {
+                s += w[r][j] * a[t][j];
+            }
+            out[r][t] = s;
+        }
+    }
+}

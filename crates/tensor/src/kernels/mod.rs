@@ -229,35 +229,67 @@ pub(crate) fn dot_rows_usable(
     }
 }
 
-/// [`dot_rows_usable`] for two weight rows at once, where a kernel for
-/// that exists (f32 weights on AVX2): `out[r][t]` for row `r` and token
-/// `first + t`, the same values as two calls of [`dot_rows_usable`].
-/// Returns false, touching nothing, where none does.
-pub(crate) fn dot_2rows_usable(
+/// How many weight rows of `wtype` one kernel call takes at once on `isa`
+/// ([`dot_row_group`]): four f32 rows on AVX-512, two on AVX2, else one.
+pub(crate) fn row_group(isa: Isa, wtype: DType) -> usize {
+    match (isa, wtype) {
+        #[cfg(x86_kernels)]
+        (Isa::Avx512, DType::F32) => 4,
+        #[cfg(x86_kernels)]
+        (Isa::Avx2, DType::F32) => 2,
+        _ => 1,
+    }
+}
+
+/// [`dot_rows_usable`] for [`row_group`]`(isa, wtype)` weight rows at once
+/// (`w_rows.len()` of them): `out[r][t]` for row `r` and token `first + t`,
+/// the same values as one call of [`dot_rows_usable`] per row.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn dot_row_group(
     isa: Isa,
     wtype: DType,
-    w_rows: [&[u8]; 2],
+    n: usize,
+    w_rows: &[&[u8]],
     a: ActRows<'_>,
     first: usize,
     nt: usize,
-    out: &mut [[f32; 4]; 2],
-) -> bool {
+    out: &mut [[f32; 4]; 4],
+) {
     #[cfg(x86_kernels)]
-    if isa.has_avx2() && wtype == DType::F32 {
-        let w = [cast_slice(w_rows[0]), cast_slice(w_rows[1])];
-        // SAFETY: the CPU has AVX2 and FMA.
+    if wtype == DType::F32 {
+        // SAFETY: `row_group` only gives more than one row for these ISAs,
+        // which are only chosen when the CPU has their features.
         unsafe {
-            match nt {
-                1 => avx2::dot_f32_2rows::<1>(w, f32_rows(a, first), out),
-                2 => avx2::dot_f32_2rows::<2>(w, f32_rows(a, first), out),
-                3 => avx2::dot_f32_2rows::<3>(w, f32_rows(a, first), out),
-                _ => avx2::dot_f32_2rows::<4>(w, f32_rows(a, first), out),
+            match (isa, w_rows) {
+                (Isa::Avx512, &[w0, w1, w2, w3]) => {
+                    let w = [w0, w1, w2, w3].map(cast_slice::<u8, f32>);
+                    match nt {
+                        1 => avx512::dot_f32::<4, 1>(w, f32_rows(a, first), out),
+                        2 => avx512::dot_f32::<4, 2>(w, f32_rows(a, first), out),
+                        3 => avx512::dot_f32::<4, 3>(w, f32_rows(a, first), out),
+                        _ => avx512::dot_f32::<4, 4>(w, f32_rows(a, first), out),
+                    }
+                    return;
+                }
+                (Isa::Avx2, &[w0, w1]) => {
+                    let w = [cast_slice(w0), cast_slice(w1)];
+                    match nt {
+                        1 => avx2::dot_f32_2rows::<1>(w, f32_rows(a, first), out),
+                        2 => avx2::dot_f32_2rows::<2>(w, f32_rows(a, first), out),
+                        3 => avx2::dot_f32_2rows::<3>(w, f32_rows(a, first), out),
+                        _ => avx2::dot_f32_2rows::<4>(w, f32_rows(a, first), out),
+                    }
+                    return;
+                }
+                _ => {}
             }
         }
-        return true;
     }
-    let _ = (isa, wtype, w_rows, a, first, nt, out);
-    false
+    let mut tmp = [0f32; 4];
+    for (r, w) in w_rows.iter().enumerate() {
+        dot_rows_usable(isa, wtype, n, w, a, first, &mut tmp[..nt]);
+        out[r][..nt].copy_from_slice(&tmp[..nt]);
+    }
 }
 
 fn f32_rows<'a, const NT: usize>(a: ActRows<'a>, first: usize) -> [&'a [f32]; NT] {
@@ -293,6 +325,16 @@ fn dot_rows_nt<const NT: usize>(
     first: usize,
     out: &mut [f32],
 ) {
+    #[cfg(x86_kernels)]
+    if isa == Isa::Avx512 && wtype == DType::F32 {
+        // The sixteen-lane kernel, as `dot_row_group` uses for four rows, so
+        // that a row's value does not depend on its neighbours.
+        let mut tile = [[0f32; 4]; 4];
+        // SAFETY: AVX-512 is only chosen when the CPU has it.
+        unsafe { avx512::dot_f32::<1, NT>([cast_slice(w)], f32_rows(a, first), &mut tile) };
+        out[..NT].copy_from_slice(&tile[0][..NT]);
+        return;
+    }
     #[cfg(x86_kernels)]
     if isa.has_avx2() {
         // SAFETY: these ISAs are only chosen when the CPU has the features.
