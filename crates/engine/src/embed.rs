@@ -304,7 +304,7 @@ pub fn embed_ids(
 /// Runs `inputs` through the model, many per pass, and calls `each(i,
 /// rows, d_model)` with input `i`'s final hidden states, in order.
 /// `types`, when not empty, gives each input's token segments (for text
-/// pairs).
+/// pairs); an input whose entry is empty (or missing) is all segment 0.
 pub fn hidden_states(
     model: &dyn Model,
     ctx: &mut ForwardCtx,
@@ -340,8 +340,11 @@ pub fn hidden_states(
                 .collect();
             ctx.token_types.clear();
             if !types.is_empty() {
-                for t in &types[start..end] {
-                    ctx.token_types.extend_from_slice(t);
+                for (i, ids) in batch.iter().enumerate() {
+                    match types.get(start + i) {
+                        Some(t) if !t.is_empty() => ctx.token_types.extend_from_slice(t),
+                        _ => ctx.token_types.resize(ctx.token_types.len() + ids.len(), 0),
+                    }
                 }
             }
             model.forward(ctx, &mut seqs, &mut Hooks::none())?;

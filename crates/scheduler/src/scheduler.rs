@@ -656,28 +656,12 @@ fn run_embeds(s: &Shared, model: &LoadedModel, ctx: &mut ForwardCtx, jobs: Vec<E
     if inputs.is_empty() {
         return;
     }
-    let with_types = jobs.iter().any(|j| !j.req.types.is_empty());
-    let zeros: Vec<Vec<u32>> = if with_types {
-        jobs.iter()
-            .filter(|j| j.req.types.is_empty())
-            .flat_map(|j| j.req.inputs.iter().map(|i| vec![0; i.len()]))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let mut zero_rows = zeros.iter();
-    let types: Vec<&[u32]> = if with_types {
+    // Segments only where some job has them; the engine reads an input
+    // without any as all segment 0.
+    let types: Vec<&[u32]> = if jobs.iter().any(|j| !j.req.types.is_empty()) {
         jobs.iter()
             .flat_map(|j| {
-                if j.req.types.is_empty() {
-                    j.req
-                        .inputs
-                        .iter()
-                        .map(|_| zero_rows.next().map_or(&[][..], Vec::as_slice))
-                        .collect::<Vec<_>>()
-                } else {
-                    j.req.types.iter().map(Vec::as_slice).collect()
-                }
+                (0..j.req.inputs.len()).map(|i| j.req.types.get(i).map_or(&[][..], Vec::as_slice))
             })
             .collect()
     } else {
