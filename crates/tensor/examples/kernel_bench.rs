@@ -20,6 +20,7 @@ fn main() {
         "q6_k" => DType::Q6K,
         "iq4_nl" => DType::IQ4NL,
         "iq4_xs" => DType::IQ4XS,
+        "f32" => DType::F32,
         _ => DType::Q4_1,
     };
     let threads: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1);

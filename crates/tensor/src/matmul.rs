@@ -124,17 +124,28 @@ impl Activations {
     }
 }
 
-/// One matrix product: `out` is `x.n_rows()` rows of `w.rows` values.
+/// One matrix product: `out` is `x.n_rows()` rows of `w.rows` values, plus
+/// `bias` (`w.rows` values) when there is one.
 #[derive(Debug)]
 pub struct MatmulJob<'a> {
     pub w: WeightMatrix<'a>,
     pub x: &'a Activations,
     pub out: &'a mut [f32],
+    pub bias: Option<&'a [f32]>,
 }
 
 /// Runs `y = x · wᵀ` on the pool.
 pub fn matmul(pool: &ThreadPool, isa: Isa, w: WeightMatrix<'_>, x: &Activations, out: &mut [f32]) {
-    matmuls(pool, isa, &mut [MatmulJob { w, x, out }]);
+    matmuls(
+        pool,
+        isa,
+        &mut [MatmulJob {
+            w,
+            x,
+            out,
+            bias: None,
+        }],
+    );
 }
 
 #[cfg(x86_kernels)]
@@ -142,6 +153,11 @@ thread_local! {
     /// Each thread's weight rows unpacked for the AVX-512 tiles.
     static PREPARED: std::cell::RefCell<kernels::PreparedRows> =
         std::cell::RefCell::new(kernels::PreparedRows::default());
+}
+
+thread_local! {
+    /// Each thread's f32 weight rows packed into panels.
+    static PANELS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Tokens whose activations one chunk of weight rows works through before
@@ -170,6 +186,7 @@ pub fn matmuls(pool: &ThreadPool, isa: Isa, jobs: &mut [MatmulJob<'_>]) {
             w: j.w,
             x: j.x,
             out: &mut *j.out,
+            bias: j.bias,
         }),
     );
 }
@@ -197,8 +214,11 @@ fn matmul_group(pool: &ThreadPool, isa: Isa, jobs: &mut [Option<MatmulJob<'_>>])
         x: ActRows<'a>,
         n_tokens: usize,
         out: SharedMut<f32>,
+        bias: Option<&'a [f32]>,
         chunk: usize,
         first_chunk: usize,
+        /// How f32 weights are packed, where they are.
+        panels: Option<kernels::F32Panels>,
         /// The activations split for the AVX-512 tiles, when they apply.
         #[cfg(x86_kernels)]
         split: Option<&'a kernels::TileActs>,
@@ -218,16 +238,23 @@ fn matmul_group(pool: &ThreadPool, isa: Isa, jobs: &mut [Option<MatmulJob<'_>>])
             job.out.len() >= n_tokens * job.w.rows,
             "matmul: output too small"
         );
+        assert!(
+            job.bias.is_none_or(|b| b.len() == job.w.rows),
+            "matmul: bias of the wrong length"
+        );
         // Aim for several chunks per thread so that claiming can balance.
         let tiles = kernels::has_tiles(isa, job.w.dtype, n_tokens);
         let chunk = (job.w.rows / (n_threads * 8))
             .clamp(1, 64)
             .max(if n_tokens > 1 || tiles { 4 } else { 1 });
-        // Tiles take four rows at a time.
-        let chunk = if tiles {
-            chunk.next_multiple_of(4)
-        } else {
-            chunk
+        let panels = kernels::f32_panels(isa, job.w.dtype);
+        // Tiles take four rows at a time, panels whole panels.
+        let chunk = match panels {
+            Some(panels) => (job.w.rows / (n_threads * 4))
+                .next_multiple_of(panels.rows)
+                .clamp(panels.rows, 4 * panels.rows),
+            None if tiles => chunk.next_multiple_of(4),
+            None => chunk,
         };
         let n_chunks = job.w.rows.div_ceil(chunk);
         *slot = Some(Part {
@@ -235,8 +262,10 @@ fn matmul_group(pool: &ThreadPool, isa: Isa, jobs: &mut [Option<MatmulJob<'_>>])
             x: job.x.rows(),
             n_tokens,
             out: SharedMut::new(job.out),
+            bias: job.bias,
             chunk,
             first_chunk: total_chunks,
+            panels,
             #[cfg(x86_kernels)]
             split: tiles.then_some(&job.x.split),
         });
@@ -246,6 +275,12 @@ fn matmul_group(pool: &ThreadPool, isa: Isa, jobs: &mut [Option<MatmulJob<'_>>])
     let regions = n_threads.clamp(1, MAX_REGIONS).min(total_chunks.max(1));
     let bound = |k: usize| k * total_chunks / regions;
     let fronts: [AtomicUsize; MAX_REGIONS] = std::array::from_fn(|k| AtomicUsize::new(bound(k)));
+    // The value written at row `r`: the product plus the row's bias, added
+    // as the chunk writes it.
+    let biased = |p: &Part<'_>, r: usize, v: f32| match p.bias {
+        Some(b) => v + b[r],
+        None => v,
+    };
     let run_chunk = |c: usize| {
         let Some(p) = parts.iter().rev().flatten().find(|p| p.first_chunk <= c) else {
             return;
@@ -275,13 +310,78 @@ fn matmul_group(pool: &ThreadPool, isa: Isa, jobs: &mut [Option<MatmulJob<'_>>])
                     for (k, row) in tile[..nr].iter().enumerate() {
                         for (j, v) in row[..nt].iter().enumerate() {
                             // SAFETY: (t + j, r + k) is written by this chunk alone.
-                            unsafe { p.out.slice((t + j) * p.w.rows + r + k, 1)[0] = *v };
+                            unsafe {
+                                p.out.slice((t + j) * p.w.rows + r + k, 1)[0] = biased(p, r + k, *v)
+                            };
                         }
                     }
                     t += nt;
                 }
                 r += nr;
             }
+            return;
+        }
+        if let Some(panels) = p.panels {
+            PANELS.with_borrow_mut(|buf| {
+                let k_len = p.w.cols;
+                let rows_at = |r: usize| -> [&[u8]; 32] {
+                    std::array::from_fn(|j| p.w.row((r + j).min(r1 - 1)))
+                };
+                // Tokens `t0..t1` through the panel of rows `r..`.
+                let run_panel = |panel: &[f32], r: usize, t0: usize, t1: usize| {
+                    let nr = (r1 - r).min(panels.rows);
+                    let mut tile = [0f32; 32 * 12];
+                    let mut t = t0;
+                    while t < t1 {
+                        let nt = (t1 - t).min(panels.tokens);
+                        kernels::gemm_f32(isa, panels, panel, k_len, p.x, t, nt, &mut tile);
+                        for (j, row) in tile.chunks_exact(panels.rows).take(nt).enumerate() {
+                            // SAFETY: (t + j, r..r + nr) is written by this chunk alone.
+                            let out = unsafe { p.out.slice((t + j) * p.w.rows + r, nr) };
+                            match p.bias {
+                                Some(b) => {
+                                    for ((o, v), b) in out.iter_mut().zip(row).zip(&b[r..]) {
+                                        *o = v + b;
+                                    }
+                                }
+                                None => out.copy_from_slice(&row[..nr]),
+                            }
+                        }
+                        t += nt;
+                    }
+                };
+                let panel_len = panels.rows * k_len;
+                if p.n_tokens <= TOKEN_BLOCK {
+                    // Few tokens: each panel packed and used while it is in
+                    // the nearest cache.
+                    if buf.len() < panel_len {
+                        buf.resize(panel_len, 0.0);
+                    }
+                    for r in (r0..r1).step_by(panels.rows) {
+                        let nr = (r1 - r).min(panels.rows);
+                        kernels::pack_f32_panel(isa, panels, &rows_at(r)[..nr], k_len, buf);
+                        run_panel(&buf[..panel_len], r, 0, p.n_tokens);
+                    }
+                    return;
+                }
+                // Many: the chunk's rows packed once, then each block of
+                // tokens through every panel while the block is in cache.
+                let n_panels = (r1 - r0).div_ceil(panels.rows);
+                if buf.len() < n_panels * panel_len {
+                    buf.resize(n_panels * panel_len, 0.0);
+                }
+                for (i, r) in (r0..r1).step_by(panels.rows).enumerate() {
+                    let nr = (r1 - r).min(panels.rows);
+                    let panel = &mut buf[i * panel_len..(i + 1) * panel_len];
+                    kernels::pack_f32_panel(isa, panels, &rows_at(r)[..nr], k_len, panel);
+                }
+                for block in (0..p.n_tokens).step_by(TOKEN_BLOCK) {
+                    let block_end = (block + TOKEN_BLOCK).min(p.n_tokens);
+                    for (i, panel) in buf.chunks_exact(panel_len).take(n_panels).enumerate() {
+                        run_panel(panel, r0 + i * panels.rows, block, block_end);
+                    }
+                }
+            });
             return;
         }
         let mut tmp = [0f32; 4];
@@ -292,38 +392,7 @@ fn matmul_group(pool: &ThreadPool, isa: Isa, jobs: &mut [Option<MatmulJob<'_>>])
         let mut block = 0;
         while block < p.n_tokens {
             let block_end = (block + TOKEN_BLOCK).min(p.n_tokens);
-            let mut r = r0;
-            // Several rows at a time where a kernel for that exists.
-            let group = kernels::row_group(isa, p.w.dtype);
-            if group > 1 {
-                let mut tile = [[0f32; 4]; 4];
-                while r + group <= r1 {
-                    let rows: [&[u8]; 4] = std::array::from_fn(|k| p.w.row((r + k).min(r1 - 1)));
-                    let mut t = block;
-                    while t < block_end {
-                        let nt = (block_end - t).min(4);
-                        kernels::dot_row_group(
-                            isa,
-                            p.w.dtype,
-                            p.w.cols,
-                            &rows[..group],
-                            p.x,
-                            t,
-                            nt,
-                            &mut tile,
-                        );
-                        for (k, row) in tile[..group].iter().enumerate() {
-                            for (j, v) in row[..nt].iter().enumerate() {
-                                // SAFETY: (t + j, r + k) is written by this chunk alone.
-                                unsafe { p.out.slice((t + j) * p.w.rows + r + k, 1)[0] = *v };
-                            }
-                        }
-                        t += nt;
-                    }
-                    r += group;
-                }
-            }
-            for r in r..r1 {
+            for r in r0..r1 {
                 let w_row = p.w.row(r);
                 if block == 0 {
                     for line in (0..w_row.len()).step_by(64) {
@@ -344,7 +413,7 @@ fn matmul_group(pool: &ThreadPool, isa: Isa, jobs: &mut [Option<MatmulJob<'_>>])
                     );
                     for (k, v) in tmp[..nt].iter().enumerate() {
                         // SAFETY: (t + k, r) is written by this chunk alone.
-                        unsafe { p.out.slice((t + k) * p.w.rows + r, 1)[0] = *v };
+                        unsafe { p.out.slice((t + k) * p.w.rows + r, 1)[0] = biased(p, r, *v) };
                     }
                     t += nt;
                 }

@@ -179,18 +179,25 @@ fn matmul_on_the_pool_matches_row_by_row_dots() {
     }
 }
 
-/// f32 weights run several rows per kernel call (four on AVX-512, two on
-/// AVX2) and tokens in blocks of 64: each output must be the very value the
-/// one-row kernel of the same instruction set gives, whatever rows and
-/// tokens it was computed with, and close to the scalar reference. A row
-/// length that is no multiple of the vector width exercises the tails.
+/// f32 weights run in packed panels on AVX2 and AVX-512 (32 or 16 rows,
+/// up to 12 or 6 tokens a kernel call, tokens in blocks of 64): every output
+/// must be the fused reference's bits (one multiply-add per value, in
+/// order), whatever the number of tokens and rows it was computed with, on
+/// both instruction sets alike; the scalar instruction set gives its own
+/// reference. A row count that is no multiple of the panel and a row length
+/// that is no multiple of the vector width exercise the tails; a bias is
+/// added to the product's very bits.
 #[test]
-fn grouped_f32_rows_give_the_one_row_kernels_bits() {
+fn f32_weights_give_the_fused_references_bits_whatever_the_batch() {
     let mut rng = StdRng::seed_from_u64(11);
     let pool = ThreadPool::new(2);
     let (rows, cols) = (37, 100);
     let data: Vec<u8> = (0..rows)
         .flat_map(|_| random_row(&mut rng, DType::F32, cols))
+        .collect();
+    let weights: Vec<f32> = data
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
     let w = WeightMatrix {
         dtype: DType::F32,
@@ -198,21 +205,74 @@ fn grouped_f32_rows_give_the_one_row_kernels_bits() {
         cols,
         data: &data,
     };
-    for n_tokens in [1, 3, 70] {
+    let bias = random_f32(&mut rng, rows);
+    for n_tokens in [1, 3, 13, 70] {
         let x = random_f32(&mut rng, n_tokens * cols);
         for isa in Isa::available() {
+            let packed = kernels::f32_panels(isa, DType::F32).is_some();
+            assert_eq!(packed, isa != Isa::Scalar, "{}", isa.name());
             let acts = prepare(isa, DType::F32, &x, cols);
             let mut y = vec![0f32; n_tokens * rows];
             matmul(&pool, isa, w, &acts, &mut y);
+            let mut yb = vec![0f32; n_tokens * rows];
+            lucid_tensor::matmuls(
+                &pool,
+                isa,
+                &mut [lucid_tensor::MatmulJob {
+                    w,
+                    x: &acts,
+                    out: &mut yb,
+                    bias: Some(&bias),
+                }],
+            );
             for t in 0..n_tokens {
+                let xt = &x[t * cols..(t + 1) * cols];
                 for r in 0..rows {
-                    let mut one = [0f32];
-                    kernels::dot_rows(isa, DType::F32, cols, w.row(r), acts.rows(), t, &mut one);
                     let got = y[t * rows + r];
-                    assert_eq!(got.to_bits(), one[0].to_bits(), "{} {t},{r}", isa.name());
-                    let want = kernels::dot_scalar(DType::F32, cols, w.row(r), acts.rows(), t);
-                    assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()), "{t},{r}");
+                    let scalar = kernels::dot_scalar(DType::F32, cols, w.row(r), acts.rows(), t);
+                    let want = if packed {
+                        kernels::scalar::dot_f32_fused(&weights[r * cols..(r + 1) * cols], xt)
+                    } else {
+                        scalar
+                    };
+                    let at = format!("{} tokens={n_tokens} ({t}, {r})", isa.name());
+                    assert_eq!(got.to_bits(), want.to_bits(), "{at}");
+                    assert!((got - scalar).abs() <= 1e-4 * (1.0 + scalar.abs()), "{at}");
+                    let with_bias = yb[t * rows + r];
+                    assert_eq!(with_bias.to_bits(), (got + bias[r]).to_bits(), "{at}");
                 }
+            }
+        }
+    }
+}
+
+/// Panels packed by register transposes hold what the one-value-at-a-time
+/// reference writes: full and partial panels, row lengths with and without
+/// a tail, over a buffer that held something else before.
+#[test]
+fn f32_panels_pack_as_the_reference_does() {
+    let mut rng = StdRng::seed_from_u64(12);
+    for isa in Isa::available() {
+        let Some(panels) = kernels::f32_panels(isa, DType::F32) else {
+            continue;
+        };
+        for k_len in [16, 40, 100] {
+            for n_rows in [1, 7, panels.rows / 2 + 1, panels.rows] {
+                let rows: Vec<Vec<u8>> = (0..n_rows)
+                    .map(|_| random_row(&mut rng, DType::F32, k_len))
+                    .collect();
+                let refs: Vec<&[u8]> = rows.iter().map(Vec::as_slice).collect();
+                let mut got = vec![f32::NAN; panels.rows * k_len];
+                kernels::pack_f32_panel(isa, panels, &refs, k_len, &mut got);
+                let mut want = vec![f32::NAN; panels.rows * k_len];
+                kernels::pack_f32_panel_reference(&refs, panels.rows, k_len, &mut want);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&got),
+                    bits(&want),
+                    "{} k={k_len} rows={n_rows}",
+                    isa.name()
+                );
             }
         }
     }

@@ -127,40 +127,49 @@ impl Attention {
         let out_ptr = SharedMut::new(out);
         let scores_ptr = SharedMut::new(&mut scratch.scores);
         let next = AtomicUsize::new(0);
+        // Items are claimed a few at a time (one at a time when there are
+        // few, as in decoding), so that a short item costs no more than its
+        // claim.
+        let claim = (total / (n_threads * 8)).clamp(1, 16);
         pool.run(&|thread| {
             // SAFETY: each thread uses its own score buffer.
             let scores = unsafe { &mut scores_ptr.slice(thread, 1)[0] };
+            // The sequence of the last item and that sequence's first item:
+            // a thread's claims only move forward, so does this.
+            let (mut seq, mut seq_first) = (0, 0);
             loop {
-                let mut item = next.fetch_add(1, Ordering::Relaxed);
-                if item >= total {
+                let first = next.fetch_add(claim, Ordering::Relaxed);
+                if first >= total {
                     return;
                 }
-                let mut seq = 0;
-                while item >= spans[seq].len * s.n_kv_heads {
-                    item -= spans[seq].len * s.n_kv_heads;
-                    seq += 1;
+                for item in first..(first + claim).min(total) {
+                    while item >= seq_first + spans[seq].len * s.n_kv_heads {
+                        seq_first += spans[seq].len * s.n_kv_heads;
+                        seq += 1;
+                    }
+                    let item = item - seq_first;
+                    let span = spans[seq];
+                    let (kv_head, t) = (item / span.len, item % span.len);
+                    let pos = span.start_pos + t;
+                    let row = span.offset + t;
+                    let first_key = self.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+                    let last_key = self.last_key(span, pos);
+                    let cache = &caches[seq].cache.layers[layer];
+                    let query = GroupQuery {
+                        q: &q[row * qw + kv_head * gw..][..gw],
+                        k: cache.k.view(),
+                        v: cache.v.view(),
+                        stride: kvw,
+                        offset: kv_head * s.head_dim,
+                        head_dim: s.head_dim,
+                        keys: first_key..=last_key,
+                        scale: self.scale,
+                        softcap: self.softcap,
+                    };
+                    // SAFETY: each (row, group) output slice is written by one item.
+                    let o = unsafe { out_ptr.slice(row * qw + kv_head * gw, gw) };
+                    attend_group(&query, scores, o);
                 }
-                let span = spans[seq];
-                let (kv_head, t) = (item / span.len, item % span.len);
-                let pos = span.start_pos + t;
-                let row = span.offset + t;
-                let first_key = self.window.map_or(0, |w| (pos + 1).saturating_sub(w));
-                let last_key = self.last_key(span, pos);
-                let cache = &caches[seq].cache.layers[layer];
-                let query = GroupQuery {
-                    q: &q[row * qw + kv_head * gw..][..gw],
-                    k: cache.k.view(),
-                    v: cache.v.view(),
-                    stride: kvw,
-                    offset: kv_head * s.head_dim,
-                    head_dim: s.head_dim,
-                    keys: first_key..=last_key,
-                    scale: self.scale,
-                    softcap: self.softcap,
-                };
-                // SAFETY: each (row, group) output slice is written by one item.
-                let o = unsafe { out_ptr.slice(row * qw + kv_head * gw, gw) };
-                attend_group(&query, scores, o);
             }
         });
 

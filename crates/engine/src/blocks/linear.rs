@@ -150,16 +150,10 @@ impl Compute {
                 w: l.weight.matrix(),
                 x: &acts[slot],
                 out,
+                bias: l.bias.as_deref(),
             }
         });
         matmuls_iter(&self.pool, self.isa, mm);
-        for (l, out) in jobs.iter_mut() {
-            if let Some(b) = &l.bias {
-                for row in out.chunks_exact_mut(b.len()) {
-                    lucid_tensor::ops::add_assign(row, b);
-                }
-            }
-        }
     }
 
     /// `out = x · Wᵀ + b` for one layer.

@@ -214,40 +214,6 @@ pub unsafe fn dot_f32<const NT: usize>(w: &[f32], a: [&[f32]; NT], out: &mut [f3
     }
 }
 
-/// `out[r][t] = dot(w[r], a[t])` (`r` < 2) for two f32 weight rows at once: each
-/// activation load serves both rows. Every pair has its own accumulator,
-/// summed as [`dot_f32`] sums it, so the results are the same bits.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn dot_f32_2rows<const NT: usize>(
-    w: [&[f32]; 2],
-    a: [&[f32]; NT],
-    out: &mut [[f32; 4]; 4],
-) {
-    let n = w[0].len();
-    let mut acc = [[_mm256_setzero_ps(); NT]; 2];
-    let mut i = 0;
-    while i + 8 <= n {
-        // SAFETY: i + 8 <= n and every row has n values.
-        let w0 = unsafe { _mm256_loadu_ps(w[0].as_ptr().add(i)) };
-        let w1 = unsafe { _mm256_loadu_ps(w[1].as_ptr().add(i)) };
-        for t in 0..NT {
-            let av = unsafe { _mm256_loadu_ps(a[t].as_ptr().add(i)) };
-            acc[0][t] = _mm256_fmadd_ps(w0, av, acc[0][t]);
-            acc[1][t] = _mm256_fmadd_ps(w1, av, acc[1][t]);
-        }
-        i += 8;
-    }
-    for r in 0..2 {
-        for t in 0..NT {
-            let mut s = hsum(acc[r][t]);
-            for j in i..n {
-                s += w[r][j] * a[t][j];
-            }
-            out[r][t] = s;
-        }
-    }
-}
-
 /// `out[t] = dot(w, a[t])` for f16 weights (as raw halves) and f32 activations.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot_f16<const NT: usize>(w: &[[u8; 2]], a: [&[f32]; NT], out: &mut [f32]) {
@@ -758,4 +724,119 @@ pub unsafe fn dot_iq4xs<const NT: usize>(w: &[BlockIQ4XS], a: [&[BlockQ8K]; NT],
         }
     }
     out[..NT].copy_from_slice(&acc);
+}
+
+/// Weight rows in one packed panel of [`gemm_f32`]: two registers of eight
+/// lanes.
+pub const F32_PANEL_ROWS: usize = 16;
+
+/// `out[t][j] = Σ_k panel[k · 16 + j] · a[t · stride + k]` for the 16 weight
+/// rows of a packed panel (k-major) and `T` tokens: each output lane is one
+/// chain of fused multiply-adds in `k` order starting from zero, the
+/// arithmetic of [`super::scalar::dot_f32_fused`] (and so the same bits as
+/// the AVX-512 kernel's).
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; `panel` holds `16 · k_len` values and `a`
+/// holds `(T - 1) · stride + k_len`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn gemm_f32<const T: usize>(
+    panel: &[f32],
+    k_len: usize,
+    a: &[f32],
+    stride: usize,
+    out: &mut [[f32; F32_PANEL_ROWS]],
+) {
+    debug_assert!(panel.len() >= F32_PANEL_ROWS * k_len);
+    debug_assert!(T == 0 || a.len() >= (T - 1) * stride + k_len);
+    debug_assert!(out.len() >= T);
+    let mut acc = [[_mm256_setzero_ps(); 2]; T];
+    let w = panel.as_ptr();
+    let x: [*const f32; T] = std::array::from_fn(|t| a.as_ptr().wrapping_add(t * stride));
+    for k in 0..k_len {
+        // SAFETY: k < k_len: inside the panel and every token's row.
+        unsafe {
+            let w0 = _mm256_loadu_ps(w.add(k * F32_PANEL_ROWS));
+            let w1 = _mm256_loadu_ps(w.add(k * F32_PANEL_ROWS + 8));
+            for t in 0..T {
+                let xv = _mm256_broadcast_ss(&*x[t].add(k));
+                acc[t][0] = _mm256_fmadd_ps(w0, xv, acc[t][0]);
+                acc[t][1] = _mm256_fmadd_ps(w1, xv, acc[t][1]);
+            }
+        }
+    }
+    for t in 0..T {
+        // SAFETY: out[t] holds 16 values.
+        unsafe {
+            _mm256_storeu_ps(out[t].as_mut_ptr(), acc[t][0]);
+            _mm256_storeu_ps(out[t].as_mut_ptr().add(8), acc[t][1]);
+        }
+    }
+}
+
+/// Eight rows of eight values, transposed: `out[c]` holds value `c` of
+/// every row.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+    let mut t = [_mm256_setzero_ps(); 8];
+    for i in 0..4 {
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    // u[4j + m], lane L: rows 4j..4j+3, value 4L + m.
+    let mut u = [_mm256_setzero_ps(); 8];
+    for j in 0..2 {
+        u[4 * j] = _mm256_shuffle_ps::<0x44>(t[4 * j], t[4 * j + 2]);
+        u[4 * j + 1] = _mm256_shuffle_ps::<0xEE>(t[4 * j], t[4 * j + 2]);
+        u[4 * j + 2] = _mm256_shuffle_ps::<0x44>(t[4 * j + 1], t[4 * j + 3]);
+        u[4 * j + 3] = _mm256_shuffle_ps::<0xEE>(t[4 * j + 1], t[4 * j + 3]);
+    }
+    let mut out = [_mm256_setzero_ps(); 8];
+    for m in 0..4 {
+        out[m] = _mm256_permute2f128_ps::<0x20>(u[m], u[4 + m]);
+        out[4 + m] = _mm256_permute2f128_ps::<0x31>(u[m], u[4 + m]);
+    }
+    out
+}
+
+/// [`super::pack_f32_panel`] for 16-row panels: `out[k · 16 + j]` is value
+/// `k` of `rows[j]`, zero for `j` past the rows given; eight rows by eight
+/// values transposed in registers at a time.
+///
+/// # Safety
+/// The CPU has AVX2; every row holds `k_len` values, there are at most 16
+/// rows and `out` holds `16 · k_len` values.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn pack_f32(rows: &[&[f32]], k_len: usize, out: &mut [f32]) {
+    debug_assert!(rows.len() <= F32_PANEL_ROWS && out.len() >= F32_PANEL_ROWS * k_len);
+    debug_assert!(rows.iter().all(|r| r.len() >= k_len));
+    let o = out.as_mut_ptr();
+    for half in 0..2 {
+        let first = 8 * half;
+        let mut k0 = 0;
+        while k0 + 8 <= k_len {
+            let r: [__m256; 8] = std::array::from_fn(|i| match rows.get(first + i) {
+                Some(row) => {
+                    // The same values of the next panel's rows, read next.
+                    super::prefetch_line(row.as_ptr().wrapping_add(k0 + 16 * k_len));
+                    // SAFETY: k0 + 8 <= k_len <= the row's length.
+                    unsafe { _mm256_loadu_ps(row.as_ptr().add(k0)) }
+                }
+                None => _mm256_setzero_ps(),
+            });
+            for (c, col) in transpose8(r).into_iter().enumerate() {
+                // SAFETY: (k0 + c) · 16 + first + 8 <= 16 · k_len.
+                unsafe { _mm256_storeu_ps(o.add((k0 + c) * F32_PANEL_ROWS + first), col) };
+            }
+            k0 += 8;
+        }
+        for k in k0..k_len {
+            for i in 0..8 {
+                let v = rows.get(first + i).map_or(0.0, |row| row[k]);
+                // SAFETY: as above.
+                unsafe { *o.add(k * F32_PANEL_ROWS + first + i) = v };
+            }
+        }
+    }
 }

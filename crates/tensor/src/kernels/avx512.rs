@@ -738,40 +738,125 @@ pub fn prepare_iq4xs(row: &[BlockIQ4XS], out: &mut Vec<XsBlock>) {
     out.extend(row.iter().map(|b| prep_iq4xs(b)));
 }
 
-/// `out[r][t] = dot(w[r], a[t])` for `R` f32 weight rows and `T` tokens,
-/// sixteen lanes at a time: each activation load serves every row, each
-/// weight load every token. Each pair has its own accumulator, reduced and
-/// finished the same way whatever `R` and `T` are, so a row's value does
-/// not depend on which rows it was computed with.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c,fma,avx2")]
-pub unsafe fn dot_f32<const R: usize, const T: usize>(
-    w: [&[f32]; R],
-    a: [&[f32]; T],
-    out: &mut [[f32; 4]; 4],
+/// Weight rows in one packed panel of [`gemm_f32`]: two registers of
+/// sixteen lanes.
+pub const F32_PANEL_ROWS: usize = 32;
+
+/// `out[t][j] = Σ_k panel[k · 32 + j] · a[t · stride + k]` for the 32 weight
+/// rows of a packed panel (k-major: value `k` of every row together) and `T`
+/// tokens, `k` from 0 to `k_len`: each output lane is one chain of fused
+/// multiply-adds in `k` order starting from zero, the arithmetic of
+/// [`super::scalar::dot_f32_fused`], so its bits depend on neither `T` nor the
+/// instruction set. No horizontal sums: a lane is an output.
+///
+/// # Safety
+/// The CPU has AVX-512F and FMA; `panel` holds `32 · k_len` values and `a`
+/// holds `(T - 1) · stride + k_len`.
+#[target_feature(enable = "avx512f,fma,avx2")]
+pub unsafe fn gemm_f32<const T: usize>(
+    panel: &[f32],
+    k_len: usize,
+    a: &[f32],
+    stride: usize,
+    out: &mut [[f32; F32_PANEL_ROWS]],
 ) {
-    let n = w[0].len();
-    let mut acc = [[_mm512_setzero_ps(); T]; R];
-    let mut i = 0;
-    while i + 16 <= n {
-        // SAFETY: i + 16 <= n and every row has n values.
-        let av: [__m512; T] =
-            std::array::from_fn(|t| unsafe { _mm512_loadu_ps(a[t].as_ptr().add(i)) });
-        for r in 0..R {
-            // SAFETY: as above.
-            let wv = unsafe { _mm512_loadu_ps(w[r].as_ptr().add(i)) };
+    debug_assert!(panel.len() >= F32_PANEL_ROWS * k_len);
+    debug_assert!(T == 0 || a.len() >= (T - 1) * stride + k_len);
+    debug_assert!(out.len() >= T);
+    let mut acc = [[_mm512_setzero_ps(); 2]; T];
+    let w = panel.as_ptr();
+    let x: [*const f32; T] = std::array::from_fn(|t| a.as_ptr().wrapping_add(t * stride));
+    for k in 0..k_len {
+        // SAFETY: k < k_len: inside the panel and every token's row.
+        unsafe {
+            let w0 = _mm512_loadu_ps(w.add(k * F32_PANEL_ROWS));
+            let w1 = _mm512_loadu_ps(w.add(k * F32_PANEL_ROWS + 16));
             for t in 0..T {
-                acc[r][t] = _mm512_fmadd_ps(wv, av[t], acc[r][t]);
+                let xv = _mm512_set1_ps(*x[t].add(k));
+                acc[t][0] = _mm512_fmadd_ps(w0, xv, acc[t][0]);
+                acc[t][1] = _mm512_fmadd_ps(w1, xv, acc[t][1]);
             }
         }
-        i += 16;
     }
-    for r in 0..R {
-        for t in 0..T {
-            let mut s = _mm512_reduce_add_ps(acc[r][t]);
-            for j in i..n {
-                s += w[r][j] * a[t][j];
+    for t in 0..T {
+        // SAFETY: out[t] holds 32 values.
+        unsafe {
+            _mm512_storeu_ps(out[t].as_mut_ptr(), acc[t][0]);
+            _mm512_storeu_ps(out[t].as_mut_ptr().add(16), acc[t][1]);
+        }
+    }
+}
+
+/// Sixteen rows of sixteen values, transposed: `out[c]` holds value `c` of
+/// every row. Four rounds of shuffles: pairs of rows interleaved, then
+/// quadruples, then 128-bit lanes twice.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
+    let mut t = [_mm512_setzero_ps(); 16];
+    for i in 0..8 {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    // u[4j + m], lane L: rows 4j..4j+3, value 4L + m.
+    let mut u = [_mm512_setzero_ps(); 16];
+    for j in 0..4 {
+        u[4 * j] = _mm512_shuffle_ps::<0x44>(t[4 * j], t[4 * j + 2]);
+        u[4 * j + 1] = _mm512_shuffle_ps::<0xEE>(t[4 * j], t[4 * j + 2]);
+        u[4 * j + 2] = _mm512_shuffle_ps::<0x44>(t[4 * j + 1], t[4 * j + 3]);
+        u[4 * j + 3] = _mm512_shuffle_ps::<0xEE>(t[4 * j + 1], t[4 * j + 3]);
+    }
+    let mut out = [_mm512_setzero_ps(); 16];
+    for m in 0..4 {
+        let v_even = _mm512_shuffle_f32x4::<0x88>(u[m], u[4 + m]);
+        let v_odd = _mm512_shuffle_f32x4::<0xDD>(u[m], u[4 + m]);
+        let w_even = _mm512_shuffle_f32x4::<0x88>(u[8 + m], u[12 + m]);
+        let w_odd = _mm512_shuffle_f32x4::<0xDD>(u[8 + m], u[12 + m]);
+        out[m] = _mm512_shuffle_f32x4::<0x88>(v_even, w_even);
+        out[8 + m] = _mm512_shuffle_f32x4::<0xDD>(v_even, w_even);
+        out[4 + m] = _mm512_shuffle_f32x4::<0x88>(v_odd, w_odd);
+        out[12 + m] = _mm512_shuffle_f32x4::<0xDD>(v_odd, w_odd);
+    }
+    out
+}
+
+/// [`super::pack_f32_panel`] for 32-row panels: `out[k · 32 + j]` is value
+/// `k` of `rows[j]`, zero for `j` past the rows given; sixteen rows by
+/// sixteen values transposed in registers at a time.
+///
+/// # Safety
+/// The CPU has AVX-512F; every row holds `k_len` values, there are at most
+/// 32 rows and `out` holds `32 · k_len` values.
+#[target_feature(enable = "avx512f,avx2")]
+pub unsafe fn pack_f32(rows: &[&[f32]], k_len: usize, out: &mut [f32]) {
+    debug_assert!(rows.len() <= F32_PANEL_ROWS && out.len() >= F32_PANEL_ROWS * k_len);
+    debug_assert!(rows.iter().all(|r| r.len() >= k_len));
+    let o = out.as_mut_ptr();
+    for half in 0..2 {
+        let first = 16 * half;
+        let mut k0 = 0;
+        while k0 + 16 <= k_len {
+            let r: [__m512; 16] = std::array::from_fn(|i| match rows.get(first + i) {
+                Some(row) => {
+                    // The same values of the next panel's rows, read next.
+                    super::prefetch_line(row.as_ptr().wrapping_add(k0 + 32 * k_len));
+                    // SAFETY: k0 + 16 <= k_len <= the row's length.
+                    unsafe { _mm512_loadu_ps(row.as_ptr().add(k0)) }
+                }
+                None => _mm512_setzero_ps(),
+            });
+            for (c, col) in transpose16(r).into_iter().enumerate() {
+                // SAFETY: (k0 + c) · 32 + first + 16 <= 32 · k_len.
+                unsafe { _mm512_storeu_ps(o.add((k0 + c) * F32_PANEL_ROWS + first), col) };
             }
-            out[r][t] = s;
+            k0 += 16;
+        }
+        for k in k0..k_len {
+            for i in 0..16 {
+                let v = rows.get(first + i).map_or(0.0, |row| row[k]);
+                // SAFETY: as above.
+                unsafe { *o.add(k * F32_PANEL_ROWS + first + i) = v };
+            }
         }
     }
 }

@@ -229,66 +229,154 @@ pub(crate) fn dot_rows_usable(
     }
 }
 
-/// How many weight rows of `wtype` one kernel call takes at once on `isa`
-/// ([`dot_row_group`]): four f32 rows on AVX-512, two on AVX2, else one.
-pub(crate) fn row_group(isa: Isa, wtype: DType) -> usize {
-    match (isa, wtype) {
+/// How f32 weights are multiplied on an instruction set with vector
+/// kernels: in packed panels of `rows` weight rows, `k`-major (value `k` of
+/// every row together, [`pack_f32_panel`]), against up to `tokens` tokens
+/// per kernel call ([`gemm_f32`]). Each lane of a register is then one
+/// output, so no output ends in a horizontal sum, and each output is one
+/// chain of fused multiply-adds in order ([`scalar::dot_f32_fused`]), the
+/// same bits whatever the batch and on AVX2 and AVX-512 alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct F32Panels {
+    pub rows: usize,
+    pub tokens: usize,
+}
+
+/// The packed panels f32 weights use on `isa`, or `None` where weights of
+/// type `wtype` go row by row (every other type, and the scalar reference).
+pub fn f32_panels(isa: Isa, wtype: DType) -> Option<F32Panels> {
+    match (isa.usable(), wtype) {
         #[cfg(x86_kernels)]
-        (Isa::Avx512, DType::F32) => 4,
+        (Isa::Avx512, DType::F32) => Some(F32Panels {
+            rows: avx512::F32_PANEL_ROWS,
+            tokens: 10,
+        }),
         #[cfg(x86_kernels)]
-        (Isa::Avx2, DType::F32) => 2,
-        _ => 1,
+        (Isa::Avx2, DType::F32) => Some(F32Panels {
+            rows: avx2::F32_PANEL_ROWS,
+            tokens: 6,
+        }),
+        _ => None,
     }
 }
 
-/// [`dot_rows_usable`] for [`row_group`]`(isa, wtype)` weight rows at once
-/// (`w_rows.len()` of them): `out[r][t]` for row `r` and token `first + t`,
-/// the same values as one call of [`dot_rows_usable`] per row.
+/// Writes one panel of `panels.rows` rows to `out`: `out[k * rows + j]` is
+/// value `k` of `rows[j]` (f32 as stored, `k_len` values), zero for `j`
+/// past the rows given. Transposed in registers on the instruction sets
+/// that pack; [`pack_f32_panel_reference`] says what it must give.
+///
+/// Panics if `panels` is not [`f32_panels`]`(isa, F32)`, or on rows
+/// shorter than `k_len` or more than a panel.
+pub fn pack_f32_panel(isa: Isa, panels: F32Panels, rows: &[&[u8]], k_len: usize, out: &mut [f32]) {
+    assert_eq!(
+        Some(panels),
+        f32_panels(isa, DType::F32),
+        "pack_f32_panel: not this ISA's panels"
+    );
+    assert!(
+        rows.len() <= panels.rows,
+        "pack_f32_panel: more rows than a panel"
+    );
+    let n_rows = rows.len();
+    let rows: [&[f32]; 32] =
+        std::array::from_fn(|j| rows.get(j).map_or(&[][..], |r| cast_slice(r)));
+    let rows = &rows[..n_rows];
+    assert!(
+        rows.iter().all(|r| r.len() >= k_len),
+        "pack_f32_panel: rows too short"
+    );
+    assert!(
+        out.len() >= panels.rows * k_len,
+        "pack_f32_panel: output too small"
+    );
+    let _panel = out;
+    #[cfg(x86_kernels)]
+    match isa.usable() {
+        // SAFETY: the ISA is usable and the sizes were checked above.
+        Isa::Avx512 => unsafe { avx512::pack_f32(rows, k_len, _panel) },
+        Isa::Avx2 => unsafe { avx2::pack_f32(rows, k_len, _panel) },
+        Isa::Scalar => unreachable!(),
+    }
+}
+
+/// What [`pack_f32_panel`] writes, computed one value at a time.
+pub fn pack_f32_panel_reference(rows: &[&[u8]], panel_rows: usize, k_len: usize, out: &mut [f32]) {
+    let panel = &mut out[..panel_rows * k_len];
+    panel.fill(0.0);
+    for (j, row) in rows.iter().take(panel_rows).enumerate() {
+        for (k, v) in row.chunks_exact(4).take(k_len).enumerate() {
+            panel[k * panel_rows + j] = f32::from_le_bytes([v[0], v[1], v[2], v[3]]);
+        }
+    }
+}
+
+/// `out[t * panels.rows + j] = dot(row j, token first + t)` for the rows of
+/// one packed `panel` ([`pack_f32_panel`], `k_len` values a row) and `nt`
+/// tokens (1 to `panels.tokens`) of f32 activations.
+///
+/// Panics if `panels` is not [`f32_panels`]`(isa, F32)`, or on sizes that
+/// do not fit.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn dot_row_group(
+pub fn gemm_f32(
     isa: Isa,
-    wtype: DType,
-    n: usize,
-    w_rows: &[&[u8]],
+    panels: F32Panels,
+    panel: &[f32],
+    k_len: usize,
     a: ActRows<'_>,
     first: usize,
     nt: usize,
-    out: &mut [[f32; 4]; 4],
+    out: &mut [f32],
 ) {
+    let ActRows::F32 { data, n } = a else {
+        panic!("f32 weights need f32 activations");
+    };
+    assert_eq!(
+        n, k_len,
+        "gemm_f32: activation rows of {n}, weights of {k_len}"
+    );
+    assert!(
+        (1..=panels.tokens).contains(&nt),
+        "gemm_f32: 1 to {} tokens, not {nt}",
+        panels.tokens
+    );
+    assert!(
+        data.len() >= (first + nt) * n,
+        "gemm_f32: too few activation rows"
+    );
+    assert!(
+        panel.len() >= panels.rows * k_len,
+        "gemm_f32: panel too short"
+    );
+    assert!(out.len() >= nt * panels.rows, "gemm_f32: output too small");
+    assert_eq!(
+        Some(panels),
+        f32_panels(isa, DType::F32),
+        "gemm_f32: not this ISA's panels"
+    );
+    let a = &data[first * n..];
     #[cfg(x86_kernels)]
-    if wtype == DType::F32 {
-        // SAFETY: `row_group` only gives more than one row for these ISAs,
-        // which are only chosen when the CPU has their features.
-        unsafe {
-            match (isa, w_rows) {
-                (Isa::Avx512, &[w0, w1, w2, w3]) => {
-                    let w = [w0, w1, w2, w3].map(cast_slice::<u8, f32>);
-                    match nt {
-                        1 => avx512::dot_f32::<4, 1>(w, f32_rows(a, first), out),
-                        2 => avx512::dot_f32::<4, 2>(w, f32_rows(a, first), out),
-                        3 => avx512::dot_f32::<4, 3>(w, f32_rows(a, first), out),
-                        _ => avx512::dot_f32::<4, 4>(w, f32_rows(a, first), out),
-                    }
-                    return;
+    {
+        macro_rules! call {
+            ($isa:ident, $width:expr, $($t:literal)*) => {{
+                let out: &mut [[f32; $width]] = bytemuck::cast_slice_mut(&mut out[..nt * $width]);
+                match nt {
+                    // SAFETY: the ISA is usable (`f32_panels` lowers it) and
+                    // the sizes were checked above.
+                    $($t => unsafe { $isa::gemm_f32::<$t>(panel, k_len, a, n, out) },)*
+                    _ => unreachable!(),
                 }
-                (Isa::Avx2, &[w0, w1]) => {
-                    let w = [cast_slice(w0), cast_slice(w1)];
-                    match nt {
-                        1 => avx2::dot_f32_2rows::<1>(w, f32_rows(a, first), out),
-                        2 => avx2::dot_f32_2rows::<2>(w, f32_rows(a, first), out),
-                        3 => avx2::dot_f32_2rows::<3>(w, f32_rows(a, first), out),
-                        _ => avx2::dot_f32_2rows::<4>(w, f32_rows(a, first), out),
-                    }
-                    return;
-                }
-                _ => {}
-            }
+            }};
+        }
+        match isa.usable() {
+            Isa::Avx512 => call!(avx512, 32, 1 2 3 4 5 6 7 8 9 10 11 12),
+            Isa::Avx2 => call!(avx2, 16, 1 2 3 4 5 6),
+            Isa::Scalar => unreachable!(),
         }
     }
-    let mut tmp = [0f32; 4];
-    for (r, w) in w_rows.iter().enumerate() {
-        dot_rows_usable(isa, wtype, n, w, a, first, &mut tmp[..nt]);
-        out[r][..nt].copy_from_slice(&tmp[..nt]);
+    #[cfg(not(x86_kernels))]
+    {
+        let _ = (a, out);
+        unreachable!("no packed panels without x86 kernels")
     }
 }
 
@@ -325,16 +413,6 @@ fn dot_rows_nt<const NT: usize>(
     first: usize,
     out: &mut [f32],
 ) {
-    #[cfg(x86_kernels)]
-    if isa == Isa::Avx512 && wtype == DType::F32 {
-        // The sixteen-lane kernel, as `dot_row_group` uses for four rows, so
-        // that a row's value does not depend on its neighbours.
-        let mut tile = [[0f32; 4]; 4];
-        // SAFETY: AVX-512 is only chosen when the CPU has it.
-        unsafe { avx512::dot_f32::<1, NT>([cast_slice(w)], f32_rows(a, first), &mut tile) };
-        out[..NT].copy_from_slice(&tile[0][..NT]);
-        return;
-    }
     #[cfg(x86_kernels)]
     if isa.has_avx2() {
         // SAFETY: these ISAs are only chosen when the CPU has the features.
@@ -428,6 +506,20 @@ pub fn dot_scalar(wtype: DType, _n: usize, w: &[u8], a: ActRows<'_>, t: usize) -
 /// [`crate::matmuls`]), so 12 KiB ahead is, but near the range's end, what
 /// the thread reads next.
 pub const PREFETCH_BYTES: usize = 12 * 1024;
+
+/// Asks for the cache line at `at`; nothing off x86-64.
+#[inline(always)]
+pub fn prefetch_line<T>(at: *const T) {
+    #[cfg(x86_kernels)]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        // SAFETY: a prefetch is a hint with no architectural effect: it
+        // faults on no address, mapped or not.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(at.cast::<i8>()) };
+    }
+    #[cfg(not(x86_kernels))]
+    let _ = at;
+}
 
 /// Asks for the cache line [`PREFETCH_BYTES`] past `at`; nothing off x86-64.
 #[inline(always)]

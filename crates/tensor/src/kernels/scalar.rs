@@ -11,6 +11,12 @@ pub fn dot_f32(w: &[f32], a: &[f32]) -> f32 {
     w.iter().zip(a).map(|(w, a)| w * a).sum()
 }
 
+/// `dot(w, a)` as the packed f32 kernels compute each output: one fused
+/// multiply-add per value, in order, from zero. Their results are these bits.
+pub fn dot_f32_fused(w: &[f32], a: &[f32]) -> f32 {
+    w.iter().zip(a).fold(0.0, |s, (w, a)| w.mul_add(*a, s))
+}
+
 pub fn dot_q4_0_q8_0(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
     let mut sum = 0.0;
     for (w, a) in w.iter().zip(a) {
