@@ -105,9 +105,11 @@ impl Default for SchedulerConfig {
 /// A snapshot of the scheduler's load, for metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Requests waiting for a sequence slot.
+    /// Requests waiting: generations for a sequence slot, embedding and
+    /// scoring requests for their passes.
     pub queued: usize,
-    /// Sequences being read or generated.
+    /// Sequences being read or generated, and embedding or scoring requests
+    /// whose passes are running.
     pub active: usize,
     /// Bytes of keys and values held (active sequences and prefix cache).
     pub kv_cache_bytes: usize,
@@ -196,6 +198,8 @@ struct Shared {
     /// Average seconds from submission to the end, as f64 bits.
     avg_request_secs: AtomicU64,
     active: AtomicUsize,
+    /// Embedding and scoring requests whose passes are running.
+    embeds_running: AtomicUsize,
     kv_bytes: AtomicUsize,
     kv_reserved: AtomicUsize,
     prefix_entries: AtomicUsize,
@@ -275,6 +279,7 @@ impl Scheduler {
             next_id: AtomicU64::new(1),
             avg_request_secs: AtomicU64::new(1.0f64.to_bits()),
             active: AtomicUsize::new(0),
+            embeds_running: AtomicUsize::new(0),
             kv_bytes: AtomicUsize::new(0),
             kv_reserved: AtomicUsize::new(0),
             prefix_entries: AtomicUsize::new(0),
@@ -468,10 +473,13 @@ impl Scheduler {
     /// The current load.
     pub fn stats(&self) -> Stats {
         let s = self.shared();
-        let queued = s.inbox().queue.len();
+        let queued = {
+            let inbox = s.inbox();
+            inbox.queue.len() + inbox.embeds.len()
+        };
         Stats {
             queued,
-            active: s.active.load(Ordering::Relaxed),
+            active: s.active.load(Ordering::Relaxed) + s.embeds_running.load(Ordering::Relaxed),
             kv_cache_bytes: s.kv_bytes.load(Ordering::Relaxed),
             kv_reserved_bytes: s.kv_reserved.load(Ordering::Relaxed),
             kv_budget_bytes: s.config.kv_cache_bytes,
@@ -621,9 +629,17 @@ fn run(s: &Shared) {
         }
 
         // Embedding requests run whole, all together, between steps.
-        let jobs: Vec<EmbedJob> = s.inbox().embeds.drain(..).collect();
+        let jobs: Vec<EmbedJob> = {
+            let mut inbox = s.inbox();
+            // Counted as running before they leave the queue, so that the
+            // load never reads zero in between.
+            s.embeds_running
+                .store(inbox.embeds.len(), Ordering::Relaxed);
+            inbox.embeds.drain(..).collect()
+        };
         if !jobs.is_empty() {
             run_embeds(s, model, &mut ctx, jobs);
+            s.embeds_running.store(0, Ordering::Relaxed);
         }
 
         // Consumers that went away: stop within this step.

@@ -440,3 +440,47 @@ fn preempted_sequences_resume_with_the_same_output() {
     assert_eq!(alone, together);
     eprintln!("{} preemptions, same output", stats.preemptions);
 }
+
+/// An embedding request counts in the load while it waits and while its
+/// passes run (an idle check must not unload the model under it), and not
+/// after its answer.
+#[test]
+fn embedding_requests_count_in_the_load_until_answered() {
+    let m = model();
+    let sched = Scheduler::start(m.clone(), config());
+    let idle = sched.stats();
+    assert_eq!((idle.queued, idle.active), (0, 0));
+    // Enough tokens for passes that take a while on any machine.
+    let text = "The quick brown fox jumps over the lazy dog. ".repeat(8);
+    let ids = m.tokenizer.encode(&text, false, true).unwrap();
+    let inputs: Vec<Vec<u32>> = (0..16).map(|_| ids.clone()).collect();
+    let mut rx = sched
+        .embed(lucid_scheduler::EmbedRequest {
+            task: lucid_scheduler::EmbedTask::Embed,
+            inputs,
+            types: Vec::new(),
+        })
+        .unwrap();
+    let mut seen_busy = 0;
+    let vectors = loop {
+        let stats = sched.stats();
+        if stats.queued + stats.active > 0 {
+            seen_busy += 1;
+        }
+        match rx.try_recv() {
+            Ok(result) => break result.unwrap(),
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => panic!("the scheduler dropped the request: {e}"),
+        }
+    };
+    assert_eq!(vectors.len(), 16);
+    assert!(seen_busy > 0, "the load never showed the embedding request");
+    // The count drops as the loop leaves the passes, just after answering.
+    let t = Instant::now();
+    while (sched.stats().queued, sched.stats().active) != (0, 0) {
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", sched.stats());
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}

@@ -243,12 +243,12 @@ impl Metrics {
         let gauges: [(&str, &str, Get); 9] = [
             (
                 "lucid_queue_depth",
-                "Requests waiting for a sequence slot.",
+                "Requests waiting: generations for a sequence slot, embeddings for their pass.",
                 |s| s.queued as u64,
             ),
             (
                 "lucid_active_sequences",
-                "Sequences being read or generated.",
+                "Sequences being read or generated, and embedding requests being run.",
                 |s| s.active as u64,
             ),
             (

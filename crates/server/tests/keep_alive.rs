@@ -179,7 +179,9 @@ async fn a_busy_model_is_unloaded_after_its_requests() {
     // The server's default here is zero: unloaded as soon as it is idle.
     let start = Instant::now();
     while loaded(&client, &base).await.is_empty() || start.elapsed() < Duration::from_millis(300) {
-        assert!(start.elapsed() < Duration::from_secs(5));
+        // A guard against a hang, not a speed test: loading on a busy
+        // machine took over 5 s.
+        assert!(start.elapsed() < Duration::from_secs(30));
         tokio::time::sleep(Duration::from_millis(50)).await;
         if long.is_finished() {
             break;
