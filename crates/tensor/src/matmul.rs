@@ -324,13 +324,14 @@ fn matmul_group(pool: &ThreadPool, isa: Isa, jobs: &mut [Option<MatmulJob<'_>>])
         if let Some(panels) = p.panels {
             PANELS.with_borrow_mut(|buf| {
                 let k_len = p.w.cols;
-                let rows_at = |r: usize| -> [&[u8]; 32] {
+                let rows_at = |r: usize| -> [&[u8]; kernels::F32_PANEL_MAX_ROWS] {
                     std::array::from_fn(|j| p.w.row((r + j).min(r1 - 1)))
                 };
                 // Tokens `t0..t1` through the panel of rows `r..`.
                 let run_panel = |panel: &[f32], r: usize, t0: usize, t1: usize| {
                     let nr = (r1 - r).min(panels.rows);
-                    let mut tile = [0f32; 32 * 12];
+                    let mut tile =
+                        [0f32; kernels::F32_PANEL_MAX_ROWS * kernels::F32_PANEL_MAX_TOKENS];
                     let mut t = t0;
                     while t < t1 {
                         let nt = (t1 - t).min(panels.tokens);

@@ -180,7 +180,7 @@ fn matmul_on_the_pool_matches_row_by_row_dots() {
 }
 
 /// f32 weights run in packed panels on AVX2 and AVX-512 (32 or 16 rows,
-/// up to 12 or 6 tokens a kernel call, tokens in blocks of 64): every output
+/// up to 10 or 6 tokens a kernel call, tokens in blocks of 64): every output
 /// must be the fused reference's bits (one multiply-add per value, in
 /// order), whatever the number of tokens and rows it was computed with, on
 /// both instruction sets alike; the scalar instruction set gives its own

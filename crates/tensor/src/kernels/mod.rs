@@ -242,6 +242,15 @@ pub struct F32Panels {
     pub tokens: usize,
 }
 
+/// The most rows and tokens any instruction set's [`F32Panels`] has: the
+/// size of a caller's buffers.
+pub const F32_PANEL_MAX_ROWS: usize = 32;
+pub const F32_PANEL_MAX_TOKENS: usize = 10;
+#[cfg(x86_kernels)]
+const _: () = assert!(
+    avx512::F32_PANEL_ROWS <= F32_PANEL_MAX_ROWS && avx2::F32_PANEL_ROWS <= F32_PANEL_MAX_ROWS
+);
+
 /// The packed panels f32 weights use on `isa`, or `None` where weights of
 /// type `wtype` go row by row (every other type, and the scalar reference).
 pub fn f32_panels(isa: Isa, wtype: DType) -> Option<F32Panels> {
@@ -249,7 +258,7 @@ pub fn f32_panels(isa: Isa, wtype: DType) -> Option<F32Panels> {
         #[cfg(x86_kernels)]
         (Isa::Avx512, DType::F32) => Some(F32Panels {
             rows: avx512::F32_PANEL_ROWS,
-            tokens: 10,
+            tokens: F32_PANEL_MAX_TOKENS,
         }),
         #[cfg(x86_kernels)]
         (Isa::Avx2, DType::F32) => Some(F32Panels {
@@ -278,7 +287,7 @@ pub fn pack_f32_panel(isa: Isa, panels: F32Panels, rows: &[&[u8]], k_len: usize,
         "pack_f32_panel: more rows than a panel"
     );
     let n_rows = rows.len();
-    let rows: [&[f32]; 32] =
+    let rows: [&[f32]; F32_PANEL_MAX_ROWS] =
         std::array::from_fn(|j| rows.get(j).map_or(&[][..], |r| cast_slice(r)));
     let rows = &rows[..n_rows];
     assert!(
@@ -368,7 +377,7 @@ pub fn gemm_f32(
             }};
         }
         match isa.usable() {
-            Isa::Avx512 => call!(avx512, 32, 1 2 3 4 5 6 7 8 9 10 11 12),
+            Isa::Avx512 => call!(avx512, 32, 1 2 3 4 5 6 7 8 9 10),
             Isa::Avx2 => call!(avx2, 16, 1 2 3 4 5 6),
             Isa::Scalar => unreachable!(),
         }
